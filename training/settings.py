@@ -1,0 +1,47 @@
+"""Training settings: the paper's recipe as defaults; every field is a ``logllm train`` flag and a LOGLLM_ env var."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from model.settings import ModelSettings
+
+DatasetKind = Literal["hdfs-sessions", "hdfs", "bgl", "thunderbird", "liberty", "generic"]
+Stage = Literal["1", "2", "3"]
+
+
+class DataSettings(ModelSettings):
+    """Where the labeled logs are and how they become sequences."""
+
+    dataset: DatasetKind = Field("hdfs-sessions", description="which loader reads --data")
+    data: Path = Field(Path("../shared/data"), description="data directory (or file for 'generic')")
+    window_size: int = Field(100, gt=0, description="lines per window for line-labeled logs")
+    window_step: int = Field(100, gt=0, description="lines between window starts for line-labeled logs")
+    max_lines: int | None = Field(None, gt=0, description="read only the first N lines (Thunderbird: 10M)")
+    max_messages: int = Field(128, gt=0, description="messages kept per sequence (the first N)")
+    on_error: Literal["skip", "fail"] = Field("skip", description="malformed lines: count and skip, or stop")
+    seed: int = Field(42, description="seeds the split, sampling, initialisation and dropout")
+    validation_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out for model selection")
+
+
+class TrainSettings(DataSettings):
+    """The three-stage recipe of the paper; CPU users shrink the sample counts (see README)."""
+
+    output: Path = Field(Path("runs/latest"), description="checkpoint directory; each stage is saved under it")
+    beta: float = Field(0.3, gt=0, lt=1, description="minority-class share after oversampling")
+    stages: list[Stage] = Field(["1", "2", "3"], description="stages to run (drop some for the ablation)")
+    stage1_samples: int = Field(1000, gt=0, description="samples for stage 1 (decoder LoRA on the answer)")
+    stage1_lr: float = Field(5e-4, gt=0)
+    lr: float = Field(5e-5, gt=0, description="learning rate of stages 2 and 3")
+    stage2_epochs: float = Field(2.0, gt=0, description="epochs of stage 2 (projector, then + encoder LoRA)")
+    stage3_epochs: float = Field(2.0, gt=0, description="epochs of stage 3 (projector + both LoRAs)")
+    max_train_samples: int | None = Field(
+        None, gt=0, description="cap on training samples per epoch after oversampling (a CPU budget)"
+    )
+    batch_size: int = Field(16, gt=0, description="effective batch size")
+    micro_batch_size: int = Field(4, gt=0, description="sequences per forward pass; accumulates to batch_size")
+    gradient_checkpointing: bool = Field(False, description="trade compute for decoder activation memory")
+    resume: bool = Field(True, description="continue after the last completed stage found in --output")

@@ -1,0 +1,147 @@
+"""The three-stage LogLLM recipe: decoder LoRA on the answer, then projector (+ encoder LoRA), then everything.
+
+Each stage is checkpointed under ``<output>/stages/<name>`` and recorded in ``<output>/progress.json``, so an
+interrupted run resumes after its last completed stage. The final checkpoint (``<output>`` itself) carries the
+threshold that maximises F1 on the validation split and the test metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from model.checkpoint import Manifest, build_model, load_checkpoint, save_checkpoint
+from model.logllm import LogLLM
+from training.data import LabeledSequence
+from training.sampling import oversample_minority, seed_everything
+from training.settings import TrainSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One training stage: which parts learn, at what rate, on how many samples."""
+
+    name: str
+    projector: bool
+    encoder_lora: bool
+    decoder_lora: bool
+    lr: float
+    samples: int
+
+
+def plan_stages(settings: TrainSettings, n_train: int) -> list[StagePlan]:
+    """The paper's stages; stage 2 spends half its epochs on the projector alone, then adds the encoder LoRA."""
+    per_epoch = min(n_train, settings.max_train_samples or n_train)
+    half2 = max(1, round(per_epoch * settings.stage2_epochs / 2))
+    plans = {
+        "1": [StagePlan("1-decoder", False, False, True, settings.stage1_lr, settings.stage1_samples)],
+        "2": [
+            StagePlan("2a-projector", True, False, False, settings.lr, half2),
+            StagePlan("2b-encoder", True, True, False, settings.lr, half2),
+        ],
+        "3": [StagePlan("3-all", True, True, True, settings.lr, max(1, round(per_epoch * settings.stage3_epochs)))],
+    }
+    return [plan for stage in ("1", "2", "3") if stage in settings.stages for plan in plans[stage]]
+
+
+def sample_order(n: int, samples: int, rng: random.Random) -> list[int]:
+    """Shuffled passes over ``range(n)``, concatenated until ``samples`` indices: epochs without repeats inside."""
+    order: list[int] = []
+    while len(order) < samples:
+        epoch = list(range(n))
+        rng.shuffle(epoch)
+        order.extend(epoch)
+    return order[:samples]
+
+
+def run_stage(
+    model: LogLLM, plan: StagePlan, data: Sequence[LabeledSequence], settings: TrainSettings, seed: int
+) -> float:
+    """Train one stage with AdamW and gradient accumulation; returns the mean loss of its last 10 steps."""
+    model.train()
+    model.set_trainable(projector=plan.projector, encoder_lora=plan.encoder_lora, decoder_lora=plan.decoder_lora)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=plan.lr)
+    order = sample_order(len(data), plan.samples, random.Random(seed))
+    use_bf16 = model.device.type == "cuda" and torch.cuda.is_bf16_supported()
+    recent: list[float] = []
+    started = time.perf_counter()
+    bar = tqdm(total=len(order), desc=f"stage {plan.name}", unit="seq", dynamic_ncols=True)
+    for start in range(0, len(order), settings.batch_size):
+        batch = [data[i] for i in order[start : start + settings.batch_size]]
+        optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for micro in range(0, len(batch), settings.micro_batch_size):
+            part = batch[micro : micro + settings.micro_batch_size]
+            with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = model.loss([s.messages for s in part], [s.label for s in part]) * (len(part) / len(batch))
+            loss.backward()
+            total += float(loss)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        recent = (recent + [total])[-10:]
+        bar.update(len(batch))
+        rate = bar.n / max(time.perf_counter() - started, 1e-9)
+        bar.set_postfix(loss=f"{total:.4f}", seq_s=f"{rate:.1f}")
+    bar.close()
+    return sum(recent) / max(len(recent), 1)
+
+
+def _progress(output: Path) -> list[str]:
+    path = output / "progress.json"
+    return list(json.loads(path.read_text())["completed"]) if path.exists() else []
+
+
+def train(
+    settings: TrainSettings, train_set: Sequence[LabeledSequence], validation: Sequence[LabeledSequence]
+) -> tuple[LogLLM, Manifest, dict[str, float]]:
+    """Run the planned stages (resuming if asked) and pick the threshold on the validation split."""
+    from training.metrics import best_f1_threshold
+
+    print(f"seed {settings.seed}", flush=True)
+    seed_everything(settings.seed)
+    labels = [s.label for s in train_set]
+    balanced = oversample_minority(list(train_set), labels, beta=settings.beta, seed=settings.seed)
+    plans = plan_stages(settings, len(balanced))
+    done = _progress(settings.output) if settings.resume else []
+    resumed = [p for p in plans if p.name in done]
+    if resumed:
+        last = settings.output / "stages" / resumed[-1].name
+        print(f"resuming after stage {resumed[-1].name} from {last}", flush=True)
+        model, manifest = load_checkpoint(last, settings, trainable=True)
+    else:
+        model, enc_info, dec_info = build_model(settings)
+        manifest = Manifest(encoder=enc_info, decoder=dec_info, prompts=model.prompts)
+    manifest.max_messages = settings.max_messages
+    model.max_messages = settings.max_messages
+    manifest.training = {
+        **settings.model_dump(mode="json", exclude={"cache_dir", "data", "output"}),
+        "train_sequences": len(train_set),
+        "after_oversampling": len(balanced),
+        "stages_run": [p.name for p in plans],
+    }
+    if settings.gradient_checkpointing:
+        model.decoder.gradient_checkpointing_enable()
+    losses: dict[str, float] = {}
+    for index, plan in enumerate(plans):
+        if plan.name in done:
+            continue
+        losses[plan.name] = run_stage(model, plan, balanced, settings, settings.seed + index)
+        save_checkpoint(model, settings.output / "stages" / plan.name, manifest)
+        done.append(plan.name)
+        (settings.output / "progress.json").write_text(json.dumps({"completed": done, "losses": losses}) + "\n")
+    val_scores = model.score([s.messages for s in validation], batch_size=settings.micro_batch_size * 4)
+    model.threshold = best_f1_threshold([s.label for s in validation], val_scores)
+    print(f"threshold {model.threshold:.4f} (best F1 on {len(validation)} validation sequences)", flush=True)
+    manifest.training["final_losses"] = losses
+    return model, manifest, losses
