@@ -1,0 +1,253 @@
+"""The classifier loop: closed windows from the store, in batches, through the model, verdicts back.
+
+Small batches keep latency low when traffic is light; under load a batch fills up to max_batch_windows /
+max_batch_lines before max_batch_wait_ms runs out. The model runs in a worker thread so the event loop keeps
+serving HTTP. A window is acked only together with its verdict (``WindowStore.complete``), so a crash
+anywhere before that means a re-score by this worker's next life (``resume``) or by another (``reclaim``),
+never a loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Protocol, TypeVar
+
+from prometheus_client import Counter, Histogram
+from redis.exceptions import ResponseError
+
+from service.window_store import ClosedWindow, StoreUnavailable, Verdict, WindowStore
+
+log = logging.getLogger(__name__)
+IDLE_BLOCK_MS = 200  # how long an idle loop waits on Redis before it looks at stop() again
+RETRY_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
+T = TypeVar("T")
+
+
+class Scorer(Protocol):
+    """The model as the service sees it: P(anomalous) per sequence of preprocessed messages."""
+
+    threshold: float
+    version: str
+
+    def score(self, sequences: Sequence[Sequence[str]]) -> list[float]: ...
+
+
+class LoopMetrics(Protocol):
+    """The part of service.metrics.ServiceMetrics the loop updates."""
+
+    verdicts: Counter
+    batch_windows: Histogram
+    batch_lines: Histogram
+    queue_wait_seconds: Histogram
+    inference_seconds: Histogram
+    end_to_end_seconds: Histogram
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """The settings the loop needs; ``from_settings`` takes them by name from ``ServiceSettings``."""
+
+    max_batch_windows: int = 16
+    max_batch_lines: int = 4096
+    max_batch_wait_ms: int = 20
+    reclaim_idle_ms: int = 60_000
+    consumer: str = "logllm"
+
+    @classmethod
+    def from_settings(cls, settings: object) -> ClassifierConfig:
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls) if hasattr(settings, f.name)})
+
+
+def load_preprocess() -> Callable[[str], str]:
+    """model.preprocess.preprocess, imported when the loop starts (the model package may load slowly)."""
+    return importlib.import_module("model.preprocess").preprocess  # type: ignore[no-any-return]
+
+
+class ClassifierLoop:
+    """``await run()`` until ``stop()``; one per worker, any number of workers per consumer group."""
+
+    def __init__(
+        self,
+        store: WindowStore,
+        scorer: Scorer,
+        settings: object | None = None,
+        metrics: LoopMetrics | None = None,
+        preprocess: Callable[[str], str] | None = None,
+    ) -> None:
+        self.store = store
+        self.scorer = scorer
+        self.config = (
+            settings if isinstance(settings, ClassifierConfig) else ClassifierConfig.from_settings(settings)
+        )
+        self.metrics = metrics
+        self.preprocess = preprocess
+        self._stopping = asyncio.Event()
+        self._held: list[ClosedWindow] = []  # read but left out of the last batch by its limits
+        self._next_reclaim = 0.0
+
+    def stop(self) -> None:
+        """Ask run() to return: no new reads, the batch in flight is scored and acked first."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        if self.preprocess is None:
+            self.preprocess = load_preprocess()
+        cfg = self.config
+        resumed = await self._retrying(self.store.resume, cfg.consumer)
+        if resumed:
+            log.info("resuming %d windows this worker (%s) read before a restart", resumed, cfg.consumer)
+        while not self._stopping.is_set():
+            try:
+                if time.monotonic() >= self._next_reclaim:
+                    await self._reclaim()
+                batch = await self._collect()
+                if batch:
+                    await self._process(batch)
+            except StoreUnavailable as exc:
+                log.warning("classifier: %s; retrying", exc)
+                await self._sleep(RETRY_DELAYS_S[-1])
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("consumer groups are gone (Redis flushed or restarted empty?); creating them")
+                await self.store.setup()
+        log.info("classifier %s stopped", cfg.consumer)
+
+    async def _reclaim(self) -> None:
+        """Score what dead workers left behind, in batches within the limits."""
+        cfg = self.config
+        self._next_reclaim = time.monotonic() + max(cfg.reclaim_idle_ms / 2000, 0.1)
+        while not self._stopping.is_set():
+            windows = await self.store.reclaim(cfg.consumer, cfg.reclaim_idle_ms, cfg.max_batch_windows)
+            if not windows:
+                return
+            log.info("reclaimed %d windows idle over %d ms", len(windows), cfg.reclaim_idle_ms)
+            self._held.extend(windows)
+            while self._held:
+                await self._process(self._take(self._held))
+
+    async def _collect(self) -> list[ClosedWindow]:
+        """The next batch: waits up to IDLE_BLOCK_MS for a first window, then max_batch_wait_ms for more."""
+        cfg = self.config
+        if not self._held:
+            self._held = await self.store.read_batch(
+                cfg.consumer, cfg.max_batch_windows, cfg.max_batch_lines, IDLE_BLOCK_MS
+            )
+        if not self._held:
+            return []
+        deadline = time.monotonic() + cfg.max_batch_wait_ms / 1000
+        while not self._stopping.is_set() and self._room(self._held):
+            wait_ms = int((deadline - time.monotonic()) * 1000)
+            if wait_ms <= 0:
+                break
+            more = await self.store.read_batch(
+                cfg.consumer, cfg.max_batch_windows - len(self._held), cfg.max_batch_lines, wait_ms
+            )
+            if not more:
+                break
+            self._held.extend(more)
+        return self._take(self._held)
+
+    def _room(self, windows: list[ClosedWindow]) -> bool:
+        cfg = self.config
+        return (
+            len(windows) < cfg.max_batch_windows and sum(len(w.lines) for w in windows) < cfg.max_batch_lines
+        )
+
+    def _take(self, held: list[ClosedWindow]) -> list[ClosedWindow]:
+        """Cut a batch off the front of held within both limits; a window over max_batch_lines goes alone."""
+        cfg = self.config
+        batch: list[ClosedWindow] = []
+        lines = 0
+        while held and len(batch) < cfg.max_batch_windows:
+            if batch and lines + len(held[0].lines) > cfg.max_batch_lines:
+                break
+            window = held.pop(0)
+            batch.append(window)
+            lines += len(window.lines)
+        return batch
+
+    async def _process(self, batch: list[ClosedWindow]) -> None:
+        """Score one batch and complete it; a failing model leaves it unacked, to be reclaimed later."""
+        picked = time.time()
+        try:
+            scores, inference_s = await asyncio.to_thread(self._infer, batch)
+        except Exception:
+            log.exception(
+                "model failed on a batch of %d windows (%s...); left for a retry after reclaim_idle_ms",
+                len(batch),
+                batch[0].window_id,
+            )
+            return
+        threshold, version = float(self.scorer.threshold), str(self.scorer.version)
+        scored_at = time.time()
+        verdicts = [
+            (
+                window,
+                Verdict(
+                    window_id=window.window_id,
+                    label="anomalous" if score >= threshold else "normal",
+                    score=float(score),
+                    threshold=threshold,
+                    n_lines=len(window.lines),
+                    model_version=version,
+                    closed_at=window.closed_at,
+                    scored_at=scored_at,
+                ),
+            )
+            for window, score in zip(batch, scores, strict=True)
+        ]
+        written = set(await self._retrying(self.store.complete, verdicts))
+        self._observe(verdicts, written, picked, inference_s)
+
+    def _infer(self, batch: list[ClosedWindow]) -> tuple[list[float], float]:
+        """Runs in a worker thread: preprocessing is CPU work too."""
+        assert self.preprocess is not None
+        sequences = [[self.preprocess(line) for line in window.lines] for window in batch]
+        started = time.perf_counter()
+        scores = self.scorer.score(sequences)
+        elapsed = time.perf_counter() - started
+        if len(scores) != len(batch):
+            raise ValueError(f"scorer returned {len(scores)} scores for {len(batch)} sequences")
+        return list(scores), elapsed
+
+    def _observe(
+        self,
+        verdicts: list[tuple[ClosedWindow, Verdict]],
+        written: set[str],
+        picked: float,
+        inference_s: float,
+    ) -> None:
+        m = self.metrics
+        if m is None:
+            return
+        m.batch_windows.observe(len(verdicts))
+        m.batch_lines.observe(sum(v.n_lines for _, v in verdicts))
+        m.inference_seconds.observe(inference_s)
+        done = time.time()
+        for window, verdict in verdicts:
+            m.queue_wait_seconds.observe(max(0.0, picked - window.closed_at))
+            m.end_to_end_seconds.observe(max(0.0, done - window.closed_at))
+            if window.window_id in written:
+                m.verdicts.labels(label=verdict.label).inc()
+
+    async def _retrying(self, call: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Ride out a short Redis outage, so a scored batch still gets its verdicts (even while stopping)."""
+        for delay in RETRY_DELAYS_S:
+            try:
+                return await call(*args)
+            except StoreUnavailable as exc:
+                log.warning("%s failed (%s); retrying in %.1f s", getattr(call, "__name__", call), exc, delay)
+                await asyncio.sleep(delay)
+        return await call(*args)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once on stop()."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)

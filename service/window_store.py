@@ -1,0 +1,432 @@
+"""Windows of log lines in Redis: buffered while open, queued on a stream once closed, verdicts with a TTL.
+
+Every key of a window lives in the hash slot of its partition (``logllm:{p<k>}:...``, k = crc32(window key) %
+partitions), so one Lua script can append, decide the close and XADD atomically, and the layout runs on Redis
+Cluster. The scripts are in ``service/*.lua``; the Python side groups work by partition and pipelines it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+import zlib
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+log = logging.getLogger(__name__)
+GROUP = "classifiers"
+SWEEP_CHUNK = 500
+RESUME_PAGE = 1000
+
+
+class QueueFull(Exception):
+    """More closed windows await the model than ``max_ready_queue``: the request was refused as a whole."""
+
+    def __init__(self, depth: int, limit: int, retry_after_s: float) -> None:
+        super().__init__(f"{depth} windows await a verdict (max_ready_queue={limit})")
+        self.retry_after_s = retry_after_s
+
+
+class TooManySessions(Exception):
+    """Accepting the request would open more windows than ``max_open_windows``; nothing was accepted."""
+
+
+class StoreUnavailable(redis_errors.RedisError):
+    """Redis cannot take the request (out of memory, unreachable); the app answers 503."""
+
+
+class StoreOutOfMemory(StoreUnavailable, redis_errors.OutOfMemoryError):
+    """Redis refused a write at maxmemory; scripts fail before their first write, so nothing half-applied."""
+
+
+class StoreUnreachable(StoreUnavailable, redis_errors.ConnectionError):
+    """The connection to Redis failed or timed out."""
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """The settings the store needs; ``from_settings`` takes them by name from ``ServiceSettings``."""
+
+    partitions: int = 4
+    window_size: int = 100
+    window_step: int = 100
+    max_session_lines: int = 128
+    idle_timeout_s: float = 30.0
+    max_open_windows: int = 100_000
+    max_ready_queue: int = 10_000
+    retry_after_s: float = 1.0
+    verdict_ttl_s: int = 86_400
+    key_prefix: str = "logllm"
+
+    @classmethod
+    def from_settings(cls, settings: object) -> StoreConfig:
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls) if hasattr(settings, f.name)})
+
+
+@dataclass(frozen=True)
+class ClosedWindow:
+    entry_id: str
+    partition: int
+    window_id: str
+    lines: list[str]
+    reason: str
+    closed_at: float
+    window_key: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    window_id: str
+    label: str
+    score: float
+    threshold: float
+    n_lines: int
+    model_version: str
+    closed_at: float
+    scored_at: float
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    accepted: int
+    closed: list[str]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A stream entry as read, before its lines are fetched."""
+
+    partition: int
+    entry_id: str
+    window_id: str
+    window_key: str
+    reason: str
+    closed_at: float
+    n_lines: int
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Redis OOM and connection failures become StoreUnavailable subclasses, which the app maps to 503."""
+    try:
+        yield
+    except StoreUnavailable:
+        raise
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+        raise StoreUnreachable(f"Redis does not answer: {exc}") from exc
+    except redis_errors.ResponseError as exc:
+        if isinstance(exc, redis_errors.OutOfMemoryError) or "OOM" in str(exc):
+            raise StoreOutOfMemory(f"OOM: Redis is out of memory: {exc}") from exc
+        raise
+
+
+def _load_script(name: str) -> str:
+    # Beside this module, not importlib.resources.files("service"): under pytest, tests/service can shadow
+    # the package name with a namespace package, and files() would then look in the wrong directory.
+    return Path(__file__).with_name(name).read_text(encoding="utf-8")
+
+
+class WindowStore:
+    """Open windows, the ready queue and verdicts; async, one instance per process, safe for many workers."""
+
+    def __init__(self, redis: Redis, config: object | None = None) -> None:
+        self.redis = redis
+        self.config = config if isinstance(config, StoreConfig) else StoreConfig.from_settings(config)
+        lib = _load_script("windows_lib.lua")
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(lib + "\n" + _load_script(f"{name}.lua"))
+            for name in ("append", "close", "complete", "verdict")
+        }
+        self._partition_of = {self._stream(p): p for p in range(self.config.partitions)}
+        # Entries delivered to a consumer but not yet handed out (a multi-stream read may deliver more).
+        self._carry: dict[str, deque[_Entry]] = {}
+
+    # --- keys -------------------------------------------------------------------------------------------
+
+    def partition(self, window_key: str) -> int:
+        return zlib.crc32(window_key.encode("utf-8")) % self.config.partitions
+
+    def prefix(self, partition: int) -> str:
+        return f"{self.config.key_prefix}:{{p{partition}}}:"
+
+    def _stream(self, partition: int) -> str:
+        return self.prefix(partition) + "ready"
+
+    async def _run(self, name: str, partition: int, args: Sequence[Any], client: Any = None) -> Any:
+        """Call a script by SHA (redis-py loads it again on NOSCRIPT) with the partition's fixed keys."""
+        keys = [self._stream(partition), self.prefix(partition) + "lastseen", self.prefix(partition) + "open"]
+        return await self._scripts[name](
+            keys=keys, args=[self.prefix(partition), time.time(), *args], client=client
+        )
+
+    # --- setup and ingestion ------------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        """Load the scripts and create each partition's consumer group; safe to call again."""
+        with _translated():
+            for script in self._scripts.values():
+                await self.redis.script_load(script.script)
+            for p in range(self.config.partitions):
+                try:
+                    await self.redis.xgroup_create(self._stream(p), GROUP, id="0", mkstream=True)
+                except redis_errors.ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+
+    async def append(
+        self, items: Sequence[tuple[str, str]], mode: Literal["session", "fixed"]
+    ) -> AppendResult:
+        """Buffer (window key, content) items in order; refuses the whole request when a cap is reached.
+
+        The caps are checked for all partitions before any line is written, so a refused request accepts
+        nothing. They are soft under concurrency: requests checked at the same moment may each pass.
+        """
+        if not items:
+            return AppendResult(0, [])
+        by_partition: dict[int, list[str]] = {}
+        for key, content in items:
+            by_partition.setdefault(self.partition(key), []).extend((key, content))
+        await self._check_caps({key for key, _ in items})
+        cfg = self.config
+        with _translated():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for p, pairs in sorted(by_partition.items()):
+                    args = [mode, cfg.max_session_lines, cfg.window_size, cfg.window_step, *pairs]
+                    await self._run("append", p, args, client=pipe)
+                results = await pipe.execute()
+        return AppendResult(len(items), [_text(i) for result in results for i in result])
+
+    async def _check_caps(self, keys: set[str]) -> None:
+        """One round trip: queue depth and open count of every partition, and which keys are open."""
+        n = self.config.partitions
+        with _translated():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for p in range(n):
+                    pipe.xlen(self._stream(p))
+                    pipe.get(self.prefix(p) + "open")
+                ordered = sorted(keys)
+                for key in ordered:
+                    pipe.hget(self.prefix(self.partition(key)) + "meta:" + key, "open")
+                replies = await pipe.execute()
+        depth = sum(int(r) for r in replies[0 : 2 * n : 2])
+        if depth >= self.config.max_ready_queue:
+            raise QueueFull(depth, self.config.max_ready_queue, self.config.retry_after_s)
+        open_now = sum(int(r or 0) for r in replies[1 : 2 * n : 2])
+        new = sum(1 for r in replies[2 * n :] if r is None or _text(r) != "1")
+        if new and open_now + new > self.config.max_open_windows:
+            raise TooManySessions(
+                f"{open_now} windows open, this request would open {new} more"
+                f" (max_open_windows={self.config.max_open_windows})"
+            )
+
+    async def close(self, window_key: str) -> str | None:
+        """Close the open window of a session (or source); its id, or None if none was open."""
+        with _translated():
+            closed = await self._run("close", self.partition(window_key), ["explicit", "", window_key])
+        return _text(closed[0]) if closed else None
+
+    async def sweep_idle(self, now: float | None = None) -> list[str]:
+        """Close windows idle for idle_timeout_s; the script re-checks, so a line that just came wins."""
+        cutoff = (time.time() if now is None else now) - self.config.idle_timeout_s
+        closed: list[str] = []
+        with _translated():
+            for p in range(self.config.partitions):
+                while True:
+                    keys = await self.redis.zrangebyscore(
+                        self.prefix(p) + "lastseen", "-inf", cutoff, start=0, num=SWEEP_CHUNK
+                    )
+                    if not keys:
+                        break
+                    result = await self._run("close", p, ["idle", repr(cutoff), *keys])
+                    closed.extend(_text(i) for i in result)
+                    if len(keys) < SWEEP_CHUNK:
+                        break
+        return closed
+
+    # --- the ready queue ----------------------------------------------------------------------------------
+
+    async def read_batch(
+        self, consumer: str, max_windows: int, max_lines: int, block_ms: int
+    ) -> list[ClosedWindow]:
+        """Up to max_windows windows and max_lines lines (a longer window comes alone); [] after block_ms."""
+        carry = self._carry.setdefault(consumer, deque())
+        if not carry:
+            streams: dict[Any, Any] = {self._stream(p): ">" for p in range(self.config.partitions)}
+            with _translated():
+                reply = await self.redis.xreadgroup(
+                    GROUP, consumer, streams, count=max_windows, block=block_ms if block_ms > 0 else None
+                )
+            carry.extend(self._entries(reply))
+        taken: list[_Entry] = []
+        lines = 0
+        while carry and len(taken) < max_windows:
+            if taken and lines + carry[0].n_lines > max_lines:
+                break
+            entry = carry.popleft()
+            taken.append(entry)
+            lines += entry.n_lines
+        return await self._with_lines(taken)
+
+    async def resume(self, consumer: str) -> int:
+        """Put entries delivered to this consumer in an earlier life (never acked) ahead of its next reads.
+
+        A restarted worker with a stable name picks its own work up at once instead of after reclaim_idle_ms.
+        """
+        entries: list[_Entry] = []
+        with _translated():
+            for p in range(self.config.partitions):
+                after = "0"
+                while True:
+                    streams: dict[Any, Any] = {self._stream(p): after}
+                    reply = await self.redis.xreadgroup(GROUP, consumer, streams, count=RESUME_PAGE)
+                    page = self._entries(reply)
+                    entries.extend(page)
+                    if len(page) < RESUME_PAGE:
+                        break
+                    after = page[-1].entry_id
+        self._carry[consumer] = deque(entries)
+        return len(entries)
+
+    async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[ClosedWindow]:
+        """Take over up to count windows another (dead) worker read but never completed (XAUTOCLAIM)."""
+        entries: list[_Entry] = []
+        with _translated():
+            for p in range(self.config.partitions):
+                cursor: Any = "0-0"
+                while len(entries) < count:
+                    reply = await self.redis.xautoclaim(
+                        self._stream(p),
+                        GROUP,
+                        consumer,
+                        min_idle_ms,
+                        start_id=cursor,
+                        count=count - len(entries),
+                    )
+                    cursor = _text(reply[0])
+                    entries.extend(self._parse(p, entry_id, data) for entry_id, data in reply[1] if data)
+                    if cursor == "0-0":
+                        break
+        return await self._with_lines(entries)
+
+    def _entries(self, reply: Any) -> list[_Entry]:
+        """Parse an XREADGROUP reply (RESP2 list or RESP3 dict) into entries."""
+        if not reply:
+            return []
+        streams = reply.items() if isinstance(reply, dict) else ((s, [e]) for s, e in reply)
+        out: list[_Entry] = []
+        for stream, chunks in streams:
+            p = self._partition_of[_text(stream)]
+            out.extend(self._parse(p, i, d) for chunk in chunks for i, d in chunk if i is not None and d)
+        return out
+
+    @staticmethod
+    def _parse(partition: int, entry_id: Any, data: dict[Any, Any]) -> _Entry:
+        f = {_text(k): _text(v) for k, v in data.items()}
+        return _Entry(
+            partition,
+            _text(entry_id),
+            f["id"],
+            f["key"],
+            f["reason"],
+            float(f["closed_at"]),
+            int(f["n_lines"]),
+        )
+
+    async def _with_lines(self, entries: list[_Entry]) -> list[ClosedWindow]:
+        if not entries:
+            return []
+        with _translated():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for e in entries:
+                    pipe.lrange(self.prefix(e.partition) + "closed:" + e.window_id, 0, -1)
+                all_lines = await pipe.execute()
+        windows = []
+        for e, lines in zip(entries, all_lines, strict=True):
+            if not lines:  # completed meanwhile by a worker that reclaimed it: nothing left to do
+                log.warning("window %s (entry %s) has no lines left; skipping", e.window_id, e.entry_id)
+                continue
+            windows.append(
+                ClosedWindow(
+                    e.entry_id, e.partition, e.window_id, [_text(x) for x in lines], e.reason, e.closed_at,
+                    e.window_key,
+                )
+            )  # fmt: skip
+        return windows
+
+    async def complete(self, verdicts: Sequence[tuple[ClosedWindow, Verdict]]) -> list[str]:
+        """Write each verdict with its TTL, drop the lines and ack, atomically per window; idempotent.
+
+        Returns the ids whose verdict this call wrote (a re-scored window keeps its first verdict).
+        """
+        by_partition: dict[int, list[Any]] = {}
+        for window, v in verdicts:
+            by_partition.setdefault(window.partition, []).extend(
+                (
+                    window.entry_id, window.window_id, window.window_key, v.label, repr(v.score),
+                    repr(v.threshold), v.n_lines, v.model_version, repr(v.closed_at), repr(v.scored_at),
+                )
+            )  # fmt: skip
+        if not by_partition:
+            return []
+        with _translated():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for p, args in sorted(by_partition.items()):
+                    await self._run("complete", p, [GROUP, self.config.verdict_ttl_s, *args], client=pipe)
+                results = await pipe.execute()
+        return [_text(i) for result in results for i in result]
+
+    # --- reading state ------------------------------------------------------------------------------------
+
+    async def verdict(self, window_id: str) -> Verdict | Literal["pending"] | None:
+        """The verdict, "pending" (open, or closed and awaiting the model), or None (unknown or expired)."""
+        candidates = [(re.sub(r"#\d+$", "", window_id), "session")]
+        fixed = re.fullmatch(r"(.+):\d+", window_id)
+        if fixed:
+            candidates.append((fixed.group(1), "fixed"))
+        for key, kind in candidates:
+            with _translated():
+                found = await self._run("verdict", self.partition(key), [window_id, key, kind])
+            if found is None:
+                continue
+            if not isinstance(found, list):
+                return "pending"
+            f = {_text(k): _text(v) for k, v in zip(found[::2], found[1::2], strict=True)}
+            return Verdict(
+                window_id=window_id,
+                label=f["label"],
+                score=float(f["score"]),
+                threshold=float(f["threshold"]),
+                n_lines=int(f["n_lines"]),
+                model_version=f["model_version"],
+                closed_at=float(f["closed_at"]),
+                scored_at=float(f["scored_at"]),
+            )
+        return None
+
+    async def queue_depth(self) -> int:
+        """Closed windows not yet completed, all partitions (complete deletes entries from the stream)."""
+        with _translated():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for p in range(self.config.partitions):
+                    pipe.xlen(self._stream(p))
+                return sum(int(r) for r in await pipe.execute())
+
+    async def open_windows(self) -> int:
+        with _translated():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for p in range(self.config.partitions):
+                    pipe.get(self.prefix(p) + "open")
+                return sum(int(r or 0) for r in await pipe.execute())

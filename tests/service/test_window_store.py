@@ -1,0 +1,262 @@
+"""WindowStore against a real Redis: closes, window ids, caps, verdicts, reclaim and idempotent completes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+import redis.asyncio
+
+from service.window_store import (
+    QueueFull,
+    StoreOutOfMemory,
+    StoreUnavailable,
+    StoreUnreachable,
+    TooManySessions,
+    Verdict,
+    WindowStore,
+)
+
+pytestmark = pytest.mark.anyio
+MakeStore = Callable[..., Awaitable[WindowStore]]
+
+
+def verdict_for(window_id: str, score: float = 0.2) -> Verdict:
+    now = time.time()
+    return Verdict(window_id, "normal", score, 0.5, 1, "test", now, now)
+
+
+async def drain(store: WindowStore, consumer: str = "a") -> dict[str, list[str]]:
+    windows = await store.read_batch(consumer, 100, 10_000, 0)
+    return {w.window_id: w.lines for w in windows}
+
+
+async def test_a_session_closes_at_max_lines_and_the_next_window_is_numbered(make_store: MakeStore) -> None:
+    store = await make_store(max_session_lines=3)
+    result = await store.append([("blk_1", f"line {i}") for i in range(4)], "session")
+    assert (result.accepted, result.closed) == (4, ["blk_1"])
+    assert await store.close("blk_1") == "blk_1#1"
+    assert await store.close("blk_1") is None
+    assert await drain(store) == {"blk_1": ["line 0", "line 1", "line 2"], "blk_1#1": ["line 3"]}
+    assert await store.open_windows() == 0
+
+
+async def test_explicit_close_and_window_reasons(make_store: MakeStore) -> None:
+    store = await make_store()
+    await store.append([("a", "x"), ("b", "y"), ("a", "z")], "session")
+    assert await store.open_windows() == 2
+    assert await store.close("a") == "a"
+    windows = await store.read_batch("c", 10, 100, 0)
+    assert [(w.window_id, w.lines, w.reason) for w in windows] == [("a", ["x", "z"], "explicit")]
+    assert await store.close("never-seen") is None
+
+
+async def test_idle_sweep_closes_only_windows_idle_long_enough(make_store: MakeStore) -> None:
+    store = await make_store(idle_timeout_s=30)
+    await store.append([("old", "x")], "session")
+    assert await store.sweep_idle() == []  # 30 s have not passed
+    later = time.time() + 31
+    await store.append([("fresh", "y")], "session")
+    assert sorted(await store.sweep_idle(now=later)) == ["fresh", "old"]
+    assert (await store.read_batch("c", 10, 100, 0))[0].reason == "idle"
+    assert await store.open_windows() == 0
+
+
+async def test_the_idle_close_rechecks_the_last_line_time_atomically(make_store: MakeStore) -> None:
+    """A line that lands between the sweep's ZRANGEBYSCORE and its close keeps the window open."""
+    store = await make_store(idle_timeout_s=30)
+    await store.append([("s", "x")], "session")
+    p = store.partition("s")
+    stale_cutoff = time.time() - 60  # the sweep looked before the line came
+    assert await store._run("close", p, ["idle", repr(stale_cutoff), "s"]) == []
+    assert await store.verdict("s") == "pending"
+    assert await store.open_windows() == 1
+
+
+async def test_fixed_tumbling_windows(make_store: MakeStore) -> None:
+    store = await make_store(window_size=3, window_step=3)
+    result = await store.append([("web", f"l{i}") for i in range(7)], "fixed")
+    assert result.closed == ["web:0", "web:3"]
+    assert await store.close("web") == "web:6"
+    await store.append([("web", "l7")], "fixed")
+    assert await store.close("web") == "web:7"
+    assert await drain(store) == {
+        "web:0": ["l0", "l1", "l2"],
+        "web:3": ["l3", "l4", "l5"],
+        "web:6": ["l6"],
+        "web:7": ["l7"],
+    }
+
+
+async def test_fixed_sliding_windows(make_store: MakeStore) -> None:
+    store = await make_store(window_size=4, window_step=2)
+    result = await store.append([("web", f"l{i}") for i in range(9)], "fixed")
+    assert result.closed == ["web:0", "web:2", "web:4"]
+    assert await store.close("web") == "web:6"  # l6..l8: l8 was in no window yet
+    windows = await drain(store)
+    assert windows["web:2"] == ["l2", "l3", "l4", "l5"]
+    assert windows["web:4"] == ["l4", "l5", "l6", "l7"]
+    assert windows["web:6"] == ["l6", "l7", "l8"]
+
+
+async def test_a_sliding_tail_already_scored_is_not_a_window(make_store: MakeStore) -> None:
+    store = await make_store(window_size=4, window_step=2)
+    assert (await store.append([("web", f"l{i}") for i in range(6)], "fixed")).closed == ["web:0", "web:2"]
+    assert await store.close("web") is None
+    assert (await store.append([("web", f"l{i}") for i in range(6, 10)], "fixed")).closed == ["web:6"]
+
+
+async def test_verdict_is_pending_while_open_and_queued_then_final_with_a_ttl(make_store: MakeStore) -> None:
+    store = await make_store(verdict_ttl_s=1000, partitions=4)
+    assert await store.verdict("blk_7") is None
+    await store.append([("blk_7", "x"), ("blk_7", "y")], "session")
+    assert await store.verdict("blk_7") == "pending"
+    assert await store.verdict("blk_7#1") is None
+    await store.close("blk_7")
+    assert await store.verdict("blk_7") == "pending"
+    [window] = await store.read_batch("c", 10, 100, 0)
+    assert await store.complete([(window, verdict_for("blk_7", 0.25))]) == ["blk_7"]
+    found = await store.verdict("blk_7")
+    assert isinstance(found, Verdict)
+    assert (found.score, found.label, found.model_version) == (0.25, "normal", "test")
+    key = store.prefix(store.partition("blk_7")) + "verdict:blk_7"
+    assert 990 < await store.redis.ttl(key) <= 1000
+    assert await store.queue_depth() == 0
+    assert await store.redis.exists(store.prefix(window.partition) + "closed:blk_7") == 0
+
+
+async def test_fixed_window_verdicts_are_found_by_id(make_store: MakeStore) -> None:
+    store = await make_store(window_size=2, window_step=2)
+    await store.append([("a:b", "x"), ("a:b", "y"), ("a:b", "z")], "fixed")
+    assert await store.verdict("a:b:2") == "pending"  # the open partial window
+    assert await store.verdict("a:b:0") == "pending"  # closed, queued
+    assert await store.verdict("a:b:4") is None
+
+
+async def test_every_key_carries_its_partition_hash_tag(make_store: MakeStore) -> None:
+    store = await make_store(partitions=4)
+    await store.append([(f"s{i}", "x") for i in range(20)], "session")
+    await store.close("s3")
+    keys = [k.decode() if isinstance(k, bytes) else k for k in await store.redis.keys("*")]
+    assert keys and all(k.startswith("logllm:{p") for k in keys)
+    assert len({k.split("}")[0] for k in keys}) == 4
+
+
+async def test_the_open_window_cap_refuses_the_whole_request(make_store: MakeStore) -> None:
+    store = await make_store(max_open_windows=2)
+    await store.append([("a", "1"), ("b", "1")], "session")
+    await store.append([("a", "2")], "session")  # no new window: fine at the cap
+    with pytest.raises(TooManySessions, match="max_open_windows=2"):
+        await store.append([("a", "3"), ("c", "1")], "session")
+    assert await store.open_windows() == 2
+    await store.close("a")
+    assert (await drain(store))["a"] == ["1", "2"]
+
+
+async def test_the_queue_cap_refuses_the_whole_request_and_keeps_what_was_accepted(
+    make_store: MakeStore,
+) -> None:
+    store = await make_store(max_ready_queue=2, max_session_lines=2, retry_after_s=3.0)
+    await store.append([("open", "kept")], "session")
+    await store.append([("s1", "a"), ("s1", "b"), ("s2", "a"), ("s2", "b")], "session")
+    assert await store.queue_depth() == 2
+    with pytest.raises(QueueFull) as refused:
+        await store.append([("open", "refused"), ("s3", "a")], "session")
+    assert refused.value.retry_after_s == 3.0
+    assert await store.queue_depth() == 2
+    assert await store.open_windows() == 1
+    assert await store.close("open") == "open"
+    windows = await store.read_batch("c", 10, 100, 0)
+    assert {w.window_id: w.lines for w in windows} == {"s1": ["a", "b"], "s2": ["a", "b"], "open": ["kept"]}
+
+
+async def test_read_batch_keeps_to_its_limits_and_a_long_window_comes_alone(make_store: MakeStore) -> None:
+    store = await make_store(partitions=1)
+    await store.append([(f"s{i}", f"{j}") for i in range(5) for j in range(2)], "session")
+    await store.append([("long", f"{j}") for j in range(9)], "session")
+    for key in [*(f"s{i}" for i in range(5)), "long"]:
+        await store.close(key)
+    first = await store.read_batch("c", 2, 100, 0)
+    assert [w.window_id for w in first] == ["s0", "s1"]
+    second = await store.read_batch("c", 10, 3, 0)
+    assert [w.window_id for w in second] == ["s2"]
+    third = await store.read_batch("c", 10, 4, 0)
+    assert [w.window_id for w in third] == ["s3", "s4"]
+    assert [w.window_id for w in await store.read_batch("c", 10, 4, 0)] == ["long"]
+    assert await store.read_batch("c", 10, 4, 10) == []
+
+
+async def test_a_dead_consumers_windows_are_reclaimed(make_store: MakeStore) -> None:
+    store = await make_store()
+    await store.append([("s1", "x"), ("s2", "y")], "session")
+    await store.close("s1")
+    await store.close("s2")
+    assert len(await store.read_batch("dead", 10, 100, 0)) == 2  # read, never acked
+    assert await store.reclaim("alive", 60_000, 10) == []  # not idle long enough
+    reclaimed = await store.reclaim("alive", 0, 10)
+    assert sorted(w.window_id for w in reclaimed) == ["s1", "s2"]
+    assert {tuple(w.lines) for w in reclaimed} == {("x",), ("y",)}
+    await store.complete([(w, verdict_for(w.window_id)) for w in reclaimed])
+    assert await store.queue_depth() == 0
+    assert await store.reclaim("alive", 0, 10) == []
+
+
+async def test_complete_is_idempotent_the_first_verdict_stays(make_store: MakeStore) -> None:
+    store = await make_store()
+    await store.append([("s", "x")], "session")
+    await store.close("s")
+    [slow] = await store.read_batch("slow", 10, 100, 0)
+    [taken] = await store.reclaim("fast", 0, 10)
+    assert await store.complete([(taken, verdict_for("s", 0.1))]) == ["s"]
+    assert await store.complete([(slow, verdict_for("s", 0.9))]) == []  # the slow worker's late re-score
+    found = await store.verdict("s")
+    assert isinstance(found, Verdict) and found.score == 0.1
+    assert await store.queue_depth() == 0
+    pending = await store.redis.xpending(store.prefix(slow.partition) + "ready", "classifiers")
+    assert pending["pending"] == 0
+
+
+async def test_a_restarted_consumer_resumes_its_own_unacked_windows(make_store: MakeStore) -> None:
+    before = await make_store()
+    await before.append([("s", "x")], "session")
+    await before.close("s")
+    assert len(await before.read_batch("worker", 10, 100, 0)) == 1  # then the process dies
+    after = await make_store()
+    assert await after.read_batch("worker", 10, 100, 0) == []  # '>' gives only new entries
+    assert await after.resume("worker") == 1
+    assert [w.window_id for w in await after.read_batch("worker", 10, 100, 0)] == ["s"]
+
+
+async def test_a_closed_session_meta_expires_with_its_verdict(make_store: MakeStore) -> None:
+    store = await make_store(verdict_ttl_s=500)
+    await store.append([("s", "x")], "session")
+    await store.close("s")
+    [window] = await store.read_batch("c", 10, 100, 0)
+    await store.complete([(window, verdict_for("s"))])
+    meta = store.prefix(window.partition) + "meta:s"
+    assert 0 < await store.redis.ttl(meta) <= 500
+    await store.append([("s", "again")], "session")
+    assert await store.redis.ttl(meta) == -1  # open windows never expire
+    assert await store.close("s") == "s#1"
+
+
+async def test_redis_out_of_memory_is_store_unavailable_and_writes_nothing(make_store: MakeStore) -> None:
+    store = await make_store()
+    await store.redis.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(StoreOutOfMemory) as raised:
+            await store.append([("s", "x")], "session")
+        assert isinstance(raised.value, StoreUnavailable)
+    finally:
+        await store.redis.config_set("maxmemory", 0)
+    assert await store.open_windows() == 0
+    assert await store.verdict("s") is None
+
+
+async def test_an_unreachable_redis_is_store_unavailable() -> None:
+    client = redis.asyncio.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
+    store = WindowStore(client)
+    with pytest.raises(StoreUnreachable):
+        await store.append([("s", "x")], "session")
+    await client.aclose()
