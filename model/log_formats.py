@@ -1,0 +1,72 @@
+"""Cut the message content (and the label, where the format has one) out of a raw log line.
+
+LogLLM reads the content only; headers (dates, nodes, levels) are dropped. The layouts are the public Loghub ones:
+HDFS ``<Date> <Time> <Pid> <Level> <Component>: <Content>``; BGL ``<Label> <Timestamp> <Date> <Node> <Time>
+<NodeRepeat> <Type> <Component> <Level> <Content>``; Thunderbird and Liberty ``<Label> <Timestamp> <Date> <User>
+<Month> <Day> <Time> <Location> <Component>(\\[<PID>\\])?: <Content>``. In BGL, Thunderbird and Liberty the label
+``-`` means normal and anything else names an alert category.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+LogFormat = Literal["raw", "hdfs", "bgl", "thunderbird", "liberty"]
+FORMATS: tuple[str, ...] = ("raw", "hdfs", "bgl", "thunderbird", "liberty")
+
+_HDFS = re.compile(r"^\d{6} \d{6} \d+ \w+ [^:]+: (?P<content>.*)$")
+_COMPONENT = re.compile(r"^(?P<component>.*?)(?:\[\d+\])?: (?P<content>.*)$")  # Loghub: first ": " ends it
+
+
+class LogFormatError(ValueError):
+    """A line does not have the layout of its format."""
+
+
+@dataclass(frozen=True)
+class ParsedLine:
+    content: str
+    label: str | None = None
+    timestamp: str | None = None
+
+    @property
+    def is_anomalous(self) -> bool:
+        return is_anomalous_label(self.label)
+
+
+def is_anomalous_label(label: str | None) -> bool:
+    """Line-labeled logs mark normal lines with ``-``; anything else is an alert category."""
+    return label is not None and label != "-"
+
+
+def _short(line: str) -> str:
+    return line if len(line) <= 80 else line[:77] + "..."
+
+
+def _fields(line: str, count: int, fmt: str) -> list[str]:
+    parts = line.split(maxsplit=count)
+    if len(parts) < count:
+        raise LogFormatError(f"{fmt}: expected at least {count} header fields, got {len(parts)}: {_short(line)!r}")
+    return parts
+
+
+def parse_line(line: str, fmt: str) -> ParsedLine:
+    """The content of one line in format ``fmt``; raises LogFormatError naming the format and the line."""
+    line = line.rstrip("\r\n")
+    if fmt == "raw":
+        return ParsedLine(line)
+    if fmt == "hdfs":
+        match = _HDFS.match(line)
+        if match is None:
+            raise LogFormatError(f"hdfs: not '<date> <time> <pid> <level> <component>: ...': {_short(line)!r}")
+        return ParsedLine(match["content"], None, line[:13])
+    if fmt == "bgl":
+        parts = _fields(line, 9, fmt)
+        return ParsedLine(parts[9] if len(parts) > 9 else "", parts[0], parts[1])
+    if fmt in ("thunderbird", "liberty"):
+        parts = _fields(line, 8, fmt)
+        rest = parts[8] if len(parts) > 8 else ""
+        match = _COMPONENT.match(rest)
+        return ParsedLine(match["content"] if match else rest, parts[0], parts[1])
+    raise LogFormatError(f"unknown log format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -1,0 +1,48 @@
+"""Group messages into sequences: session windows by id, or fixed/sliding windows by position.
+
+Pure functions, so the offline loaders, ``logllm score`` and the online service cut windows the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
+from typing import TypeVar
+
+T = TypeVar("T")
+
+HDFS_BLOCK_PATTERN = r"blk_-?\d+"
+
+
+@lru_cache(maxsize=32)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def session_ids(text: str, pattern: str | re.Pattern[str] = HDFS_BLOCK_PATTERN) -> list[str]:
+    """Distinct session ids in order of appearance; a line naming several ids belongs to each."""
+    regex = _compiled(pattern) if isinstance(pattern, str) else pattern
+    return list(dict.fromkeys(match.group(0) for match in regex.finditer(text)))
+
+
+def group_sessions(
+    items: Iterable[tuple[str, T]], pattern: str | re.Pattern[str] = HDFS_BLOCK_PATTERN
+) -> dict[str, list[T]]:
+    """``(line text, payload)`` pairs grouped by the session ids found in the text, in first-seen order."""
+    sessions: dict[str, list[T]] = {}
+    for text, payload in items:
+        for sid in session_ids(text, pattern):
+            sessions.setdefault(sid, []).append(payload)
+    return sessions
+
+
+def fixed_windows(items: Sequence[T], size: int, step: int) -> Iterator[tuple[int, list[T]]]:
+    """``(start index, window)`` every ``step`` items; a trailing partial window is kept, not dropped."""
+    if size <= 0 or step <= 0:
+        raise ValueError(f"window size and step must be positive, got size={size} step={step}")
+    for start in range(0, len(items), step):
+        window = list(items[start : start + size])
+        yield start, window
+        if start + size >= len(items):
+            return
