@@ -10,6 +10,7 @@ import sys
 
 def build_parser() -> argparse.ArgumentParser:
     from model.score_cli import add_score_parser
+    from service.cli import add_serve_parser
     from training.cli import add_training_parsers
 
     parser = argparse.ArgumentParser(
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_training_parsers(subparsers)
     add_score_parser(subparsers)
+    add_serve_parser(subparsers)
     return parser
 
 

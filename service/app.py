@@ -1,0 +1,230 @@
+"""The FastAPI app: wiring and lifecycle; the routes live in service/routes_*.py.
+
+Start: connect Redis (or start an embedded one), set up the store, then serve at once while the checkpoint
+loads in the background, so /health/live answers and lines are accepted during a slow load; /health/ready says
+503 until the model has scored once. Stop (uvicorn has already stopped accepting and finished open requests):
+stop the sweeper, let the classifier finish and ack its batch in flight, close Redis, stop it if embedded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+from redis.exceptions import RedisError
+
+from service import routes_logs, routes_ops, routes_sequences
+from service.http_errors import install_error_handlers
+from service.metrics import ServiceMetrics
+from service.settings import ServiceSettings
+from service.state import ServiceState
+
+if TYPE_CHECKING:
+    from service.classifier import ClassifierLoop, Scorer
+    from service.window_store import WindowStore
+
+log = logging.getLogger(__name__)
+WARMUP_SEQUENCE = [["service warm-up"]]
+STOP_TIMEOUT_S = 60.0
+RESTART_DELAY_S = 1.0
+
+
+def load_scorer(settings: ServiceSettings) -> Scorer:
+    """The checkpoint on the configured device (``auto``: the GPU when there is one)."""
+    from model.checkpoint import load_checkpoint
+
+    model, manifest = load_checkpoint(settings.checkpoint, settings)
+    log.info("loaded checkpoint %s (model %s) on %s", settings.checkpoint, manifest.version, model.device)
+    return model
+
+
+class Runtime:
+    """The background work of one app: the store's Redis, the sweeper and the classifier."""
+
+    def __init__(self, state: ServiceState, scorer: Scorer | None) -> None:
+        self.state = state
+        self.given_scorer = scorer
+        self.store_ready = False
+        self.classifier: ClassifierLoop | None = None
+        self.stopping = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self.tasks = [
+            asyncio.create_task(self._sweep(), name="logllm-sweeper"),
+            asyncio.create_task(self._classify(), name="logllm-classifier"),
+        ]
+
+    async def ensure_store(self) -> bool:
+        """Set the store up (idempotent); retried by the sweeper while Redis is away at start."""
+        if not self.store_ready:
+            try:
+                await self.state.store.setup()
+                self.store_ready = True
+            except (RedisError, OSError) as exc:
+                log.warning("window store setup failed, will retry: %s", exc)
+        return self.store_ready
+
+    async def _sweep(self) -> None:
+        """Close idle windows and refresh the gauges every sweep_interval_s; survives Redis outages."""
+        settings, metrics = self.state.settings, self.state.metrics
+        failing = False
+        while not self.stopping.is_set():
+            try:
+                if await self.ensure_store():
+                    closed = await self.state.store.sweep_idle()
+                    if closed:
+                        metrics.windows_closed.labels(reason="idle").inc(len(closed))
+                    metrics.open_windows.set(await self.state.store.open_windows())
+                    metrics.ready_queue_depth.set(await self.state.store.queue_depth())
+                    if failing:
+                        log.info("idle sweep works again")
+                    failing = False
+            except (RedisError, OSError) as exc:
+                if not failing:
+                    log.warning("idle sweep failed (Redis?): %s", exc)
+                failing = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), settings.sweep_interval_s)
+
+    async def _classify(self) -> None:
+        """Load and warm the model, then run the classifier loop, restarting it if it dies."""
+        from service.classifier import ClassifierLoop
+
+        state = self.state
+        try:
+            scorer = self.given_scorer
+            if scorer is None:
+                scorer = await asyncio.to_thread(load_scorer, state.settings)
+            await asyncio.to_thread(scorer.score, WARMUP_SEQUENCE)
+        except Exception as exc:
+            state.model_error = f"model failed to load: {type(exc).__name__}: {str(exc)[:300]}"
+            log.exception("model failed to load from %s", state.settings.checkpoint)
+            return
+        state.scorer = scorer
+        log.info("model %s warm; classifier starting", getattr(scorer, "version", "?"))
+        while not self.stopping.is_set():
+            if not await self.ensure_store():
+                await asyncio.sleep(RESTART_DELAY_S)
+                continue
+            self.classifier = ClassifierLoop(state.store, scorer, state.settings, state.metrics)
+            try:
+                await self.classifier.run()
+            except Exception:
+                log.exception("classifier loop died; restarting in %.0f s", RESTART_DELAY_S)
+                await asyncio.sleep(RESTART_DELAY_S)
+            else:
+                return
+
+    async def stop(self) -> None:
+        """Finish the batch in flight and ack it; what is still queued waits in Redis for the next start."""
+        self.stopping.set()
+        if self.classifier is not None:
+            self.classifier.stop()
+        else:  # still loading the model: nothing in flight, do not wait for the load
+            for task in self.tasks:
+                if task.get_name() == "logllm-classifier":
+                    task.cancel()
+        done, pending = (
+            await asyncio.wait(self.tasks, timeout=STOP_TIMEOUT_S) if self.tasks else (set(), set())
+        )
+        for task in pending:
+            log.warning("%s did not stop within %.0f s; cancelling", task.get_name(), STOP_TIMEOUT_S)
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def check_checkpoint(settings: ServiceSettings) -> None:
+    """Fail at start, not minutes later in a background task, when the checkpoint path is plainly wrong."""
+    manifest = Path(settings.checkpoint) / "manifest.json"
+    if not manifest.is_file():
+        raise RuntimeError(f"checkpoint {settings.checkpoint}: {manifest.name} not found (--checkpoint)")
+
+
+def _client_options() -> dict[str, Any]:
+    """Retry a failed command twice, quickly: a Redis restart leaves dead pooled connections that the retry
+    replaces, while a Redis that is down still gets a 503 within a fraction of a second."""
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError, TimeoutError
+
+    return {
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        "retry_on_error": [ConnectionError, TimeoutError],
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+    }
+
+
+CLIENT_OPTIONS = _client_options()
+
+
+@asynccontextmanager
+async def open_store(settings: ServiceSettings) -> AsyncIterator[WindowStore]:
+    """A store on settings.redis_url, or on an embedded Redis when that is empty; closed on exit."""
+    from redis.asyncio import Redis
+
+    from service.window_store import WindowStore
+
+    async with contextlib.AsyncExitStack() as stack:
+        url = settings.redis_url
+        if not url:
+            from service.embedded_redis import EmbeddedRedis
+
+            embedded = EmbeddedRedis(settings.redis_data_dir)
+            url = await asyncio.to_thread(embedded.start)
+            stack.callback(embedded.stop)
+            log.info(
+                "embedded Redis at %s (data in %s)", url, settings.redis_data_dir or "a temporary directory"
+            )
+        client = Redis.from_url(url, **CLIENT_OPTIONS)
+        stack.push_async_callback(client.aclose)
+        yield WindowStore(client, settings)
+
+
+def create_app(
+    settings: ServiceSettings | None = None, scorer: Scorer | None = None, store: WindowStore | None = None
+) -> FastAPI:
+    """The service; ``scorer`` and ``store`` replace the checkpoint and the Redis connection (tests)."""
+    settings = settings or ServiceSettings()
+    metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if scorer is None:
+            check_checkpoint(settings)
+        async with contextlib.AsyncExitStack() as stack:
+            active = store if store is not None else await stack.enter_async_context(open_store(settings))
+            state = ServiceState(settings=settings, metrics=metrics, store=active)
+            app.state.service = state
+            runtime = Runtime(state, scorer)
+            await runtime.ensure_store()
+            runtime.start()
+            app.state.runtime = runtime
+            try:
+                yield
+            finally:
+                log.info("stopping: finishing the batch in flight")
+                await runtime.stop()
+                metrics.ready.set(0)
+
+    app = FastAPI(
+        title="logllm",
+        summary="Online log anomaly detection with LogLLM",
+        description="POST log lines; windows close by size, idle time or on request; each closed window gets "
+        "one verdict from the model. Errors are `{reason, message, field}`.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app, settings.retry_after_s)
+    app.include_router(routes_logs.router, tags=["logs"])
+    app.include_router(routes_sequences.router, tags=["sequences"])
+    app.include_router(routes_ops.router)
+    return app

@@ -1,0 +1,64 @@
+"""``logllm serve``: run the service under uvicorn; SIGTERM/SIGINT stop it gracefully.
+
+uvicorn owns the signals: it stops accepting, finishes open requests, then runs the app's shutdown, which lets
+the classifier finish and ack its batch in flight. Windows still queued stay in Redis for the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from model.cli_args import add_settings_arguments, settings_from_args
+from service.settings import ServiceSettings
+
+GRACEFUL_SHUTDOWN_S = 30
+
+
+def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve the HTTP API: ingest lines, window them in Redis, classify closed windows",
+        description="Every flag is also an environment variable LOGLLM_<FLAG>; prefer LOGLLM_AUTH_TOKEN over "
+        "--auth-token, which other users can see in the process list.",
+    )
+    add_settings_arguments(parser, ServiceSettings)
+    parser.set_defaults(handler=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve until a signal; 1 when the app could not start (bad checkpoint, Redis unreachable...)."""
+    settings = settings_from_args(ServiceSettings, args)
+    import uvicorn
+
+    from service.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        log_config=None,  # keep the logging set up by the CLI
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m service.cli serve ...``: the same command without the full ``logllm`` CLI."""
+    parser = argparse.ArgumentParser(prog="logllm")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    add_serve_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    sys.exit(args.handler(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Prometheus metrics on their own registry, so tests and several apps in one process never clash.
+
+Who updates what: the HTTP app counts lines (ingested, rejected), closes (size/idle/explicit, at the moment of
+closing) and sets the gauges; the ClassifierLoop observes batches, waits, inference, end-to-end and verdicts.
+No metric has a per-session label: session ids are unbounded.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+_SECONDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+
+
+class ServiceMetrics:
+    """All metric objects of one service instance, named as in DESIGN.md."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.lines_ingested = Counter("logllm_lines_ingested", "log lines accepted by POST /logs", registry=r)
+        self.lines_rejected = Counter(
+            "logllm_lines_rejected", "log lines rejected by POST /logs", ["reason"], registry=r
+        )
+        self.windows_closed = Counter(
+            "logllm_windows_closed", "windows closed, by why (size, idle, explicit)", ["reason"], registry=r
+        )
+        self.verdicts = Counter("logllm_verdicts", "verdicts written, by label", ["label"], registry=r)
+        self.batch_windows = Histogram(
+            "logllm_batch_windows", "windows per model call", buckets=_SIZES, registry=r
+        )
+        self.batch_lines = Histogram("logllm_batch_lines", "lines per model call", buckets=_SIZES, registry=r)
+        self.queue_wait_seconds = Histogram(
+            "logllm_queue_wait_seconds",
+            "from window closed to picked by a worker",
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "logllm_inference_seconds", "duration of one model call", buckets=_SECONDS, registry=r
+        )
+        self.end_to_end_seconds = Histogram(
+            "logllm_end_to_end_seconds", "from window closed to verdict written", buckets=_SECONDS, registry=r
+        )
+        self.open_windows = Gauge("logllm_open_windows", "windows receiving lines", registry=r)
+        self.ready_queue_depth = Gauge(
+            "logllm_ready_queue_depth", "closed windows not yet acknowledged", registry=r
+        )
+        self.ready = Gauge("logllm_ready", "1 when the model is warm and Redis answers", registry=r)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type, for GET /metrics."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

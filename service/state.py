@@ -1,0 +1,56 @@
+"""What the routes share: settings, metrics, the window store and the model once it is warm."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.http_errors import ApiError
+from service.metrics import ServiceMetrics
+from service.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from service.classifier import Scorer
+    from service.window_store import WindowStore
+
+
+@dataclass
+class ServiceState:
+    """One per app; ``scorer`` is None until the checkpoint is loaded and has scored once."""
+
+    settings: ServiceSettings
+    metrics: ServiceMetrics
+    store: WindowStore
+    scorer: Scorer | None = None
+    model_error: str | None = None
+
+
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+_bearer = HTTPBearer(auto_error=False, description="required when the service runs with auth_token set")
+
+
+def require_token(
+    state: Annotated[ServiceState, Depends(get_state)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """401 unless the request carries the configured bearer token; open when no token is configured."""
+    token = state.settings.auth_token
+    if token is None:
+        return
+    given = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing or wrong bearer token" if given else "send Authorization: Bearer <token>",
+            field="Authorization",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
