@@ -16,7 +16,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -190,6 +190,6 @@ def load_decoder(
     except OSError as exc:
         raise BackboneError(f"cannot load decoder '{name}' from {location}: {exc}") from exc
     if "quantization_config" not in kwargs:
-        decoder = decoder.to(device)
+        cast(Any, decoder).to(device)  # bitsandbytes places 4-bit weights itself
     info = BackboneInfo(name, resolved.fingerprint, int(decoder.config.hidden_size))
     return decoder, tokenizer, info

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from safetensors.torch import load_file, save_file
 
 from model import preprocess
@@ -112,9 +112,13 @@ def build_model(
     """A LogLLM on the configured backbones; ``fresh_lora`` attaches new (identity) LoRA adapters for training."""
     settings = settings or ModelSettings()
     device = pick_device(settings.device)
+    enc: Any
+    dec: Any
     enc, enc_tok, enc_info = load_encoder(encoder or settings.encoder, device)
     dec, dec_tok, dec_info = load_decoder(decoder or settings.decoder, device, settings.cache_dir, settings.quantize)
     if fresh_lora:
+        if getattr(dec, "is_loaded_in_4bit", False):
+            dec = prepare_model_for_kbit_training(dec, use_gradient_checkpointing=False)  # QLoRA: fp32 norms
         enc = get_peft_model(enc, encoder_lora_config())
         dec = get_peft_model(dec, decoder_lora_config())
     model = LogLLM(enc, enc_tok, dec, dec_tok, prompts=prompts, cache_size=settings.embedding_cache_size)

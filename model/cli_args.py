@@ -49,7 +49,8 @@ def settings_from_args(settings_cls: type[S], args: argparse.Namespace) -> S:
         return settings_cls(**given)
     except ValidationError as exc:
         problems = "; ".join(
-            f"--{'.'.join(str(p) for p in err['loc']).replace('_', '-')}: {err['msg']} (got {str(err.get('input'))[:60]!r})"
+            f"--{'.'.join(str(p) for p in err['loc']).replace('_', '-')}: {err['msg']}"
+            f" (got {str(err.get('input'))[:60]!r})"
             for err in exc.errors()
         )
         raise SystemExit(f"logllm: invalid settings: {problems}") from None

@@ -1,10 +1,11 @@
 """Cut the message content (and the label, where the format has one) out of a raw log line.
 
-LogLLM reads the content only; headers (dates, nodes, levels) are dropped. The layouts are the public Loghub ones:
-HDFS ``<Date> <Time> <Pid> <Level> <Component>: <Content>``; BGL ``<Label> <Timestamp> <Date> <Node> <Time>
-<NodeRepeat> <Type> <Component> <Level> <Content>``; Thunderbird and Liberty ``<Label> <Timestamp> <Date> <User>
-<Month> <Day> <Time> <Location> <Component>(\\[<PID>\\])?: <Content>``. In BGL, Thunderbird and Liberty the label
-``-`` means normal and anything else names an alert category.
+LogLLM reads the content only; headers (dates, nodes, levels) are dropped. The layouts are the public Loghub
+ones: HDFS ``<Date> <Time> <Pid> <Level> <Component>: <Content>``; BGL ``<Label> <Timestamp> <Date> <Node>
+<Time> <NodeRepeat> <Type> <Component> <Level> <Content>``; Thunderbird and Liberty ``<Label> <Timestamp>
+<Date> <User> <Month> <Day> <Time> <Location> <Component>(\\[<PID>\\])?: <Content>`` (a line without the
+component part keeps everything after the 8th field). In BGL, Thunderbird and Liberty the label ``-`` means
+normal and anything else names an alert category.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def _short(line: str) -> str:
 def _fields(line: str, count: int, fmt: str) -> list[str]:
     parts = line.split(maxsplit=count)
     if len(parts) < count:
-        raise LogFormatError(f"{fmt}: expected at least {count} header fields, got {len(parts)}: {_short(line)!r}")
+        raise LogFormatError(
+            f"{fmt}: expected at least {count} header fields, got {len(parts)}: {_short(line)!r}"
+        )
     return parts
 
 
@@ -59,7 +62,8 @@ def parse_line(line: str, fmt: str) -> ParsedLine:
     if fmt == "hdfs":
         match = _HDFS.match(line)
         if match is None:
-            raise LogFormatError(f"hdfs: not '<date> <time> <pid> <level> <component>: ...': {_short(line)!r}")
+            expected = "<date> <time> <pid> <level> <component>: ..."
+            raise LogFormatError(f"hdfs: not '{expected}': {_short(line)!r}")
         return ParsedLine(match["content"], None, line[:13])
     if fmt == "bgl":
         parts = _fields(line, 9, fmt)

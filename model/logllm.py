@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -65,8 +65,9 @@ class LogLLM(nn.Module):
         encode_batch_size: int = 256,
     ) -> None:
         super().__init__()
-        self.encoder = encoder
-        self.decoder = decoder
+        # Any: these become peft wrappers around the transformers models, and both APIs are only loosely typed
+        self.encoder: Any = encoder
+        self.decoder: Any = decoder
         self.encoder_tokenizer = encoder_tokenizer
         self.decoder_tokenizer = decoder_tokenizer
         self.prompts = prompts or Prompts()
@@ -136,8 +137,11 @@ class LogLLM(nn.Module):
         return table[torch.tensor([index[m] for m in messages], device=table.device)]
 
     # -- decoder inputs ------------------------------------------------------------------------------------------
+    def _embedding_table(self) -> nn.Embedding:
+        return cast(nn.Embedding, self.decoder.get_input_embeddings())
+
     def _embed_ids(self, ids: list[int]) -> Tensor:
-        table = self.decoder.get_input_embeddings()
+        table = self._embedding_table()
         return table(torch.tensor(ids, dtype=torch.long, device=table.weight.device))
 
     def build_batch(self, sequences: Sequence[Sequence[str]], answers: Sequence[list[int]] | None) -> DecoderBatch:
@@ -146,7 +150,7 @@ class LogLLM(nn.Module):
         if any(len(seq) == 0 for seq in sequences):
             raise ValueError("every sequence needs at least one message")
         vectors = self.encode_messages([m for seq in sequences for m in seq])
-        embed_dtype = self.decoder.get_input_embeddings().weight.dtype
+        embed_dtype = self._embedding_table().weight.dtype
         prefix, question = self._embed_ids(self._prefix_ids), self._embed_ids(self._question_ids)
         rows: list[Tensor] = []
         label_rows: list[list[int]] = []

@@ -1,10 +1,13 @@
-"""LogLLM preprocessing: replace the variable parts of a message with ``<*>``, with regexes only (no log parser).
+r"""LogLLM preprocessing: replace the variable parts of a message with ``<*>``, by regexes only (no parser).
 
 The patterns and their order follow the paper's reference code (shared/LOGLLM.md). Two quirks of that code are
 decided deliberately here (PREPROCESS_VERSION "2" records the decisions; checkpoints store it):
 1. booleans get word boundaries: ``falsehood`` stays ``falsehood`` (the reference turns it into ``<*>hood``).
-2. month + day keeps the space that follows: ``Jun 14 15:16:01 x`` -> ``<*> <*> x`` (the reference eats it and
-   glues the next token on).
+2. month + day keeps the space that follows: ``Jun 14 15:16:01 x`` -> ``<*> <*> x`` (the reference eats it
+   and glues the next token on: ``<*><*> x``). The reference's ``\s+\b`` after the day becomes a lookahead,
+   so what matches is unchanged (``Jun 14:30`` and a line-final ``Jun 14`` still do not match); only the
+   whitespace stays, as it was.
+Everything else is the reference's alternation, in its order; nothing is truncated here.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ PATTERNS: tuple[str, ...] = (
     r"\b(?:True|true|False|false)\b",  # 1 booleans (quirk 1: word boundaries added)
     rf"\b(?:{_NUMBER_WORDS})\b",  # 2 number words
     rf"\b(?:{_WEEKDAYS})\b",  # 3 weekdays
-    rf"\b(?:{_MONTHS})\s+\d{{1,2}}\b",  # 4 month + day (quirk 2: the trailing space is kept)
+    rf"\b(?:{_MONTHS})\s+\d{{1,2}}(?=\s+\b)",  # 4 month + day (quirk 2: space kept)
     r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?::\d{1,5})?",  # 5 IPv4 with optional port
     r"(?:[0-9A-Fa-f]{2}:){11}[0-9A-Fa-f]{2}",  # 6a long MAC-like
     r"(?:[0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}",  # 6b MAC
@@ -45,5 +48,5 @@ _ELLIPSIS = re.compile(r"\.{3,}")
 
 
 def preprocess(content: str) -> str:
-    """The message content with every variable replaced by ``<*>``; ``...`` (3+ dots) becomes ``.. `` first."""
+    """The content with every variable replaced by ``<*>``; ``...`` (3+ dots) becomes ``.. `` first."""
     return _VARIABLES.sub("<*>", _ELLIPSIS.sub(".. ", content))

@@ -13,10 +13,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from model.log_formats import LogFormatError, parse_line
-from model.windows import session_ids
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from model.log_formats import LogFormatError, parse_line
+from model.windows import session_ids
 from service.http_errors import ApiError
 from service.settings import ServiceSettings
 

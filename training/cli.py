@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
@@ -68,7 +69,10 @@ def run_eval(args: argparse.Namespace) -> int:
     model, manifest = load_checkpoint(settings.checkpoint, settings)
     result = evaluate(model, getattr(splits, settings.split), settings.batch_size, settings.threshold)
     out = settings.report or settings.checkpoint / f"eval-{settings.dataset}"
-    path = write_evaluation(out, result, {"dataset": settings.dataset, "split": settings.split, "model": manifest.version})
+    extra: dict[str, Any] = {"dataset": settings.dataset, "split": settings.split, "model": manifest.version}
+    if settings.eval_limit is not None:
+        extra["eval_limit"] = settings.eval_limit  # a sample of the split, not all of it
+    path = write_evaluation(out, result, extra)
     print(format_table(result.metrics))
     print(json.dumps({"report": str(path), "sequences_per_second": result.sequences_per_second}))
     return 0

@@ -12,6 +12,7 @@ from training.data import (
     load_hdfs_keyseq_benchmark,
     load_line_labeled,
     split_validation,
+    stratified_split,
 )
 from training.settings import DataSettings
 
@@ -58,7 +59,7 @@ def load_splits(settings: DataSettings) -> Splits:
             max_messages=settings.max_messages,
             on_error=settings.on_error,
         )
-        train, test = _random_split(sequences, settings.seed)
+        train, test = stratified_split(sequences, 0.2, settings.seed)
     elif settings.dataset == "generic":
         sequences = load_generic(
             _need(data, "data file"),
@@ -67,7 +68,7 @@ def load_splits(settings: DataSettings) -> Splits:
             max_messages=settings.max_messages,
             on_error=settings.on_error,
         )
-        train, test = _random_split(sequences, settings.seed)
+        train, test = stratified_split(sequences, 0.2, settings.seed)
     else:
         path = data if data.is_file() else _need(data / settings.dataset.capitalize(), "log folder")
         if path.is_dir():
@@ -85,15 +86,14 @@ def load_splits(settings: DataSettings) -> Splits:
             on_error=settings.on_error,
         )
     train, validation = split_validation(train, fraction=settings.validation_fraction, seed=settings.seed)
+    if settings.eval_limit is not None:
+        validation, test = (_sample(part, settings.eval_limit, settings.seed) for part in (validation, test))
     return Splits(list(train), list(validation), list(test))
 
 
-def _random_split(
-    sequences: list[LabeledSequence], seed: int, test_fraction: float = 0.2
-) -> tuple[list[LabeledSequence], list[LabeledSequence]]:
-    import random
+def _sample(part: list[LabeledSequence], limit: int, seed: int) -> list[LabeledSequence]:
+    """A stratified sample of at most ``limit`` sequences (smoke runs); reports must say when it was used."""
+    if len(part) <= limit:
+        return part
+    return stratified_split(part, limit / len(part), seed)[1]
 
-    order = list(sequences)
-    random.Random(seed).shuffle(order)
-    cut = int(len(order) * (1 - test_fraction))
-    return order[:cut], order[cut:]

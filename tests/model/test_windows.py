@@ -15,7 +15,8 @@ def test_session_ids_in_order_and_distinct() -> None:
 
 
 def test_a_line_naming_several_sessions_joins_each() -> None:
-    grouped = group_sessions([("blk_1 start", "a"), ("blk_2 and blk_1", "b"), ("none", "c"), ("blk_2 end", "d")])
+    lines = [("blk_1 start", "a"), ("blk_2 and blk_1", "b"), ("none", "c"), ("blk_2 end", "d")]
+    grouped = group_sessions(lines)
     assert grouped == {"blk_1": ["a", "b"], "blk_2": ["b", "d"]}
 
 

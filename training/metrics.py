@@ -1,0 +1,139 @@
+"""Detection metrics from labels (1 = anomalous) and scores (P(anomalous)), as plain JSON-ready values.
+
+A sequence counts as anomalous when its score is ``>= threshold``. Precision, recall and F1 follow
+scikit-learn's ``zero_division=0``; the false-positive rate is ``None`` without normal sequences and the AUCs
+are ``None`` unless both classes occur, because a number there would be made up.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+
+UNDEFINED_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """Counts at one threshold; the other metrics are ratios of these."""
+
+    tn: int
+    fp: int
+    fn: int
+    tp: int
+
+
+def as_arrays(labels: ArrayLike, scores: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Validate once here so every metric fails with the same clear message instead of deep in sklearn."""
+    y = np.asarray(labels).reshape(-1)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if y.shape != s.shape:
+        raise ValueError(f"metrics: {y.size} labels but {s.size} scores")
+    bad = np.flatnonzero((y != 0) & (y != 1))
+    if bad.size:
+        raise ValueError(f"metrics: labels must be 0 or 1, got {y[bad[0]].item()!r} at index {bad[0]}")
+    bad = np.flatnonzero(~np.isfinite(s))
+    if bad.size:
+        raise ValueError(f"metrics: scores must be finite, got {s[bad[0]].item()!r} at index {bad[0]}")
+    return y.astype(np.int64), s
+
+
+def confusion(labels: ArrayLike, scores: ArrayLike, threshold: float) -> Confusion:
+    """Counts of the decision ``score >= threshold``, the rule the model and the service apply."""
+    y, s = as_arrays(labels, scores)
+    pred = s >= threshold
+    truth = y == 1
+    return Confusion(
+        tn=int(np.sum(~pred & ~truth)),
+        fp=int(np.sum(pred & ~truth)),
+        fn=int(np.sum(~pred & truth)),
+        tp=int(np.sum(pred & truth)),
+    )
+
+
+def _ratio(num: int, den: int) -> float:
+    return num / den if den else 0.0
+
+
+def compute_metrics(labels: ArrayLike, scores: ArrayLike, threshold: float = 0.5) -> dict[str, Any]:
+    """Everything the report and the multi-seed summary need, at one operating point."""
+    y, s = as_arrays(labels, scores)
+    c = confusion(y, s, threshold)
+    precision = _ratio(c.tp, c.tp + c.fp)
+    recall = _ratio(c.tp, c.tp + c.fn)
+    both_classes = 0 < int(y.sum()) < y.size
+    return {
+        "threshold": float(threshold),
+        "n": int(y.size),
+        "positives": int(y.sum()),
+        "precision": precision,
+        "recall": recall,
+        "f1": _ratio(2 * c.tp, 2 * c.tp + c.fp + c.fn),
+        "fpr": c.fp / (c.fp + c.tn) if c.fp + c.tn else None,
+        "roc_auc": float(roc_auc_score(y, s)) if both_classes else None,
+        "pr_auc": float(average_precision_score(y, s)) if both_classes else None,
+        **asdict(c),
+    }
+
+
+def best_f1_threshold(labels: ArrayLike, scores: ArrayLike) -> float:
+    """The threshold that maximises F1 on the validation split (never the test split).
+
+    Ties go to the highest threshold (fewest false alarms). The returned value lies halfway between the lowest
+    score flagged and the highest score not flagged, so the boundary is not glued to a single validation
+    sample. Without both classes F1 says nothing about the boundary: 0.5 is returned, with a warning.
+    """
+    y, s = as_arrays(labels, scores)
+    if not 0 < int(y.sum()) < y.size:
+        warnings.warn(
+            f"best_f1_threshold: {y.size} labels with {int(y.sum())} anomalous; F1 cannot pick a threshold, "
+            f"using {UNDEFINED_THRESHOLD}",
+            stacklevel=2,
+        )
+        return UNDEFINED_THRESHOLD
+    precision, recall, thresholds = precision_recall_curve(y, s)
+    precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
+    best = np.flatnonzero(f1 >= f1.max() - 1e-12)
+    chosen = float(thresholds[best].max())
+    below = s[s < chosen]
+    if not below.size:
+        return chosen
+    midpoint = (chosen + float(below.max())) / 2
+    return midpoint if midpoint > below.max() else chosen  # adjacent floats: the midpoint rounds down
+
+
+def summarize_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float | int | None]]:
+    """Mean, sample std, min, max and n per numeric metric over seeds: one run's F1 is not a result.
+
+    Non-numeric entries (dataset names) and ``None`` values (undefined AUCs) are left out of the statistics;
+    ``n`` says how many runs each metric rests on, and ``std`` is ``None`` when fewer than two do.
+    """
+    names: dict[str, None] = {}
+    for run in runs:
+        names.update(dict.fromkeys(k for k, v in run.items() if _numeric(v)))
+    summary: dict[str, dict[str, float | int | None]] = {}
+    for name in names:
+        values = [float(run[name]) for run in runs if _numeric(run.get(name))]
+        summary[name] = {
+            "mean": float(np.mean(values)),
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+            "min": min(values),
+            "max": max(values),
+            "n": len(values),
+        }
+    return summary
+
+
+def _numeric(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        return False
+    return math.isfinite(float(value))
