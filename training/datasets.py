@@ -7,6 +7,7 @@ from pathlib import Path
 
 from training.data import (
     LabeledSequence,
+    LoadReport,
     load_generic,
     load_hdfs,
     load_hdfs_keyseq_benchmark,
@@ -15,6 +16,8 @@ from training.data import (
     stratified_split,
 )
 from training.settings import DataSettings
+
+LOG_FOLDERS = {"bgl": "BGL", "thunderbird": "Thunderbird", "liberty": "Liberty"}  # Loghub's folder names
 
 
 class DatasetError(RuntimeError):
@@ -28,13 +31,15 @@ class Splits:
     train: list[LabeledSequence]
     validation: list[LabeledSequence]
     test: list[LabeledSequence]
+    report: LoadReport
 
     def describe(self) -> str:
         def part(name: str, items: list[LabeledSequence]) -> str:
             anomalous = sum(s.label for s in items)
             return f"{name} {len(items)} ({anomalous} anomalous)"
 
-        return ", ".join(part(n, getattr(self, n)) for n in ("train", "validation", "test"))
+        sizes = ", ".join(part(n, getattr(self, n)) for n in ("train", "validation", "test"))
+        return f"{sizes}; {self.report.summary()}"
 
 
 def _need(path: Path, what: str) -> Path:
@@ -46,11 +51,15 @@ def _need(path: Path, what: str) -> Path:
 def load_splits(settings: DataSettings) -> Splits:
     """Read the configured data set; random 80/20 for sessions, chronological 80/20 for line-labeled logs."""
     data = settings.data
+    report = LoadReport()
     if settings.dataset == "hdfs-sessions":
         folder = data / "HDFS_deeplog_keyseq" if (data / "HDFS_deeplog_keyseq").is_dir() else data
         templates = data / "HDFS" / "HDFS_templates.csv"
         train, test = load_hdfs_keyseq_benchmark(
-            _need(folder, "DeepLog HDFS key sequences"), _need(templates, "HDFS templates"), seed=settings.seed
+            _need(folder, "DeepLog HDFS key sequences"),
+            _need(templates, "HDFS templates"),
+            seed=settings.seed,
+            report=report,
         )
     elif settings.dataset == "hdfs":
         sequences = load_hdfs(
@@ -58,6 +67,7 @@ def load_splits(settings: DataSettings) -> Splits:
             _need(data / "anomaly_label.csv", "anomaly_label.csv"),
             max_messages=settings.max_messages,
             on_error=settings.on_error,
+            report=report,
         )
         train, test = stratified_split(sequences, 0.2, settings.seed)
     elif settings.dataset == "generic":
@@ -67,10 +77,11 @@ def load_splits(settings: DataSettings) -> Splits:
             window_step=settings.window_step,
             max_messages=settings.max_messages,
             on_error=settings.on_error,
+            report=report,
         )
         train, test = stratified_split(sequences, 0.2, settings.seed)
     else:
-        path = data if data.is_file() else _need(data / settings.dataset.capitalize(), "log folder")
+        path = data if data.is_file() else _need(data / LOG_FOLDERS[settings.dataset], "log folder")
         if path.is_dir():
             logs = sorted(path.glob("*.log"))
             if not logs:
@@ -84,11 +95,12 @@ def load_splits(settings: DataSettings) -> Splits:
             max_lines=settings.max_lines,
             max_messages=settings.max_messages,
             on_error=settings.on_error,
+            report=report,
         )
     train, validation = split_validation(train, fraction=settings.validation_fraction, seed=settings.seed)
     if settings.eval_limit is not None:
         validation, test = (_sample(part, settings.eval_limit, settings.seed) for part in (validation, test))
-    return Splits(list(train), list(validation), list(test))
+    return Splits(list(train), list(validation), list(test), report)
 
 
 def _sample(part: list[LabeledSequence], limit: int, seed: int) -> list[LabeledSequence]:
