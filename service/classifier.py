@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 from prometheus_client import Counter, Histogram
 from redis.exceptions import ResponseError
 
+from model.preprocess import preprocess as model_preprocess
 from service.window_store import ClosedWindow, StoreUnavailable, Verdict, WindowStore
 
 log = logging.getLogger(__name__)
@@ -64,11 +64,6 @@ class ClassifierConfig:
         return cls(**{f.name: getattr(settings, f.name) for f in fields(cls) if hasattr(settings, f.name)})
 
 
-def load_preprocess() -> Callable[[str], str]:
-    """model.preprocess.preprocess, imported when the loop starts (the model package may load slowly)."""
-    return importlib.import_module("model.preprocess").preprocess  # type: ignore[no-any-return]
-
-
 class ClassifierLoop:
     """``await run()`` until ``stop()``; one per worker, any number of workers per consumer group."""
 
@@ -86,7 +81,7 @@ class ClassifierLoop:
             settings if isinstance(settings, ClassifierConfig) else ClassifierConfig.from_settings(settings)
         )
         self.metrics = metrics
-        self.preprocess = preprocess
+        self.preprocess = preprocess or model_preprocess
         self._stopping = asyncio.Event()
         self._held: list[ClosedWindow] = []  # read but left out of the last batch by its limits
         self._next_reclaim = 0.0
@@ -96,8 +91,6 @@ class ClassifierLoop:
         self._stopping.set()
 
     async def run(self) -> None:
-        if self.preprocess is None:
-            self.preprocess = load_preprocess()
         cfg = self.config
         resumed = await self._retrying(self.store.resume, cfg.consumer)
         if resumed:
@@ -208,7 +201,6 @@ class ClassifierLoop:
 
     def _infer(self, batch: list[ClosedWindow]) -> tuple[list[float], float]:
         """Runs in a worker thread: preprocessing is CPU work too."""
-        assert self.preprocess is not None
         sequences = [[self.preprocess(line) for line in window.lines] for window in batch]
         started = time.perf_counter()
         scores = self.scorer.score(sequences)
