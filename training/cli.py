@@ -48,7 +48,10 @@ def run_train(args: argparse.Namespace) -> int:
     result = evaluate(model, splits.test, batch_size=settings.micro_batch_size * 4)
     manifest.metrics = {"dataset": settings.dataset, "split": "test", **result.metrics}
     save_checkpoint(model, settings.output, manifest)
-    write_evaluation(settings.output / "eval", result, {"dataset": settings.dataset, "model": manifest.version})
+    extra: dict[str, Any] = {"dataset": settings.dataset, "split": "test", "model": manifest.version}
+    if settings.eval_limit is not None:
+        extra["eval_limit"] = settings.eval_limit  # a stratified sample of the split, not all of it
+    write_evaluation(settings.output / "eval", result, extra)
     print(format_table(result.metrics))
     print(f"checkpoint written to {settings.output} (version {manifest.version})")
     return 0
@@ -71,7 +74,7 @@ def run_eval(args: argparse.Namespace) -> int:
     out = settings.report or settings.checkpoint / f"eval-{settings.dataset}"
     extra: dict[str, Any] = {"dataset": settings.dataset, "split": settings.split, "model": manifest.version}
     if settings.eval_limit is not None:
-        extra["eval_limit"] = settings.eval_limit  # a sample of the split, not all of it
+        extra["eval_limit"] = settings.eval_limit  # a stratified sample of the split, not all of it
     path = write_evaluation(out, result, extra)
     print(format_table(result.metrics))
     print(json.dumps({"report": str(path), "sequences_per_second": result.sequences_per_second}))
