@@ -131,9 +131,7 @@ class Runtime:
             for task in self.tasks:
                 if task.get_name() == "logllm-classifier":
                     task.cancel()
-        done, pending = (
-            await asyncio.wait(self.tasks, timeout=STOP_TIMEOUT_S) if self.tasks else (set(), set())
-        )
+        done, pending = await asyncio.wait(self.tasks, timeout=STOP_TIMEOUT_S) if self.tasks else (set(), set())
         for task in pending:
             log.warning("%s did not stop within %.0f s; cancelling", task.get_name(), STOP_TIMEOUT_S)
             task.cancel()
@@ -169,8 +167,9 @@ CLIENT_OPTIONS = _client_options()
 
 @asynccontextmanager
 async def open_store(settings: ServiceSettings) -> AsyncIterator[WindowStore]:
-    """A store on settings.redis_url, or on an embedded Redis when that is empty; closed on exit."""
-    from redis.asyncio import Redis
+    """A store on settings.redis_url (a cluster when redis_cluster), or on an embedded Redis when that is
+    empty; closed on exit."""
+    from redis.asyncio import Redis, RedisCluster
 
     from service.window_store import WindowStore
 
@@ -182,10 +181,12 @@ async def open_store(settings: ServiceSettings) -> AsyncIterator[WindowStore]:
             embedded = EmbeddedRedis(settings.redis_data_dir)
             url = await asyncio.to_thread(embedded.start)
             stack.callback(embedded.stop)
-            log.info(
-                "embedded Redis at %s (data in %s)", url, settings.redis_data_dir or "a temporary directory"
-            )
-        client = Redis.from_url(url, **CLIENT_OPTIONS)
+            log.info("embedded Redis at %s (data in %s)", url, settings.redis_data_dir or "a temporary directory")
+        client: Redis | RedisCluster = (
+            RedisCluster.from_url(url, **CLIENT_OPTIONS)
+            if settings.redis_cluster
+            else Redis.from_url(url, **CLIENT_OPTIONS)
+        )
         stack.push_async_callback(client.aclose)
         yield WindowStore(client, settings)
 

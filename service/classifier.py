@@ -47,6 +47,7 @@ class LoopMetrics(Protocol):
     queue_wait_seconds: Histogram
     inference_seconds: Histogram
     end_to_end_seconds: Histogram
+    windows_failed: Counter
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class ClassifierConfig:
     max_batch_lines: int = 4096
     max_batch_wait_ms: int = 20
     reclaim_idle_ms: int = 60_000
+    max_deliveries: int = 5
     consumer: str = "logllm"
 
     @classmethod
@@ -77,9 +79,7 @@ class ClassifierLoop:
     ) -> None:
         self.store = store
         self.scorer = scorer
-        self.config = (
-            settings if isinstance(settings, ClassifierConfig) else ClassifierConfig.from_settings(settings)
-        )
+        self.config = settings if isinstance(settings, ClassifierConfig) else ClassifierConfig.from_settings(settings)
         self.metrics = metrics
         self.preprocess = preprocess or model_preprocess
         self._stopping = asyncio.Event()
@@ -149,9 +149,7 @@ class ClassifierLoop:
 
     def _room(self, windows: list[ClosedWindow]) -> bool:
         cfg = self.config
-        return (
-            len(windows) < cfg.max_batch_windows and sum(len(w.lines) for w in windows) < cfg.max_batch_lines
-        )
+        return len(windows) < cfg.max_batch_windows and sum(len(w.lines) for w in windows) < cfg.max_batch_lines
 
     def _take(self, held: list[ClosedWindow]) -> list[ClosedWindow]:
         """Cut a batch off the front of held within both limits; a window over max_batch_lines goes alone."""
@@ -167,15 +165,30 @@ class ClassifierLoop:
         return batch
 
     async def _process(self, batch: list[ClosedWindow]) -> None:
-        """Score one batch and complete it; a failing model leaves it unacked, to be reclaimed later."""
+        """Score one batch and complete it. When the model fails, the halves are tried alone, so one bad window
+        cannot hold its batch back; it stays unacked and is retried after reclaim_idle_ms, until it has been
+        handed out max_deliveries times: then it gets a "failed" verdict (the dead-letter path)."""
+        given_up = [w for w in batch if w.deliveries > self.config.max_deliveries]
+        if given_up:
+            await self._give_up(given_up)
+            batch = [w for w in batch if w.deliveries <= self.config.max_deliveries]
+            if not batch:
+                return
         picked = time.time()
         try:
             scores, inference_s = await asyncio.to_thread(self._infer, batch)
         except Exception:
+            if len(batch) > 1:
+                log.warning("model failed on a batch of %d windows; trying its halves alone", len(batch))
+                half = len(batch) // 2
+                await self._process(batch[:half])
+                await self._process(batch[half:])
+                return
             log.exception(
-                "model failed on a batch of %d windows (%s...); left for a retry after reclaim_idle_ms",
-                len(batch),
+                "model failed on window %s (delivery %d of %d); left for a retry after reclaim_idle_ms",
                 batch[0].window_id,
+                batch[0].deliveries,
+                self.config.max_deliveries,
             )
             return
         threshold, version = float(self.scorer.threshold), str(self.scorer.version)
@@ -198,6 +211,14 @@ class ClassifierLoop:
         ]
         written = set(await self._retrying(self.store.complete, verdicts))
         self._observe(verdicts, written, picked, inference_s)
+
+    async def _give_up(self, windows: list[ClosedWindow]) -> None:
+        error = f"the model failed on this window {self.config.max_deliveries} times; see the service log"
+        failed = await self._retrying(self.store.fail, windows, error)
+        log.error("gave up on %d windows after %d failed deliveries: %s", len(windows), self.config.max_deliveries,
+                  ", ".join(w.window_id for w in windows[:10]))  # fmt: skip
+        if self.metrics is not None and failed:
+            self.metrics.windows_failed.inc(len(failed))
 
     def _infer(self, batch: list[ClosedWindow]) -> tuple[list[float], float]:
         """Runs in a worker thread: preprocessing is CPU work too."""

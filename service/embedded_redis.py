@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -52,9 +53,10 @@ def free_port() -> int:
 class EmbeddedRedis:
     """Start with ``start()`` (returns the url) or ``with EmbeddedRedis(dir) as server: server.url``."""
 
-    def __init__(self, data_dir: Path | None = None, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path | None = None, port: int | None = None, extra_config: Sequence[str] = ()) -> None:
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.port = port
+        self.extra_config = list(extra_config)  # more redis.conf lines (the tests' cluster nodes)
         self.process: subprocess.Popen[bytes] | None = None
         self._temporary: Path | None = None
 
@@ -100,6 +102,7 @@ class EmbeddedRedis:
                     'save ""',
                     "daemonize no",
                     'logfile "redis.log"',
+                    *self.extra_config,
                 ]
             )
             + "\n"

