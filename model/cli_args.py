@@ -48,9 +48,13 @@ def settings_from_args(settings_cls: type[S], args: argparse.Namespace) -> S:
     try:
         return settings_cls(**given)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"--{'.'.join(str(p) for p in err['loc']).replace('_', '-')}: {err['msg']}"
-            f" (got {str(err.get('input'))[:60]!r})"
-            for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err) for err in exc.errors())
         raise SystemExit(f"logllm: invalid settings: {problems}") from None
+
+
+def _problem(err: Any) -> str:
+    """One validation error as the flag and what is wrong; a whole-settings check names its fields itself."""
+    if not err["loc"]:
+        return str(err["msg"]).removeprefix("Value error, ")
+    flag = "--" + ".".join(str(p) for p in err["loc"]).replace("_", "-")
+    return f"{flag}: {err['msg']} (got {str(err.get('input'))[:60]!r})"

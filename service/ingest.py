@@ -19,6 +19,7 @@ from model.log_formats import LogFormatError, parse_line
 from model.windows import session_ids
 from service.http_errors import ApiError
 from service.settings import ServiceSettings
+from service.windowing import Windowing
 
 WindowName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\s#]+$")]
 
@@ -31,7 +32,11 @@ class LogLine(BaseModel):
     message: str = Field(description="the raw log line, parsed with the configured log format")
     session_id: WindowName | None = Field(default=None, description="session window key; else taken from the message")
     timestamp: str | float | None = Field(default=None, description="informational; windows close on arrival time")
-    source: WindowName | None = Field(default=None, description="fixed-window key; else ?source= or 'default'")
+    source: WindowName | None = Field(
+        default=None,
+        description="where the line comes from: picks its windowing (--sources) and keys fixed windows;"
+        " else ?source= or 'default'",
+    )
 
 
 class LogsRequest(BaseModel):
@@ -54,9 +59,9 @@ class LogsResponse(BaseModel):
 
 @dataclass
 class Batch:
-    """What one request adds: items for the store plus the bookkeeping the response reports."""
+    """What one request adds: (window key, content) items per windowing, plus what the response reports."""
 
-    items: list[tuple[str, str]] = field(default_factory=list)
+    groups: dict[Windowing, list[tuple[str, str]]] = field(default_factory=dict)
     accepted: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     truncated: int = 0
@@ -106,29 +111,30 @@ def build_batch(lines: list[tuple[int, LogLine]], settings: ServiceSettings, rep
         if len(message) > settings.max_line_chars:
             message = message[: settings.max_line_chars]
             batch.truncated += 1
+        windowing = settings.windowing(line.source)
         try:
-            content = parse_line(message, settings.log_format).content
+            content = parse_line(message, windowing.log_format).content
         except LogFormatError as exc:
             batch.rejected.append(Rejection(index=index, reason="bad_format", message=str(exc)[:200]))
             continue
-        keys = window_keys(line, content, settings)
+        keys = window_keys(line, content, windowing)
         if not keys:
             batch.rejected.append(
                 Rejection(
                     index=index,
                     reason="no_session_id",
-                    message=f"no session_id field and no match of {settings.session_pattern!r}",
+                    message=f"no session_id field and no match of {windowing.session_pattern!r}",
                 )
             )
             continue
-        batch.items.extend((key, content) for key in keys)
+        batch.groups.setdefault(windowing, []).extend((key, content) for key in keys)
         batch.accepted += 1
     return batch
 
 
-def window_keys(line: LogLine, content: str, settings: ServiceSettings) -> list[str]:
-    if settings.window_mode == "fixed":
+def window_keys(line: LogLine, content: str, windowing: Windowing) -> list[str]:
+    if windowing.mode == "fixed":
         return [line.source or "default"]
     if line.session_id:
         return [line.session_id]
-    return list(dict.fromkeys(session_ids(content, settings.session_pattern)))
+    return list(dict.fromkeys(session_ids(content, windowing.session_pattern)))

@@ -112,8 +112,8 @@ async def post_logs(
             raise ApiError(400, "empty_body", "the body has no non-blank line")
         batch = build_batch([(i, LogLine(message=line, source=source)) for i, line in raw], settings, replaced)
     closed: list[str] = []
-    if batch.items:
-        result = await state.store.append(batch.items, settings.window_mode)
+    if batch.groups:
+        result = await state.store.append_groups(batch.groups)
         closed = list(result.closed)
     metrics = state.metrics
     metrics.lines_ingested.inc(batch.accepted)

@@ -6,17 +6,15 @@ Derives from ``ModelSettings`` so the backbones, device and quantization are con
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from model.settings import ModelSettings
-
-LogFormat = Literal["raw", "hdfs", "bgl", "thunderbird", "liberty"]
-WindowMode = Literal["session", "fixed"]
+from service.windowing import LogFormat, SourceWindowing, Windowing, WindowMode
 
 
 def default_consumer() -> str:
@@ -50,6 +48,12 @@ class ServiceSettings(ModelSettings):
     max_session_lines: int = Field(
         default=128, gt=0, description="a session window closes when it reaches this many lines"
     )
+    sources: dict[str, SourceWindowing] = Field(
+        default_factory=dict,
+        description='per-source windowing as JSON, e.g. \'{"bgl": {"window_mode": "fixed", "log_format":'
+        ' "bgl"}}\': keys window_mode, session_pattern, log_format, window_size, window_step, max_session_lines;'
+        " unset keys and other sources take the global values",
+    )
     idle_timeout_s: float = Field(default=30.0, gt=0, description="a window closes after this long without a line")
     sweep_interval_s: float = Field(default=1.0, gt=0, description="how often idle windows are looked for")
     max_open_windows: int = Field(
@@ -80,6 +84,8 @@ class ServiceSettings(ModelSettings):
     def _empty_data_dir_is_temporary(cls, value: object) -> object:
         return None if value == "" else value
 
+    _windowings: dict[str, Windowing] = PrivateAttr(default_factory=dict)
+
     @field_validator("session_pattern")
     @classmethod
     def _compiles(cls, value: str) -> str:
@@ -88,6 +94,21 @@ class ServiceSettings(ModelSettings):
         except re.error as exc:
             raise ValueError(f"not a regular expression: {exc}") from None
         return value
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _json_text(cls, value: object) -> object:
+        """The --sources flag gives JSON text (the env var is decoded by pydantic-settings already)."""
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not JSON: {exc}") from None
+        return value
+
+    def windowing(self, source: str | None) -> Windowing:
+        """How lines of this source (None: lines that name none) are windowed."""
+        return self._windowings.get(source or "", self._windowings[""])
 
     @field_validator("redis_url")
     @classmethod
@@ -109,11 +130,23 @@ class ServiceSettings(ModelSettings):
         return value if value is not None and value.get_secret_value() else None
 
     @model_validator(mode="after")
-    def _step_within_size(self) -> ServiceSettings:
-        # A step past the size would accept lines that no window ever scores.
-        if self.window_step > self.window_size:
-            raise ValueError(
-                f"window_step ({self.window_step}) exceeds window_size ({self.window_size}): lines between"
-                " windows would never be scored"
-            )
+    def _resolve_windowings(self) -> ServiceSettings:
+        base = Windowing(
+            self.window_mode, self.session_pattern, self.log_format, self.window_size, self.window_step,
+            self.max_session_lines,
+        )  # fmt: skip
+        windowings = {"": base} | {name: over.over(base) for name, over in self.sources.items()}
+        for name, w in windowings.items():
+            where = f"sources.{name}." if name else ""
+            # A step past the size would accept lines that no window ever scores.
+            if w.step > w.size:
+                raise ValueError(
+                    f"{where}window_step ({w.step}) exceeds {where}window_size ({w.size}): lines between"
+                    " windows would never be scored"
+                )
+            try:
+                re.compile(w.session_pattern)
+            except re.error as exc:
+                raise ValueError(f"{where}session_pattern: not a regular expression: {exc}") from None
+        self._windowings = windowings
         return self

@@ -16,7 +16,7 @@ import re
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +24,8 @@ from typing import Any, Literal
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
+
+from service.windowing import Windowing
 
 log = logging.getLogger(__name__)
 GROUP = "classifiers"
@@ -217,25 +219,36 @@ class WindowStore:
                         raise
 
     async def append(self, items: Sequence[tuple[str, str]], mode: Literal["session", "fixed"]) -> AppendResult:
-        """Buffer (window key, content) items in order; refuses the whole request when a cap is reached.
+        """Buffer (window key, content) items in order, windowed by ``mode`` and the configured sizes."""
+        cfg = self.config
+        windowing = Windowing(
+            mode=mode, size=cfg.window_size, step=cfg.window_step, max_session_lines=cfg.max_session_lines
+        )
+        return await self.append_groups({windowing: items})
+
+    async def append_groups(self, groups: Mapping[Windowing, Sequence[tuple[str, str]]]) -> AppendResult:
+        """Buffer each group's (window key, content) items in order with its own windowing; one call per request.
 
         The caps are checked for all partitions before any line is written, so a refused request accepts
         nothing. They are soft under concurrency: requests checked at the same moment may each pass.
         """
-        if not items:
+        calls: list[tuple[int, list[Any]]] = []
+        keys: set[str] = set()
+        for w, items in groups.items():
+            by_partition: dict[int, list[str]] = {}
+            for key, content in items:
+                by_partition.setdefault(self.partition(key), []).extend((key, content))
+                keys.add(key)
+            calls.extend(
+                (p, [w.mode, w.max_session_lines, w.size, w.step, *pairs]) for p, pairs in sorted(by_partition.items())
+            )
+        if not calls:
             return AppendResult(0, [])
-        by_partition: dict[int, list[str]] = {}
-        for key, content in items:
-            by_partition.setdefault(self.partition(key), []).extend((key, content))
-        await self._check_caps({key for key, _ in items})
-        cfg = self.config
-        calls = [
-            (p, [mode, cfg.max_session_lines, cfg.window_size, cfg.window_step, *pairs])
-            for p, pairs in sorted(by_partition.items())
-        ]
+        await self._check_caps(keys)
         with _translated():
             results = await self._run_each("append", calls)
-        return AppendResult(len(items), [_text(i) for result in results for i in result])
+        accepted = sum(len(items) for items in groups.values())
+        return AppendResult(accepted, [_text(i) for result in results for i in result])
 
     async def _check_caps(self, keys: set[str]) -> None:
         """One round trip: queue depth and open count of every partition, and which keys are open."""

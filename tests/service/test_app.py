@@ -167,6 +167,42 @@ def test_fixed_windows_slide_per_source(make_client: MakeClient) -> None:
     assert scored(client, "web:2")["n_lines"] == 4
 
 
+def test_each_source_is_windowed_and_parsed_by_its_own_settings(make_client: MakeClient) -> None:
+    bgl = Path(__file__).parents[1] / "fixtures" / "bgl" / "BGL.log"
+    bgl_lines = bgl.read_text().splitlines()[:6]
+    sources = {"bgl": {"window_mode": "fixed", "window_size": 3, "window_step": 3, "log_format": "bgl"}}
+    keyword = KeywordScorer()
+    client = make_client(scorer=keyword, sources=sources, max_session_lines=2)
+    lines = [{"message": line, "source": "bgl"} for line in bgl_lines]
+    lines += [{"message": "blk_7 served"}, {"message": "blk_7 deleted"}]  # no source: global session windows
+    response = client.post("/logs", json={"lines": lines})
+    assert response.status_code == 200, response.text
+    assert sorted(response.json()["closed"]) == ["bgl:0", "bgl:3", "blk_7"]
+    assert scored(client, "bgl:3")["n_lines"] == 3 and scored(client, "blk_7")["n_lines"] == 2
+    scored_bgl = [s for s in keyword.scored if len(s) == 3]
+    assert scored_bgl[0][0] == "instruction cache parity error corrected"  # the bgl format cut the content out
+
+    text = client.post("/logs?source=bgl", content="not a bgl line\n", headers={"Content-Type": "text/plain"})
+    assert text.json()["rejected"][0]["reason"] == "bad_format"  # parsed as bgl, not raw
+
+
+def test_source_settings_come_from_json_and_bad_ones_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGLLM_SOURCES", '{"tb": {"window_mode": "fixed", "window_size": 20, "window_step": 10}}')
+    settings = ServiceSettings()
+    assert (settings.windowing("tb").mode, settings.windowing("tb").size, settings.windowing("tb").step) == (
+        "fixed",
+        20,
+        10,
+    )
+    assert settings.windowing("other") == settings.windowing(None) and settings.windowing(None).mode == "session"
+    with pytest.raises(ValueError, match="sources.tb.window_step"):
+        ServiceSettings(sources='{"tb": {"window_size": 5, "window_step": 10}}')
+    with pytest.raises(ValueError, match="sources"):
+        ServiceSettings(sources='{"tb": {"window_sise": 5}}')
+    with pytest.raises(ValueError, match="not JSON"):
+        ServiceSettings(sources="{tb")
+
+
 def test_an_idle_window_closes_by_itself(make_client: MakeClient) -> None:
     client = make_client(idle_timeout_s=0.3)
     client.post("/logs", json={"lines": [{"message": "lonely blk_11"}]})

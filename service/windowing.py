@@ -1,0 +1,50 @@
+"""How one source's lines become windows: the global settings, or a per-source override (``--sources``).
+
+A ``Windowing`` is frozen and hashable, so a request's lines can be grouped by it and each group appended with
+its own mode and sizes in the same store call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+LogFormat = Literal["raw", "hdfs", "bgl", "thunderbird", "liberty"]
+WindowMode = Literal["session", "fixed"]
+
+
+@dataclass(frozen=True)
+class Windowing:
+    """Everything that decides which window a line joins and when that window closes."""
+
+    mode: WindowMode = "session"
+    session_pattern: str = r"blk_-?\d+"
+    log_format: LogFormat = "raw"
+    size: int = 100
+    step: int = 100
+    max_session_lines: int = 128
+
+
+class SourceWindowing(BaseModel):
+    """Overrides for one source (the line's ``source`` field or ``?source=``); unset fields keep the global value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_mode: WindowMode | None = None
+    session_pattern: str | None = None
+    log_format: LogFormat | None = None
+    window_size: int | None = Field(default=None, gt=0)
+    window_step: int | None = Field(default=None, gt=0)
+    max_session_lines: int | None = Field(default=None, gt=0)
+
+    def over(self, base: Windowing) -> Windowing:
+        return Windowing(
+            mode=self.window_mode or base.mode,
+            session_pattern=self.session_pattern or base.session_pattern,
+            log_format=self.log_format or base.log_format,
+            size=self.window_size or base.size,
+            step=self.window_step or base.step,
+            max_session_lines=self.max_session_lines or base.max_session_lines,
+        )
