@@ -10,8 +10,10 @@ import json
 import re
 import socket
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from model.settings import ModelSettings
 from service.windowing import LogFormat, SourceWindowing, Windowing, WindowMode
@@ -48,7 +50,7 @@ class ServiceSettings(ModelSettings):
     max_session_lines: int = Field(
         default=128, gt=0, description="a session window closes when it reaches this many lines"
     )
-    sources: dict[str, SourceWindowing] = Field(
+    sources: Annotated[dict[str, SourceWindowing], NoDecode] = Field(
         default_factory=dict,
         description='per-source windowing as JSON, e.g. \'{"bgl": {"window_mode": "fixed", "log_format":'
         ' "bgl"}}\': keys window_mode, session_pattern, log_format, window_size, window_step, max_session_lines;'
@@ -98,7 +100,8 @@ class ServiceSettings(ModelSettings):
     @field_validator("sources", mode="before")
     @classmethod
     def _json_text(cls, value: object) -> object:
-        """The --sources flag gives JSON text (the env var is decoded by pydantic-settings already)."""
+        """JSON text from --sources or LOGLLM_SOURCES (NoDecode: parsed here, so empty means none and bad JSON
+        gets this message instead of a traceback)."""
         if isinstance(value, str):
             try:
                 return json.loads(value) if value.strip() else {}
