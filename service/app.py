@@ -182,11 +182,8 @@ async def open_store(settings: ServiceSettings) -> AsyncIterator[WindowStore]:
             url = await asyncio.to_thread(embedded.start)
             stack.callback(embedded.stop)
             log.info("embedded Redis at %s (data in %s)", url, settings.redis_data_dir or "a temporary directory")
-        client: Redis | RedisCluster = (
-            RedisCluster.from_url(url, **CLIENT_OPTIONS)
-            if settings.redis_cluster
-            else Redis.from_url(url, **CLIENT_OPTIONS)
-        )
+        client_class = RedisCluster if settings.redis_cluster else Redis
+        client: Redis | RedisCluster = client_class.from_url(url, **CLIENT_OPTIONS)
         stack.push_async_callback(client.aclose)
         yield WindowStore(client, settings)
 

@@ -215,8 +215,10 @@ class ClassifierLoop:
     async def _give_up(self, windows: list[ClosedWindow]) -> None:
         error = f"the model failed on this window {self.config.max_deliveries} times; see the service log"
         failed = await self._retrying(self.store.fail, windows, error)
-        log.error("gave up on %d windows after %d failed deliveries: %s", len(windows), self.config.max_deliveries,
-                  ", ".join(w.window_id for w in windows[:10]))  # fmt: skip
+        names = ", ".join(w.window_id for w in windows[:10])
+        log.error(
+            "gave up on %d windows after %d failed deliveries: %s", len(windows), self.config.max_deliveries, names
+        )
         if self.metrics is not None and failed:
             self.metrics.windows_failed.inc(len(failed))
 

@@ -7,7 +7,6 @@ Derives from ``ModelSettings`` so the backbones, device and quantization are con
 from __future__ import annotations
 
 import json
-import re
 import socket
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +15,7 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 from pydantic_settings import NoDecode
 
 from model.settings import ModelSettings
-from service.windowing import LogFormat, SourceWindowing, Windowing, WindowMode
+from service.windowing import LogFormat, SourceWindowing, Windowing, WindowMode, compiled_pattern
 
 
 def default_consumer() -> str:
@@ -91,11 +90,7 @@ class ServiceSettings(ModelSettings):
     @field_validator("session_pattern")
     @classmethod
     def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a regular expression: {exc}") from None
-        return value
+        return compiled_pattern(value)
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -147,9 +142,5 @@ class ServiceSettings(ModelSettings):
                     f"{where}window_step ({w.step}) exceeds {where}window_size ({w.size}): lines between"
                     " windows would never be scored"
                 )
-            try:
-                re.compile(w.session_pattern)
-            except re.error as exc:
-                raise ValueError(f"{where}session_pattern: not a regular expression: {exc}") from None
         self._windowings = windowings
         return self

@@ -6,13 +6,23 @@ its own mode and sizes in the same store call.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 LogFormat = Literal["raw", "hdfs", "bgl", "thunderbird", "liberty"]
 WindowMode = Literal["session", "fixed"]
+
+
+def compiled_pattern(value: str) -> str:
+    """A session pattern that compiles, or a ValueError saying why (pydantic names the field)."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return value
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,11 @@ class SourceWindowing(BaseModel):
     window_size: int | None = Field(default=None, gt=0)
     window_step: int | None = Field(default=None, gt=0)
     max_session_lines: int | None = Field(default=None, gt=0)
+
+    @field_validator("session_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        return value if value is None else compiled_pattern(value)
 
     def over(self, base: Windowing) -> Windowing:
         return Windowing(

@@ -62,8 +62,7 @@ class LocalCluster:
     def _wait_ready(clients: list[redis.Redis]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
-            states = [client.execute_command("CLUSTER INFO") for client in clients]
-            infos = [state if isinstance(state, dict) else _info(state) for state in states]
+            infos = [client.execute_command("CLUSTER INFO") for client in clients]
             if all(
                 info.get("cluster_state") == "ok" and str(info.get("cluster_known_nodes")) == str(NODES)
                 for info in infos
@@ -89,8 +88,3 @@ class LocalCluster:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def _info(raw: bytes | str) -> dict[str, str]:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
