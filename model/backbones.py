@@ -143,13 +143,14 @@ def pick_device(device: str) -> torch.device:
 
 
 def wants_4bit(quantize: str, device: torch.device) -> bool:
-    """4-bit NF4 (QLoRA) needs CUDA and bitsandbytes; 'auto' uses it exactly when both are there."""
-    has_bnb = importlib.util.find_spec("bitsandbytes") is not None
+    """'auto' quantizes exactly on CUDA (the paper's QLoRA); '4bit' also runs on the CPU, to check the path there."""
     if quantize == "4bit":
-        if device.type != "cuda" or not has_bnb:
-            raise BackboneError("quantize=4bit needs a CUDA device and bitsandbytes: pip install 'logllm[gpu]'")
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise BackboneError("quantize=4bit needs bitsandbytes: pip install 'bitsandbytes>=0.50'")
+        if device.type not in ("cuda", "cpu"):
+            raise BackboneError(f"quantize=4bit runs on cuda or cpu, not {device.type}")
         return True
-    return quantize == "auto" and device.type == "cuda" and has_bnb
+    return quantize == "auto" and device.type == "cuda" and importlib.util.find_spec("bitsandbytes") is not None
 
 
 def load_encoder(name: str, device: torch.device) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, BackboneInfo]:
@@ -169,7 +170,7 @@ def load_encoder(name: str, device: torch.device) -> tuple[PreTrainedModel, PreT
 def load_decoder(
     name: str, device: torch.device, cache_dir: Path, quantize: str = "auto"
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, BackboneInfo]:
-    """A causal LM (Llama-style); 4-bit NF4 with bf16 compute on CUDA + bitsandbytes, full precision otherwise."""
+    """A causal LM (Llama-style); linears in 4-bit NF4 with bf16 compute when quantizing, full precision otherwise."""
     resolved = resolve(name)
     location = str(convert_gguf(resolved, cache_dir)) if resolved.gguf_file else resolved.location
     kwargs: dict[str, Any] = {}
@@ -182,8 +183,9 @@ def load_decoder(
             bnb_4bit_compute_dtype=torch.bfloat16,
             bnb_4bit_use_double_quant=True,
         )
-        kwargs["device_map"] = {"": device.index or 0}
-        kwargs["dtype"] = torch.bfloat16
+        kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": "cpu"}
+        # the rest (embeddings, norms, head) in fp32, as QLoRA trains them, so serving computes as training did
+        kwargs["dtype"] = torch.float32
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
         decoder = AutoModelForCausalLM.from_pretrained(location, **kwargs)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 
 from model import preprocess
@@ -25,6 +26,8 @@ from model.settings import ModelSettings
 
 FORMAT = "logllm-checkpoint/1"
 MANIFEST = "manifest.json"
+log = logging.getLogger(__name__)
+PRECISION_NAMES = {"nf4": "4-bit NF4", "full": "full precision"}
 
 
 class CheckpointError(RuntimeError):
@@ -33,9 +36,7 @@ class CheckpointError(RuntimeError):
 
 def decoder_lora_config() -> LoraConfig:
     """The paper's decoder LoRA: r=8, alpha=16, dropout 0.1 on q_proj and v_proj."""
-    return LoraConfig(
-        r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"
-    )
+    return LoraConfig(r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
 
 
 def encoder_lora_config() -> LoraConfig:
@@ -54,6 +55,7 @@ class Manifest:
     preprocess_version: str = preprocess.PREPROCESS_VERSION
     max_messages: int = 128
     max_message_tokens: int = 100
+    decoder_precision: str = "full"  # "nf4" when the adapters were trained on a 4-bit decoder (QLoRA)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     version: str = "untrained"
@@ -71,6 +73,7 @@ class Manifest:
             "preprocess_version": self.preprocess_version,
             "max_messages": self.max_messages,
             "max_message_tokens": self.max_message_tokens,
+            "decoder_precision": self.decoder_precision,
             "training": self.training,
             "metrics": self.metrics,
         }
@@ -92,6 +95,7 @@ class Manifest:
                 preprocess_version=str(raw["preprocess_version"]),
                 max_messages=int(raw["max_messages"]),
                 max_message_tokens=int(raw["max_message_tokens"]),
+                decoder_precision=str(raw.get("decoder_precision", "full")),
                 training=dict(raw.get("training", {})),
                 metrics=dict(raw.get("metrics", {})),
                 version=str(raw.get("version", "unknown")),
@@ -117,12 +121,15 @@ def build_model(
     enc, enc_tok, enc_info = load_encoder(encoder or settings.encoder, device)
     dec, dec_tok, dec_info = load_decoder(decoder or settings.decoder, device, settings.cache_dir, settings.quantize)
     if fresh_lora:
-        if getattr(dec, "is_loaded_in_4bit", False):
-            dec = prepare_model_for_kbit_training(dec, use_gradient_checkpointing=False)  # QLoRA: fp32 norms
         enc = get_peft_model(enc, encoder_lora_config())
         dec = get_peft_model(dec, decoder_lora_config())
     model = LogLLM(enc, enc_tok, dec, dec_tok, prompts=prompts, cache_size=settings.embedding_cache_size)
     return model, enc_info, dec_info
+
+
+def decoder_precision(model: LogLLM) -> str:
+    """'nf4' for a 4-bit decoder (attribute lookups pass through a peft wrapper), else 'full'."""
+    return "nf4" if getattr(model.decoder, "is_loaded_in_4bit", False) else "full"
 
 
 def _weights_digest(directory: Path) -> str:
@@ -144,6 +151,7 @@ def save_checkpoint(model: LogLLM, directory: Path, manifest: Manifest) -> Manif
         module.save_pretrained(str(directory / name))
     manifest.version = f"{manifest.encoder.name}+{manifest.decoder.name}-{_weights_digest(directory)}"
     manifest.threshold = model.threshold
+    manifest.decoder_precision = decoder_precision(model)
     manifest.created_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     (directory / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
     return manifest
@@ -183,6 +191,14 @@ def load_checkpoint(
     )
     _check_backbone("encoder", manifest.encoder, enc_info)
     _check_backbone("decoder", manifest.decoder, dec_info)
+    if decoder_precision(model) != manifest.decoder_precision:
+        log.warning(
+            "%s was trained on a decoder in %s and is loaded in %s: scores shift a little from those its threshold"
+            " was picked on; --quantize %s loads it as trained",
+            directory, PRECISION_NAMES.get(manifest.decoder_precision, manifest.decoder_precision),
+            PRECISION_NAMES[decoder_precision(model)],
+            "4bit" if manifest.decoder_precision == "nf4" else "none",
+        )  # fmt: skip
     model.encoder = PeftModel.from_pretrained(model.encoder, str(directory / "encoder_lora"), is_trainable=trainable)
     model.decoder = PeftModel.from_pretrained(model.decoder, str(directory / "decoder_lora"), is_trainable=trainable)
     state = load_file(str(directory / "projector.safetensors"))

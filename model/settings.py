@@ -24,7 +24,7 @@ class ModelSettings(BaseSettings):
     cache_dir: Path = Field(default_factory=default_cache_dir, description="where converted weights are cached")
     device: str = Field("auto", description="'auto' (cuda when present), 'cpu', 'cuda', 'cuda:1', ...")
     quantize: Literal["auto", "4bit", "none"] = Field(
-        "auto", description="'auto': 4-bit NF4 on CUDA when bitsandbytes is installed, else full precision"
+        "auto", description="'auto': 4-bit NF4 (QLoRA) on CUDA, else full precision; '4bit' forces it (CPU too)"
     )
     embedding_cache_size: int = Field(
         50_000, ge=0, description="message vectors kept in an LRU cache at inference (0 = off)"

@@ -28,7 +28,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:  # type: i
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """Serve until a signal; 1 when the app could not start (bad checkpoint, Redis unreachable...)."""
+    """Serve until a signal; 1 when the app could not start (bad checkpoint, Redis unreachable...), 130 on Ctrl-C."""
     settings = settings_from_args(ServiceSettings, args)
     import uvicorn
 
@@ -43,7 +43,11 @@ def run_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     server = uvicorn.Server(config)
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        # uvicorn re-raises Ctrl-C after its graceful shutdown; the shutdown is done, so exit like a shell does
+        return 130
     return 0 if server.started else 1
 
 

@@ -79,8 +79,8 @@ class ServiceProcess:
         self.process.wait(timeout=30)
         self.close()
 
-    def terminate(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
+    def terminate(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        self.process.send_signal(sig)
         code = self.process.wait(timeout=90)
         self.close()
         return code
@@ -164,3 +164,14 @@ def test_sigkill_with_windows_queued_loses_no_line_and_scores_each_window_once(
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status still says what stopped it
     assert second.terminate() in (0, -signal.SIGTERM), second.output()
     assert "Application shutdown complete" in second.output()
+
+
+def test_ctrl_c_shuts_down_gracefully_without_a_traceback(
+    untrained_checkpoint: Path, redis_url: str, tmp_path: Path, services: list[ServiceProcess]
+) -> None:
+    service = ServiceProcess(["--checkpoint", str(untrained_checkpoint), "--redis-url", redis_url], tmp_path / "s.log")
+    services.append(service)
+    service.wait_ready()
+    assert service.terminate(signal.SIGINT) == 130, service.output()
+    assert "Application shutdown complete" in service.output()
+    assert "Traceback" not in service.output(), service.output()

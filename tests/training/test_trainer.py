@@ -1,0 +1,144 @@
+"""The three-stage recipe end to end through ``logllm train`` / ``logllm eval`` on the real backbones, with a
+handful of steps: each stage tunes only its parts, every stage is checkpointed, an interrupted run resumes
+after its last completed stage, and QLoRA (4-bit NF4 via bitsandbytes) trains and reloads on the CPU too.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import logllm_cli
+from training.settings import TrainSettings
+from training.trainer import plan_stages
+
+pytestmark = pytest.mark.slow
+STAGES = ["1-decoder", "2a-projector", "2b-encoder", "3-all"]
+TINY_RECIPE = [
+    "--stage1-samples", "4", "--max-train-samples", "4", "--stage2-epochs", "1", "--stage3-epochs", "1",
+    "--batch-size", "2", "--micro-batch-size", "2", "--lr", "5e-3", "--stage1-lr", "5e-3",
+    "--device", "cpu", "--seed", "7",
+]  # fmt: skip
+
+
+def write_sessions(path: Path, n: int) -> Path:
+    """JSONL sessions of 3 lines; every third session has an error line, so both labels reach every split."""
+    rng = random.Random(0)
+    with path.open("w") as out:
+        for session in range(n):
+            anomalous = session % 3 == 0
+            for step in range(3):
+                bad = anomalous and step == 2
+                message = f"disk failure on node {rng.randint(1, 99)}" if bad else f"job {step} finished ok"
+                out.write(json.dumps({"sequence_id": f"s{session}", "message": message, "label": int(bad)}) + "\n")
+    return path
+
+
+def run_cli(*argv: str) -> int:
+    args = logllm_cli.build_parser().parse_args(list(argv))
+    return int(args.handler(args))
+
+
+def weights(stage_dir: Path, part: str) -> dict[str, torch.Tensor]:
+    name = "projector.safetensors" if part == "projector" else f"{part}/adapter_model.safetensors"
+    return load_file(str(stage_dir / name))
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stage_plan_follows_the_paper_and_skips_stages_for_the_ablation() -> None:
+    full = plan_stages(TrainSettings(stage1_samples=1000, stage2_epochs=2, stage3_epochs=2), n_train=500)
+    assert [(p.name, p.projector, p.encoder_lora, p.decoder_lora, p.samples) for p in full] == [
+        ("1-decoder", False, False, True, 1000),
+        ("2a-projector", True, False, False, 500),
+        ("2b-encoder", True, True, False, 500),
+        ("3-all", True, True, True, 1000),
+    ]
+    assert [p.lr for p in full] == [5e-4, 5e-5, 5e-5, 5e-5]
+    assert [p.name for p in plan_stages(TrainSettings(stages=["1", "3"]), n_train=10)] == ["1-decoder", "3-all"]
+
+
+def test_each_stage_tunes_its_parts_and_an_interrupted_run_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_sessions(tmp_path / "sessions.jsonl", 40)
+    out = tmp_path / "run"
+    train = ["train", "--dataset", "generic", "--data", str(data), "--output", str(out), "--quantize", "none"]
+    assert run_cli(*train, *TINY_RECIPE) == 0
+
+    stage = {name: out / "stages" / name for name in STAGES}
+    assert json.loads((out / "progress.json").read_text())["completed"] == STAGES
+    # stage 1: only the decoder LoRA learns (the encoder LoRA keeps its zero-initialised B matrices)
+    assert all(not v.any() for k, v in weights(stage["1-decoder"], "encoder_lora").items() if "lora_B" in k)
+    assert any(v.any() for k, v in weights(stage["1-decoder"], "decoder_lora").items() if "lora_B" in k)
+    changed = {
+        (before, after): {
+            part: not same(weights(stage[before], part), weights(stage[after], part))
+            for part in ("projector", "encoder_lora", "decoder_lora")
+        }
+        for before, after in zip(STAGES, STAGES[1:], strict=False)
+    }
+    assert changed[("1-decoder", "2a-projector")] == {"projector": True, "encoder_lora": False, "decoder_lora": False}
+    assert changed[("2a-projector", "2b-encoder")] == {"projector": True, "encoder_lora": True, "decoder_lora": False}
+    assert changed[("2b-encoder", "3-all")] == {"projector": True, "encoder_lora": True, "decoder_lora": True}
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["training"]["stages_run"] == STAGES and manifest["training"]["seed"] == 7
+    assert set(manifest["metrics"]) >= {"f1", "precision", "recall", "fpr", "roc_auc", "pr_auc"}
+    assert 0.0 <= manifest["threshold"] <= 1.0
+    assert {p.name for p in (out / "eval").iterdir()} >= {"report.json", "pr_curve.png", "score_histogram.png"}
+
+    # killed during stage 3: the rerun starts from stage 2b's checkpoint and trains stage 3 only
+    progress = json.loads((out / "progress.json").read_text())
+    (out / "progress.json").write_text(json.dumps({"completed": STAGES[:3], "losses": progress["losses"]}))
+    capsys.readouterr()
+    assert run_cli(*train, *TINY_RECIPE) == 0
+    assert "resuming after stage 2b-encoder" in capsys.readouterr().out
+    assert list(json.loads((out / "progress.json").read_text())["losses"]) == ["3-all"]
+
+    report_dir = tmp_path / "report"
+    evaluate = ["eval", "--checkpoint", str(out), "--dataset", "generic", "--data", str(data), "--device", "cpu"]
+    assert run_cli(*evaluate, "--report", str(report_dir), "--seed", "7") == 0
+    report = json.loads((report_dir / "report.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert report["threshold"] == manifest["threshold"]
+    assert report["metrics"]["sequences"] == manifest["metrics"]["sequences"]
+    assert report["metrics"]["f1"] == pytest.approx(manifest["metrics"]["f1"])
+
+
+def test_qlora_trains_and_reloads_in_4bit_on_the_cpu(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from bitsandbytes.nn import Linear4bit
+
+    from model.checkpoint import load_checkpoint, save_checkpoint
+    from training.datasets import load_splits
+    from training.trainer import train
+
+    settings = TrainSettings(
+        dataset="generic", data=write_sessions(tmp_path / "sessions.jsonl", 15), output=tmp_path / "qlora",
+        stages=["1", "3"], stage1_samples=2, max_train_samples=2, stage3_epochs=1, batch_size=2,
+        micro_batch_size=2, device="cpu", quantize="4bit",
+    )  # fmt: skip
+    splits = load_splits(settings)
+    model, manifest, losses = train(settings, splits.train, splits.validation)
+    assert list(losses) == ["1-decoder", "3-all"] and all(loss == loss for loss in losses.values())  # not NaN
+    assert isinstance(model.decoder.get_base_model().model.layers[0].self_attn.q_proj.base_layer, Linear4bit)
+    sequences = [s.messages for s in splits.test]
+    trained = model.score(sequences)
+    save_checkpoint(model, settings.output, manifest)
+    assert any(v.any() for k, v in weights(settings.output, "decoder_lora").items() if "lora_B" in k)
+
+    reloaded, manifest = load_checkpoint(settings.output, settings)
+    assert manifest.decoder_precision == "nf4"
+    assert isinstance(reloaded.decoder.get_base_model().model.layers[0].self_attn.q_proj.base_layer, Linear4bit)
+    assert reloaded.score(sequences) == pytest.approx(trained, abs=1e-4)
+
+    caplog.clear()
+    load_checkpoint(settings.output, settings.model_copy(update={"quantize": "none"}))
+    assert "trained on a decoder in 4-bit NF4 and is loaded in full precision" in caplog.text
