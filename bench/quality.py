@@ -52,11 +52,18 @@ REPORTED = ("n", "positives", "precision", "recall", "f1", "fpr", "pr_auc", "roc
 
 
 def evaluate_checkpoint(
-    checkpoint: Path, benchmarks: list[str], data: Path, limit: int | None, seed: int, batch_size: int
+    checkpoint: Path,
+    benchmarks: list[str],
+    data: Path,
+    limit: int | None,
+    seed: int,
+    batch_size: int,
+    max_fpr: float | None = None,
 ) -> list[dict[str, Any]]:
     from model.checkpoint import load_checkpoint
     from training.datasets import load_splits
     from training.evaluate import evaluate
+    from training.metrics import pick_threshold
     from training.settings import DataSettings
 
     model, manifest = load_checkpoint(checkpoint)
@@ -67,8 +74,12 @@ def evaluate_checkpoint(
         settings = DataSettings(
             dataset=kind, data=data / where, window_size=size, window_step=step, seed=split_seed, eval_limit=limit
         )  # type: ignore[call-arg]
-        test = load_splits(settings).test
-        result = evaluate(model, test, batch_size=batch_size)
+        splits = load_splits(settings)
+        test, threshold = splits.test, None
+        if max_fpr is not None:  # re-picked on this checkpoint's validation split, as `logllm eval --max-fpr` does
+            scores = model.score([s.messages for s in splits.validation], batch_size=batch_size)
+            threshold = pick_threshold([s.label for s in splits.validation], scores, max_fpr)
+        result = evaluate(model, test, batch_size=batch_size, threshold=threshold)
         rows.append(
             {
                 "benchmark": name,
@@ -78,6 +89,7 @@ def evaluate_checkpoint(
                 "trained_on": manifest.training.get("dataset", "untrained" if is_untrained(checkpoint) else "?"),
                 "split_seed": split_seed,
                 "sampled_to": limit,
+                "threshold_rule": "manifest (best F1)" if max_fpr is None else f"validation FPR <= {max_fpr}",
                 **{k: result.metrics.get(k) for k in (*REPORTED, "threshold", "tp", "fp", "fn", "tn")},
             }
         )
@@ -95,6 +107,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="score a stratified sample of at most N test sequences each")
     parser.add_argument("--seed", type=int, default=42, help="HDFS split seed when a manifest records none")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--max-fpr", type=float, help="re-pick each threshold for the most recall at this validation FPR or below"
+    )
     args = parser.parse_args()
     limit = args.limit if args.limit is not None else (40 if args.quick else None)
     benchmarks = args.benchmark or list(BENCHMARKS)
@@ -104,7 +119,7 @@ def main() -> None:
     runs = [
         row
         for c in checkpoints
-        for row in evaluate_checkpoint(c, benchmarks, args.data, limit, args.seed, args.batch_size)
+        for row in evaluate_checkpoint(c, benchmarks, args.data, limit, args.seed, args.batch_size, args.max_fpr)
     ]
     from training.metrics import summarize_runs
 
@@ -153,6 +168,7 @@ def main() -> None:
         {
             "quick": args.quick,
             "sampled_to": limit,
+            "max_fpr": args.max_fpr,
             "benchmarks": {n: BENCHMARKS[n][4] for n in benchmarks},
             "runs": runs,
             "summary": summaries,

@@ -62,17 +62,31 @@ def run_eval(args: argparse.Namespace) -> int:
     from model.checkpoint import load_checkpoint
     from training.datasets import load_splits
     from training.evaluate import evaluate, write_evaluation
+    from training.metrics import pick_threshold
     from training.report import format_table
 
     settings = settings_from_args(EvalSettings, args)
     if settings.split not in ("test", "validation"):
         raise SystemExit(f"logllm eval: --split must be test or validation, got {settings.split!r}")
+    if settings.threshold is not None and settings.max_fpr is not None:
+        raise SystemExit("logllm eval: give --threshold or --max-fpr, not both")
     splits = load_splits(settings)
     print(f"data: {splits.describe()}", file=sys.stderr)
     model, manifest = load_checkpoint(settings.checkpoint, settings)
-    result = evaluate(model, getattr(splits, settings.split), settings.batch_size, settings.threshold)
+    threshold, rule = settings.threshold, "given" if settings.threshold is not None else "manifest"
+    if settings.max_fpr is not None:  # re-pick on the validation split, never on the split being scored
+        validation = splits.validation
+        scores = model.score([s.messages for s in validation], batch_size=settings.batch_size)
+        threshold = pick_threshold([s.label for s in validation], scores, settings.max_fpr)
+        rule = f"most recall at validation FPR <= {settings.max_fpr}"
+    result = evaluate(model, getattr(splits, settings.split), settings.batch_size, threshold)
     out = settings.report or settings.checkpoint / f"eval-{settings.dataset}"
-    extra: dict[str, Any] = {"dataset": settings.dataset, "split": settings.split, "model": manifest.version}
+    extra: dict[str, Any] = {
+        "dataset": settings.dataset,
+        "split": settings.split,
+        "model": manifest.version,
+        "threshold_rule": rule,
+    }
     if settings.eval_limit is not None:
         extra["eval_limit"] = settings.eval_limit  # a stratified sample of the split, not all of it
     path = write_evaluation(out, result, extra)

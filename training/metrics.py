@@ -111,6 +111,36 @@ def best_f1_threshold(labels: ArrayLike, scores: ArrayLike) -> float:
     return midpoint if midpoint > below.max() else chosen  # adjacent floats: the midpoint rounds down
 
 
+def fpr_bounded_threshold(labels: ArrayLike, scores: ArrayLike, max_fpr: float) -> float:
+    """The lowest threshold whose false-positive rate on the validation split is at most ``max_fpr``.
+
+    That is the most recall an alert budget allows: operators who page on every anomalous window care more
+    about false alarms than F1 does on anomaly-heavy data. Like ``best_f1_threshold`` the value lies halfway to
+    the next score up. Without normal sequences there is no FPR to bound: 0.5 is returned, with a warning.
+    """
+    y, s = as_arrays(labels, scores)
+    normal = np.sort(s[y == 0])[::-1]
+    if not normal.size:
+        warnings.warn(
+            f"fpr_bounded_threshold: no normal sequence among {y.size}; using {UNDEFINED_THRESHOLD}", stacklevel=2
+        )
+        return UNDEFINED_THRESHOLD
+    allowed = int(np.floor(max_fpr * normal.size + 1e-9))
+    if allowed >= normal.size:
+        return float(s.min())  # the budget covers every normal sequence: flag everything
+    boundary = float(normal[allowed])  # the highest normal score that must stay below the threshold
+    above = s[s > boundary]
+    if not above.size:
+        return float(np.nextafter(boundary, np.inf))  # nothing scores higher: nothing is flagged
+    midpoint = (boundary + float(above.min())) / 2
+    return midpoint if midpoint > boundary else float(above.min())
+
+
+def pick_threshold(labels: ArrayLike, scores: ArrayLike, max_fpr: float | None) -> float:
+    """The validation rule: best F1, or the most recall within an FPR budget when one is given."""
+    return best_f1_threshold(labels, scores) if max_fpr is None else fpr_bounded_threshold(labels, scores, max_fpr)
+
+
 def summarize_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float | int | None]]:
     """Mean, sample std, min, max and n per numeric metric over seeds: one run's F1 is not a result.
 

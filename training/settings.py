@@ -25,6 +25,9 @@ class DataSettings(ModelSettings):
     on_error: Literal["skip", "fail"] = Field("skip", description="malformed lines: count and skip, or stop")
     seed: int = Field(42, description="seeds the split, sampling, initialisation and dropout")
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out for model selection")
+    max_fpr: float | None = Field(
+        None, ge=0, lt=1, description="threshold = most recall at this validation FPR or below (default: best F1)"
+    )
     eval_limit: int | None = Field(
         None, gt=1, description="score at most N validation/test sequences (stratified sample; smoke runs only)"
     )

@@ -8,7 +8,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from training.metrics import best_f1_threshold, compute_metrics, confusion, summarize_runs
+from training.metrics import (
+    best_f1_threshold,
+    compute_metrics,
+    confusion,
+    fpr_bounded_threshold,
+    pick_threshold,
+    summarize_runs,
+)
 
 LABELS = [0, 0, 0, 0, 1, 1, 1, 0]
 SCORES = [0.1, 0.2, 0.7, 0.3, 0.8, 0.4, 0.9, 0.05]
@@ -87,6 +94,37 @@ def test_best_threshold_on_separable_scores_lies_in_the_gap() -> None:
     t = best_f1_threshold([0, 0, 1, 1], [1e-6, 2e-6, 0.999, 0.9999])
     assert 2e-6 < t < 0.999
     assert compute_metrics([0, 0, 1, 1], [1e-6, 2e-6, 0.999, 0.9999], t)["f1"] == 1.0
+
+
+def test_fpr_budget_gives_the_most_recall_it_allows() -> None:
+    labels = [0] * 10 + [1] * 5
+    scores = [0.05 * i for i in range(10)] + [0.42, 0.3, 0.95, 0.9, 0.15]  # normals 0.0 .. 0.45
+    # no false alarm: only above 0.45, so 0.9 and 0.95 -> between 0.45 and 0.9
+    strict = fpr_bounded_threshold(labels, scores, 0.0)
+    assert strict == pytest.approx(0.675)
+    assert compute_metrics(labels, scores, strict)["fp"] == 0
+    # 10% of 10 normals = 1 false alarm: the threshold may drop below 0.45 but not to 0.40
+    one = fpr_bounded_threshold(labels, scores, 0.1)
+    assert 0.40 < one <= 0.42
+    assert (compute_metrics(labels, scores, one)["fp"], compute_metrics(labels, scores, one)["tp"]) == (1, 3)
+    for budget in (0.0, 0.1, 0.25, 0.5):  # the lowest threshold within budget: one step lower breaks it
+        t = fpr_bounded_threshold(labels, scores, budget)
+        assert compute_metrics(labels, scores, t)["fpr"] <= budget
+        lower = max(x for x in scores if x < t)
+        assert compute_metrics(labels, scores, lower)["fpr"] > budget or lower == min(scores)
+    assert fpr_bounded_threshold(labels, scores, 1.0) == 0.0  # every normal may be flagged: flag all
+
+
+def test_fpr_budget_without_higher_scores_flags_nothing_and_without_normals_warns() -> None:
+    t = fpr_bounded_threshold([1, 0], [0.2, 0.9], 0.0)
+    assert t > 0.9 and compute_metrics([1, 0], [0.2, 0.9], t)["fp"] == 0
+    with pytest.warns(UserWarning, match="no normal sequence"):
+        assert fpr_bounded_threshold([1, 1], [0.2, 0.9], 0.01) == 0.5
+
+
+def test_pick_threshold_uses_f1_unless_a_budget_is_given() -> None:
+    assert pick_threshold(LABELS, SCORES, None) == pytest.approx(0.35)  # best F1 flags a normal at 0.7
+    assert pick_threshold(LABELS, SCORES, 0.0) == pytest.approx(0.75)  # no false alarm: above that normal
 
 
 @pytest.mark.parametrize("labels", [[0, 0, 0], [1, 1, 1], []])

@@ -112,6 +112,14 @@ def test_each_stage_tunes_its_parts_and_an_interrupted_run_resumes(
     assert report["metrics"]["sequences"] == manifest["metrics"]["sequences"]
     assert report["metrics"]["f1"] == pytest.approx(manifest["metrics"]["f1"])
 
+    # an alert budget instead of best F1: no false alarm on the split the threshold was picked on
+    budget = tmp_path / "budget"
+    assert run_cli(*evaluate, "--report", str(budget), "--seed", "7", "--split", "validation", "--max-fpr", "0") == 0
+    report = json.loads((budget / "report.json").read_text())
+    assert report["metrics"]["fp"] == 0 and report["extra"]["threshold_rule"].endswith("FPR <= 0.0")
+    with pytest.raises(SystemExit, match="--threshold or --max-fpr, not both"):
+        run_cli(*evaluate, "--threshold", "0.5", "--max-fpr", "0.01")
+
 
 def test_qlora_trains_and_reloads_in_4bit_on_the_cpu(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from bitsandbytes.nn import Linear4bit
