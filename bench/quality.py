@@ -62,8 +62,7 @@ def evaluate_checkpoint(
 ) -> list[dict[str, Any]]:
     from model.checkpoint import load_checkpoint
     from training.datasets import load_splits
-    from training.evaluate import evaluate
-    from training.metrics import pick_threshold
+    from training.evaluate import evaluate, validation_threshold
     from training.settings import DataSettings
 
     model, manifest = load_checkpoint(checkpoint)
@@ -77,8 +76,7 @@ def evaluate_checkpoint(
         splits = load_splits(settings)
         test, threshold = splits.test, None
         if max_fpr is not None:  # re-picked on this checkpoint's validation split, as `logllm eval --max-fpr` does
-            scores = model.score([s.messages for s in splits.validation], batch_size=batch_size)
-            threshold = pick_threshold([s.label for s in splits.validation], scores, max_fpr)
+            threshold = validation_threshold(model, splits.validation, max_fpr, batch_size)
         result = evaluate(model, test, batch_size=batch_size, threshold=threshold)
         rows.append(
             {

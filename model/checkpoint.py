@@ -191,12 +191,13 @@ def load_checkpoint(
     )
     _check_backbone("encoder", manifest.encoder, enc_info)
     _check_backbone("decoder", manifest.decoder, dec_info)
-    if decoder_precision(model) != manifest.decoder_precision:
+    loaded = decoder_precision(model)
+    if loaded != manifest.decoder_precision:
         log.warning(
             "%s was trained on a decoder in %s and is loaded in %s: scores shift a little from those its threshold"
             " was picked on; --quantize %s loads it as trained",
             directory, PRECISION_NAMES.get(manifest.decoder_precision, manifest.decoder_precision),
-            PRECISION_NAMES[decoder_precision(model)],
+            PRECISION_NAMES[loaded],
             "4bit" if manifest.decoder_precision == "nf4" else "none",
         )  # fmt: skip
     model.encoder = PeftModel.from_pretrained(model.encoder, str(directory / "encoder_lora"), is_trainable=trainable)

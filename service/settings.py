@@ -15,7 +15,7 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 from pydantic_settings import NoDecode
 
 from model.settings import ModelSettings
-from service.windowing import LogFormat, SourceWindowing, Windowing, WindowMode, compiled_pattern
+from service.windowing import DEFAULTS, LogFormat, SourceWindowing, Windowing, WindowMode, compiled_pattern
 
 
 def default_consumer() -> str:
@@ -39,15 +39,19 @@ class ServiceSettings(ModelSettings):
     host: str = Field(default="127.0.0.1", description="address to listen on (0.0.0.0 in a container)")
     port: int = Field(default=8000, ge=1, le=65535, description="port to listen on")
 
-    window_mode: WindowMode = Field(default="session", description="'session': by session id; 'fixed': per source")
+    window_mode: WindowMode = Field(default=DEFAULTS.mode, description="'session': by session id; 'fixed': per source")
     session_pattern: str = Field(
-        default=r"blk_-?\d+", description="regex that finds session ids in a line (session mode)"
+        default=DEFAULTS.session_pattern, description="regex that finds session ids in a line (session mode)"
     )
-    log_format: LogFormat = Field(default="raw", description="how to cut the message content out of each line")
-    window_size: int = Field(default=100, gt=0, description="lines per fixed window")
-    window_step: int = Field(default=100, gt=0, description="lines between fixed window starts (< size: sliding)")
+    log_format: LogFormat = Field(
+        default=DEFAULTS.log_format, description="how to cut the message content out of each line"
+    )
+    window_size: int = Field(default=DEFAULTS.size, gt=0, description="lines per fixed window")
+    window_step: int = Field(
+        default=DEFAULTS.step, gt=0, description="lines between fixed window starts (< size: sliding)"
+    )
     max_session_lines: int = Field(
-        default=128, gt=0, description="a session window closes when it reaches this many lines"
+        default=DEFAULTS.max_session_lines, gt=0, description="a session window closes when it reaches this many lines"
     )
     sources: Annotated[dict[str, SourceWindowing], NoDecode] = Field(
         default_factory=dict,

@@ -25,7 +25,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
-from service.windowing import Windowing
+from service.windowing import DEFAULTS, Windowing
 
 log = logging.getLogger(__name__)
 GROUP = "classifiers"
@@ -63,9 +63,9 @@ class StoreConfig:
     """The settings the store needs; ``from_settings`` takes them by name from ``ServiceSettings``."""
 
     partitions: int = 4
-    window_size: int = 100
-    window_step: int = 100
-    max_session_lines: int = 128
+    window_size: int = DEFAULTS.size
+    window_step: int = DEFAULTS.step
+    max_session_lines: int = DEFAULTS.max_session_lines
     idle_timeout_s: float = 30.0
     max_open_windows: int = 100_000
     max_ready_queue: int = 10_000

@@ -37,6 +37,9 @@ class Windowing:
     max_session_lines: int = 128
 
 
+DEFAULTS = Windowing()  # the one place the default windowing is written; the settings and the store start from it
+
+
 class SourceWindowing(BaseModel):
     """Overrides for one source (the line's ``source`` field or ``?source=``); unset fields keep the global value."""
 

@@ -61,8 +61,7 @@ def run_eval(args: argparse.Namespace) -> int:
     """Score a split with a saved checkpoint and write report.json and plots."""
     from model.checkpoint import load_checkpoint
     from training.datasets import load_splits
-    from training.evaluate import evaluate, write_evaluation
-    from training.metrics import pick_threshold
+    from training.evaluate import evaluate, validation_threshold, write_evaluation
     from training.report import format_table
 
     settings = settings_from_args(EvalSettings, args)
@@ -75,9 +74,7 @@ def run_eval(args: argparse.Namespace) -> int:
     model, manifest = load_checkpoint(settings.checkpoint, settings)
     threshold, rule = settings.threshold, "given" if settings.threshold is not None else "manifest"
     if settings.max_fpr is not None:  # re-pick on the validation split, never on the split being scored
-        validation = splits.validation
-        scores = model.score([s.messages for s in validation], batch_size=settings.batch_size)
-        threshold = pick_threshold([s.label for s in validation], scores, settings.max_fpr)
+        threshold = validation_threshold(model, splits.validation, settings.max_fpr, settings.batch_size)
         rule = f"most recall at validation FPR <= {settings.max_fpr}"
     result = evaluate(model, getattr(splits, settings.split), settings.batch_size, threshold)
     out = settings.report or settings.checkpoint / f"eval-{settings.dataset}"

@@ -44,6 +44,16 @@ def evaluate(
     return Evaluation(labels, scores, threshold, metrics, seconds)
 
 
+def validation_threshold(
+    model: LogLLM, validation: Sequence[LabeledSequence], max_fpr: float | None, batch_size: int = 16
+) -> float:
+    """Score the validation split and pick the threshold there (best F1, or the most recall within max_fpr)."""
+    from training.metrics import pick_threshold
+
+    scores = model.score([s.messages for s in validation], batch_size=batch_size)
+    return pick_threshold([s.label for s in validation], scores, max_fpr)
+
+
 def write_evaluation(out_dir: Path, evaluation: Evaluation, extra: dict[str, Any]) -> Path:
     """report.json plus the PR curve and the score histogram, for people who read plots."""
     from training.report import write_report

@@ -106,7 +106,7 @@ def train(
     settings: TrainSettings, train_set: Sequence[LabeledSequence], validation: Sequence[LabeledSequence]
 ) -> tuple[LogLLM, Manifest, dict[str, float]]:
     """Run the planned stages (resuming if asked) and pick the threshold on the validation split."""
-    from training.metrics import pick_threshold
+    from training.evaluate import validation_threshold
 
     print(f"seed {settings.seed}", flush=True)
     seed_everything(settings.seed)
@@ -140,8 +140,7 @@ def train(
         save_checkpoint(model, settings.output / "stages" / plan.name, manifest)
         done.append(plan.name)
         (settings.output / "progress.json").write_text(json.dumps({"completed": done, "losses": losses}) + "\n")
-    val_scores = model.score([s.messages for s in validation], batch_size=settings.micro_batch_size * 4)
-    model.threshold = pick_threshold([s.label for s in validation], val_scores, settings.max_fpr)
+    model.threshold = validation_threshold(model, validation, settings.max_fpr, settings.micro_batch_size * 4)
     rule = "best F1" if settings.max_fpr is None else f"most recall at FPR <= {settings.max_fpr}"
     print(f"threshold {model.threshold:.4f} ({rule} on {len(validation)} validation sequences)", flush=True)
     manifest.training["final_losses"] = losses
