@@ -185,7 +185,7 @@ class ServiceProcess:
     """
 
     def __init__(self, checkpoint: Path, settings: dict[str, Any] | None = None, log_path: Path | None = None):
-        from service.embedded_redis import free_port
+        from service.windows.embedded_redis import free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

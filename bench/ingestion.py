@@ -136,7 +136,7 @@ def main() -> None:
         args.requests, args.sessions, args.bench_requests = 8, 500, 20_000
     import redis
 
-    from service.embedded_redis import EmbeddedRedis
+    from service.windows.embedded_redis import EmbeddedRedis
 
     info = machine()
     print(machine_line(info))

@@ -76,7 +76,7 @@ def main() -> None:
     import redis
 
     from model.log_formats import parse_line
-    from service.embedded_redis import EmbeddedRedis
+    from service.windows.embedded_redis import EmbeddedRedis
 
     info = machine()
     print(machine_line(info))

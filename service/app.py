@@ -1,4 +1,4 @@
-"""The FastAPI app: wiring and lifecycle; the routes live in service/routes_*.py.
+"""The FastAPI app: wiring and lifecycle; the routes live in service/<room>/routes.py and service/routes_ops.py.
 
 Start: connect Redis (or start an embedded one), set up the store, then serve at once while the checkpoint
 loads in the background, so /health/live answers and lines are accepted during a slow load; /health/ready says
@@ -19,15 +19,17 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from redis.exceptions import RedisError
 
-from service import routes_logs, routes_ops, routes_sequences
+from service import routes_ops
 from service.http_errors import install_error_handlers
+from service.intake import routes as intake_routes
 from service.metrics import ServiceMetrics
+from service.records import routes as records_routes
 from service.settings import ServiceSettings
 from service.state import ServiceState
 
 if TYPE_CHECKING:
-    from service.classifier import ClassifierLoop, Scorer
-    from service.window_store import WindowStore
+    from service.scoring.classifier import ClassifierLoop, Scorer
+    from service.windows.store import WindowStore
 
 log = logging.getLogger(__name__)
 WARMUP_SEQUENCE = [["service warm-up"]]
@@ -95,7 +97,7 @@ class Runtime:
 
     async def _classify(self) -> None:
         """Load and warm the model, then run the classifier loop, restarting it if it dies."""
-        from service.classifier import ClassifierLoop
+        from service.scoring.classifier import ClassifierLoop
 
         state = self.state
         try:
@@ -171,12 +173,12 @@ async def open_store(settings: ServiceSettings) -> AsyncIterator[WindowStore]:
     empty; closed on exit."""
     from redis.asyncio import Redis, RedisCluster
 
-    from service.window_store import WindowStore
+    from service.windows.store import WindowStore
 
     async with contextlib.AsyncExitStack() as stack:
         url = settings.redis_url
         if not url:
-            from service.embedded_redis import EmbeddedRedis
+            from service.windows.embedded_redis import EmbeddedRedis
 
             embedded = EmbeddedRedis(settings.redis_data_dir)
             url = await asyncio.to_thread(embedded.start)
@@ -222,7 +224,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app, settings.retry_after_s)
-    app.include_router(routes_logs.router, tags=["logs"])
-    app.include_router(routes_sequences.router, tags=["sequences"])
+    app.include_router(intake_routes.router, tags=["logs"])
+    app.include_router(records_routes.router, tags=["sequences"])
     app.include_router(routes_ops.router)
     return app

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from redis import exceptions as redis_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.window_store import QueueFull, StoreUnavailable, TooManySessions
+from service.windows.store import QueueFull, StoreUnavailable, TooManySessions
 
 log = logging.getLogger(__name__)
 

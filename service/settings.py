@@ -15,7 +15,7 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 from pydantic_settings import NoDecode
 
 from model.settings import ModelSettings
-from service.windowing import DEFAULTS, LogFormat, SourceWindowing, Windowing, WindowMode, compiled_pattern
+from service.windows.windowing import DEFAULTS, LogFormat, SourceWindowing, Windowing, WindowMode, compiled_pattern
 
 
 def default_consumer() -> str:

@@ -14,8 +14,8 @@ from service.metrics import ServiceMetrics
 from service.settings import ServiceSettings
 
 if TYPE_CHECKING:
-    from service.classifier import Scorer
-    from service.window_store import WindowStore
+    from service.scoring.classifier import Scorer
+    from service.windows.store import WindowStore
 
 
 @dataclass

@@ -12,8 +12,8 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from service.embedded_redis import EmbeddedRedis
-from service.window_store import StoreConfig, WindowStore
+from service.windows.embedded_redis import EmbeddedRedis
+from service.windows.store import StoreConfig, WindowStore
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from types import TracebackType
 
 import redis
 
-from service.embedded_redis import EmbeddedRedis, free_port
+from service.windows.embedded_redis import EmbeddedRedis, free_port
 
 SLOTS = 16384
 NODES = 3

@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 
-from service.classifier import ClassifierConfig, ClassifierLoop
 from service.metrics import ServiceMetrics
-from service.window_store import ClosedWindow, Verdict, WindowStore
+from service.scoring.classifier import ClassifierConfig, ClassifierLoop
+from service.windows.store import ClosedWindow, Verdict, WindowStore
 
 pytestmark = pytest.mark.anyio
 MakeStore = Callable[..., Awaitable[WindowStore]]

@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from redis.asyncio import RedisCluster
 
 from service.app import create_app
-from service.classifier import ClassifierConfig, ClassifierLoop
+from service.scoring.classifier import ClassifierConfig, ClassifierLoop
 from service.settings import ServiceSettings
-from service.window_store import StoreConfig, Verdict, WindowStore
+from service.windows.store import StoreConfig, Verdict, WindowStore
 from tests.service.local_cluster import LocalCluster
 from tests.service.test_app import KeywordScorer, scored, wait_for
 

@@ -9,8 +9,8 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from service.embedded_redis import EmbeddedRedis
-from service.window_store import StoreConfig, WindowStore
+from service.windows.embedded_redis import EmbeddedRedis
+from service.windows.store import StoreConfig, WindowStore
 
 
 def test_it_answers_on_loopback_with_the_append_only_file_on(tmp_path: Path) -> None:

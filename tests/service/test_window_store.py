@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 import redis.asyncio
 
-from service.window_store import (
+from service.windows.store import (
     QueueFull,
     StoreOutOfMemory,
     StoreUnavailable,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from service.http_errors import ApiError
-from service.ingest import LogLine, LogsRequest, LogsResponse, WindowName, build_batch, json_lines, text_lines
+from service.intake.batch import LogLine, LogsRequest, LogsResponse, WindowName, build_batch, json_lines, text_lines
 from service.state import State, require_token
 
 router = APIRouter(dependencies=[Depends(require_token)])

@@ -21,7 +21,7 @@ from prometheus_client import Counter, Histogram
 from redis.exceptions import ResponseError
 
 from model.preprocess import preprocess as model_preprocess
-from service.window_store import ClosedWindow, StoreUnavailable, Verdict, WindowStore
+from service.windows.store import ClosedWindow, StoreUnavailable, Verdict, WindowStore
 
 log = logging.getLogger(__name__)
 IDLE_BLOCK_MS = 200  # how long an idle loop waits on Redis before it looks at stop() again

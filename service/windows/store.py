@@ -2,7 +2,7 @@
 
 Every key of a window lives in the hash slot of its partition (``logllm:{p<k>}:...``, k = crc32(window key) %
 partitions), so one Lua script can append, decide the close and XADD atomically, and the layout runs on Redis
-Cluster. The scripts are in ``service/*.lua``; the Python side groups work by partition: one pipeline on a
+Cluster. The scripts are in ``service/windows/*.lua``; the Python side groups work by partition: one pipeline on a
 single server; on a cluster (a ``RedisCluster`` client) one call per partition, run concurrently, each on the
 node that owns its slot, and the ready streams are polled per partition (a multi-stream read is cross-slot).
 """
@@ -25,7 +25,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
-from service.windowing import DEFAULTS, Windowing
+from service.windows.windowing import DEFAULTS, Windowing
 
 log = logging.getLogger(__name__)
 GROUP = "classifiers"

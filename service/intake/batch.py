@@ -19,7 +19,7 @@ from model.log_formats import LogFormatError, parse_line
 from model.windows import session_ids
 from service.http_errors import ApiError
 from service.settings import ServiceSettings
-from service.windowing import Windowing
+from service.windows.windowing import Windowing
 
 WindowName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\s#]+$")]
 

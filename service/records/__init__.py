@@ -1,0 +1,1 @@
+"""Records: what the service keeps about scored windows, and the routes that read them."""

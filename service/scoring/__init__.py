@@ -1,0 +1,1 @@
+"""Scoring: the classifier loop that turns closed windows into verdicts."""

@@ -1,0 +1,1 @@
+"""Windows: the Redis store, its Lua scripts, windowing settings and the embedded Redis server."""
