@@ -19,9 +19,11 @@ from model.log_formats import LogFormatError, parse_line
 from model.windows import session_ids
 from service.http_errors import ApiError
 from service.settings import ServiceSettings
+from service.windows.ids import DEFAULT_SOURCE, SESSION_PATTERN, SOURCE_PATTERN, BadWindowName, fixed_key, session_key
 from service.windows.windowing import Windowing
 
-WindowName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\s#]+$")]
+WindowName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=SESSION_PATTERN)]
+SourceName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=SOURCE_PATTERN)]
 
 
 class LogLine(BaseModel):
@@ -32,10 +34,10 @@ class LogLine(BaseModel):
     message: str = Field(description="the raw log line, parsed with the configured log format")
     session_id: WindowName | None = Field(default=None, description="session window key; else taken from the message")
     timestamp: str | float | None = Field(default=None, description="informational; windows close on arrival time")
-    source: WindowName | None = Field(
+    source: SourceName | None = Field(
         default=None,
-        description="where the line comes from: picks its windowing (--sources) and keys fixed windows;"
-        " else ?source= or 'default'",
+        description="where the line comes from (no ':'): picks its windowing (--sources) and is part of every"
+        " window id; else ?source= or 'default'",
     )
 
 
@@ -45,7 +47,10 @@ class LogsRequest(BaseModel):
 
 class Rejection(BaseModel):
     index: int = Field(description="position of the line in the request (text: line number from 0)")
-    reason: str = Field(description="bad_format | no_session_id | empty")
+    reason: str = Field(
+        description="bad_format | no_session_id | bad_session_id | too_many_session_ids | empty"
+        " | too_many_sessions | queue_full (a cap reached while the request was being stored)"
+    )
     message: str = Field(default="", description="what was wrong, cut short")
 
 
@@ -117,24 +122,43 @@ def build_batch(lines: list[tuple[int, LogLine]], settings: ServiceSettings, rep
         except LogFormatError as exc:
             batch.rejected.append(Rejection(index=index, reason="bad_format", message=str(exc)[:200]))
             continue
-        keys = window_keys(line, content, windowing)
-        if not keys:
-            batch.rejected.append(
-                Rejection(
-                    index=index,
-                    reason="no_session_id",
-                    message=f"no session_id field and no match of {windowing.session_pattern!r}",
-                )
-            )
+        try:
+            keys = window_keys(line, content, windowing, settings.max_sessions_per_line)
+        except Unwindowable as exc:
+            batch.rejected.append(Rejection(index=index, reason=exc.reason, message=str(exc)[:200]))
             continue
         batch.groups.setdefault(windowing, []).extend((key, content) for key in keys)
         batch.accepted += 1
     return batch
 
 
-def window_keys(line: LogLine, content: str, windowing: Windowing) -> list[str]:
+class Unwindowable(ValueError):
+    """A line no window can take; ``reason`` is what the response and the rejected-lines metric report."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def window_keys(line: LogLine, content: str, windowing: Windowing, max_sessions: int) -> list[str]:
+    """The keys (service/windows/ids.py) of the windows a line joins.
+
+    Session ids found by the pattern pass the same check as a ``session_id`` field. A line naming more than
+    ``max_sessions`` ids is rejected rather than cut to the first ones: joining only some of its sessions would
+    leave the others' windows silently incomplete, while a rejection tells the sender.
+    """
+    source = line.source or DEFAULT_SOURCE
     if windowing.mode == "fixed":
-        return [line.source or "default"]
-    if line.session_id:
-        return [line.session_id]
-    return list(dict.fromkeys(session_ids(content, windowing.session_pattern)))
+        return [fixed_key(source)]
+    sessions = [line.session_id] if line.session_id else session_ids(content, windowing.session_pattern)
+    if not sessions:
+        raise Unwindowable("no_session_id", f"no session_id field and no match of {windowing.session_pattern!r}")
+    if len(sessions) > max_sessions:
+        raise Unwindowable(
+            "too_many_session_ids",
+            f"the line names {len(sessions)} session ids (max_sessions_per_line={max_sessions})",
+        )
+    try:
+        return [session_key(source, sid) for sid in sessions]
+    except BadWindowName as exc:
+        raise Unwindowable("bad_session_id", f"{exc} (found by {windowing.session_pattern!r})") from None

@@ -23,6 +23,7 @@ _SOURCE = re.compile(SOURCE_PATTERN)
 _SESSION = re.compile(SESSION_PATTERN)
 _SESSION_ID = re.compile(r"session:([^\s#:]+):([^\s#]+?)(?:#(\d+))?")
 _FIXED_ID = re.compile(r"fixed:([^\s#:]+):(\d+)")
+_KEY = re.compile(r"session:[^\s#:]+:[^\s#]+|fixed:[^\s#:]+")
 
 WindowKind = Literal["session", "fixed"]
 
@@ -63,6 +64,11 @@ class WindowRef:
     @property
     def key(self) -> str:
         return fixed_key(self.source) if self.kind == "fixed" else session_key(self.source, self.session_id or "")
+
+
+def is_window_key(name: str) -> bool:
+    """Whether ``name`` is a window key of this scheme (not a bare session id or a legacy key)."""
+    return _KEY.fullmatch(name) is not None
 
 
 def parse_window_id(window_id: str) -> WindowRef | None:

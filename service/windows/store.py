@@ -25,6 +25,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
+from service.windows.ids import parse_window_id
 from service.windows.windowing import DEFAULTS, Windowing
 
 log = logging.getLogger(__name__)
@@ -472,10 +473,14 @@ class WindowStore:
 
     async def verdict(self, window_id: str) -> Verdict | Literal["pending"] | None:
         """The verdict, "pending" (open, or closed and awaiting the model), or None (unknown or expired)."""
-        candidates = [(re.sub(r"#\d+$", "", window_id), "session")]
-        fixed = re.fullmatch(r"(.+):\d+", window_id)
-        if fixed:
-            candidates.append((fixed.group(1), "fixed"))
+        ref = parse_window_id(window_id)
+        if ref is not None:
+            candidates = [(ref.key, ref.kind)]
+        else:  # an id written before service/windows/ids.py: a bare session id, or <source>:<start>
+            candidates = [(re.sub(r"#\d+$", "", window_id), "session")]
+            fixed = re.fullmatch(r"(.+):\d+", window_id)
+            if fixed:
+                candidates.append((fixed.group(1), "fixed"))
         for key, kind in candidates:
             with _translated():
                 found = await self._run("verdict", self.partition(key), [window_id, key, kind])
