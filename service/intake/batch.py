@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -67,6 +68,7 @@ class Batch:
     """What one request adds: (window key, content) items per windowing, plus what the response reports."""
 
     groups: dict[Windowing, list[tuple[str, str]]] = field(default_factory=dict)
+    origins: dict[Windowing, list[int]] = field(default_factory=dict)  # the line index of each group item
     accepted: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     truncated: int = 0
@@ -74,6 +76,23 @@ class Batch:
 
     def rejected_by_reason(self) -> Counter[str]:
         return Counter(r.reason for r in self.rejected)
+
+    def refuse(self, refused: Sequence[tuple[Windowing, int, str]]) -> None:
+        """Report the lines of items the store refused (a cap reached in a race) as rejected, not accepted."""
+        reasons: dict[int, str] = {}
+        refused_items: Counter[int] = Counter()
+        for w, item, reason in refused:
+            line = self.origins[w][item]
+            reasons[line] = reason
+            refused_items[line] += 1
+        items_of = Counter(line for indices in self.origins.values() for line in indices)
+        for index, reason in sorted(reasons.items()):
+            kept = "nothing of this line was kept"
+            if refused_items[index] < items_of[index]:
+                kept = f"the line joined {items_of[index] - refused_items[index]} of its {items_of[index]} sessions"
+            message = f"a cap was reached while this request was stored ({kept}); retry it"
+            self.rejected.append(Rejection(index=index, reason=reason, message=message))
+        self.accepted -= len(reasons)
 
 
 def text_lines(body: bytes, charset: str | None) -> tuple[list[tuple[int, str]], int]:
@@ -128,6 +147,7 @@ def build_batch(lines: list[tuple[int, LogLine]], settings: ServiceSettings, rep
             batch.rejected.append(Rejection(index=index, reason=exc.reason, message=str(exc)[:200]))
             continue
         batch.groups.setdefault(windowing, []).extend((key, content) for key in keys)
+        batch.origins.setdefault(windowing, []).extend(index for _ in keys)
         batch.accepted += 1
     return batch
 

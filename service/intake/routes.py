@@ -115,6 +115,7 @@ async def post_logs(
     if batch.groups:
         result = await state.store.append_groups(batch.groups)
         closed = list(result.closed)
+        batch.refuse(result.refused)
     metrics = state.metrics
     metrics.lines_ingested.inc(batch.accepted)
     for reason, count in batch.rejected_by_reason().items():

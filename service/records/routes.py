@@ -22,6 +22,9 @@ class VerdictResponse(BaseModel):
     score: float | None = Field(default=None, description="P(anomalous)")
     threshold: float | None = None
     n_lines: int | None = None
+    n_scored: int | None = Field(
+        default=None, description="lines the model saw (all of them, in chunks when longer than the model's limit)"
+    )
     model_version: str | None = None
     closed_at: float | None = Field(default=None, description="unix seconds")
     scored_at: float | None = Field(default=None, description="unix seconds")
@@ -59,6 +62,7 @@ async def get_verdict(window_id: str, state: State) -> VerdictResponse:
         score=found.score,
         threshold=found.threshold,
         n_lines=found.n_lines,
+        n_scored=found.n_scored,
         model_version=found.model_version,
         closed_at=found.closed_at,
         scored_at=found.scored_at,

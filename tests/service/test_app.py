@@ -253,6 +253,29 @@ def test_a_source_and_a_session_of_the_same_name_do_not_close_each_other(make_cl
     assert scored(client, "fixed:web:0")["n_lines"] == 2 and scored(client, "session:default:web")["n_lines"] == 2
 
 
+def test_lines_a_partition_refused_in_a_race_are_reported_rejected(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client(max_open_windows=4, partitions=2)  # 2 open windows per partition
+    store = client.app.state.service.store  # type: ignore[attr-defined]
+    names = [f"k{i}" for i in range(40)]
+    first = [n for n in names if store.partition(f"session:default:{n}") == 0]
+    second = [n for n in names if store.partition(f"session:default:{n}") == 1]
+    client.post("/logs", json={"lines": [{"message": "x", "session_id": n} for n in first[:2]]})
+
+    async def saw_room(touched: object) -> None:  # the pre-check ran before a concurrent request filled p0
+        return None
+
+    monkeypatch.setattr(store, "_check_caps", saw_room)
+    lines = [{"message": "kept", "session_id": second[0]}, {"message": "refused", "session_id": first[2]}]
+    body = client.post("/logs", json={"lines": lines}).json()
+    assert body["accepted"] == 1
+    assert [(r["index"], r["reason"]) for r in body["rejected"]] == [(1, "too_many_sessions")]
+    assert "nothing of this line was kept" in body["rejected"][0]["message"]
+    assert verdict(client, f"session:default:{second[0]}")["status"] == "pending"
+    assert client.get(f"/sequences/session:default:{first[2]}/verdict").status_code == 404
+
+
 def test_a_source_name_with_a_colon_is_422_naming_the_field(client: TestClient) -> None:
     body = client.post("/logs", json={"lines": [{"message": "x blk_1", "source": "a:b"}]})
     assert (body.status_code, body.json()["field"]) == (422, "lines[0].source")
@@ -450,6 +473,7 @@ METRIC_NAMES = [
     "logllm_lines_rejected_total",
     "logllm_windows_closed_total",
     "logllm_verdicts_total",
+    "logllm_windows_dropped_total",
     "logllm_batch_windows",
     "logllm_batch_lines",
     "logllm_queue_wait_seconds",
@@ -625,12 +649,13 @@ def test_shutdown_finishes_and_acks_the_batch_in_flight(redis_url: str, tmp_path
     stopping.join(timeout=30)
     assert not stopping.is_alive(), "shutdown did not return"
 
-    with TestClient(create_app(settings, scorer=KeywordScorer())) as again:
-        assert (
-            verdict(again, "session:default:blk_31")["n_lines"] == 1
-        )  # scored and written before the first app stopped
+    second = KeywordScorer()
+    with TestClient(create_app(settings, scorer=second)) as again:
         wait_for(lambda: again.get("/health/ready").status_code == 200, what="ready")
-        assert "logllm_ready_queue_depth 0.0" in again.get("/metrics").text
+        assert verdict(again, "session:default:blk_31")["n_lines"] == 1
+        wait_for(lambda: "logllm_ready_queue_depth 0.0" in again.get("/metrics").text, what="gauge refreshed")
+    # the first app wrote the verdict and acked before it stopped: the second had nothing to re-score
+    assert second.scored == [["service warm-up"]]
 
 
 @pytest.mark.slow
