@@ -20,7 +20,7 @@ from collections import Counter, deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
@@ -264,8 +264,6 @@ class WindowStore:
                     f" this start asks for {name}={value}. Start with {name}={stored[name]}, or use another"
                     " key_prefix (the stored windows stay under the old one)"
                 )
-        if "id_scheme" not in stored:
-            await self.redis.hsetnx(key, "id_scheme", ID_SCHEME)
 
     async def append(self, items: Sequence[tuple[str, str]], mode: Literal["session", "fixed"]) -> AppendResult:
         """Buffer (window key, content) items in order, windowed by ``mode`` and the configured sizes."""
@@ -318,7 +316,7 @@ class WindowStore:
             self._refuse(refused[0][2])
         return AppendResult(sum(len(items) for items in groups.values()) - len(refused), closed, refused)
 
-    def _refuse(self, reason: str, detail: str = "") -> None:
+    def _refuse(self, reason: str, detail: str = "") -> NoReturn:
         cfg = self.config
         if reason == "queue_full":
             raise QueueFull(self.queue_share, cfg.max_ready_queue, cfg.retry_after_s, cfg.partitions)

@@ -659,17 +659,22 @@ def test_shutdown_finishes_and_acks_the_batch_in_flight(redis_url: str, tmp_path
 
 
 @pytest.mark.slow
-def test_the_real_checkpoint_loads_warms_and_scores(redis_url: str, untrained_checkpoint: Path) -> None:
+def test_the_real_checkpoint_loads_warms_and_scores(
+    redis_url: str, untrained_checkpoint: Path, fresh_model: Any
+) -> None:
     from model.checkpoint import Manifest
+    from model.preprocess import preprocess
 
     settings = ServiceSettings(redis_url=redis_url, checkpoint=untrained_checkpoint, device="cpu")
+    lines = [f"081109 2036{i:02d} 148 INFO dfs.DataNode: served block blk_77 step {i}" for i in range(5)]
     with TestClient(create_app(settings)) as client:
         wait_for(lambda: client.get("/health/ready").status_code == 200, timeout=300, what="model ready")
-        text = "".join(f"081109 2036{i:02d} 148 INFO dfs.DataNode: served block blk_77 step {i}\n" for i in range(5))
+        text = "".join(line + "\n" for line in lines)
         assert client.post("/logs", content=text, headers={"Content-Type": TEXT}).json()["accepted"] == 5
         assert client.post("/sequences/blk_77/close").json() == {"id": "session:default:blk_77"}
         found = scored(client, "session:default:blk_77", timeout=120)
-    assert found["n_lines"] == 5
-    assert 0.0 <= found["score"] <= 1.0
-    assert found["status"] == ("anomalous" if found["score"] >= found["threshold"] else "normal")
-    assert found["model_version"] == Manifest.read(untrained_checkpoint).version
+    manifest = Manifest.read(untrained_checkpoint)
+    [expected] = fresh_model.score([[preprocess(line) for line in lines]])  # the model the checkpoint was saved from
+    assert found["score"] == pytest.approx(expected, abs=1e-4)
+    assert (found["n_lines"], found["n_scored"]) == (5, 5)
+    assert (found["threshold"], found["model_version"]) == (manifest.threshold, manifest.version)
