@@ -15,6 +15,7 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 from pydantic_settings import NoDecode
 
 from model.settings import ModelSettings
+from service.windows.ids import BadWindowName, check_source
 from service.windows.windowing import DEFAULTS, LogFormat, SourceWindowing, Windowing, WindowMode, compiled_pattern
 
 
@@ -141,6 +142,11 @@ class ServiceSettings(ModelSettings):
             self.max_session_lines,
         )  # fmt: skip
         windowings = {"": base} | {name: over.over(base) for name, over in self.sources.items()}
+        for name in self.sources:
+            try:
+                check_source(name)  # it becomes part of window keys (service/windows/ids.py)
+            except BadWindowName as exc:
+                raise ValueError(f"sources: {exc}") from None
         for name, w in windowings.items():
             where = f"sources.{name}." if name else ""
             # A step past the size would accept lines that no window ever scores.

@@ -20,11 +20,19 @@ from model.log_formats import LogFormatError, parse_line
 from model.windows import session_ids
 from service.http_errors import ApiError
 from service.settings import ServiceSettings
-from service.windows.ids import DEFAULT_SOURCE, SESSION_PATTERN, SOURCE_PATTERN, BadWindowName, fixed_key, session_key
+from service.windows.ids import (
+    DEFAULT_SOURCE,
+    MAX_NAME_CHARS,
+    SESSION_PATTERN,
+    SOURCE_PATTERN,
+    BadWindowName,
+    fixed_key,
+    session_key,
+)
 from service.windows.windowing import Windowing
 
-WindowName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=SESSION_PATTERN)]
-SourceName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=SOURCE_PATTERN)]
+WindowName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS, pattern=SESSION_PATTERN)]
+SourceName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS, pattern=SOURCE_PATTERN)]
 
 
 class LogLine(BaseModel):

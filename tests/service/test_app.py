@@ -207,6 +207,8 @@ def test_source_settings_come_from_json_and_bad_ones_are_refused(monkeypatch: py
         ServiceSettings(sources='{"tb": {"window_sise": 5}}')
     with pytest.raises(ValueError, match="not JSON"):
         ServiceSettings(sources="{tb")
+    with pytest.raises(ValueError, match="sources: source 'a:b'"):
+        ServiceSettings(sources='{"a:b": {"window_mode": "fixed"}}')
 
 
 def test_an_idle_window_closes_by_itself(make_client: MakeClient) -> None:
