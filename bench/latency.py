@@ -74,6 +74,7 @@ def probe(
     client: Any, templates: list[str], n: int, lines: int, explicit: bool, poll_s: float, timeout_s: float
 ) -> float | None:
     session = f"blk_{8000000 + n}"
+    window_id = f"session:default:{session}"  # service/windows/ids.py
     if explicit:
         client.post("/logs", json=window_body(templates, session, lines - 1, n)).raise_for_status()
         started = time.perf_counter()
@@ -82,10 +83,10 @@ def probe(
         started = time.perf_counter()
         response = client.post("/logs", json=window_body(templates, session, lines, n))
         response.raise_for_status()
-        if session not in response.json()["closed"]:
+        if window_id not in response.json()["closed"]:
             raise RuntimeError(f"probe {session}: {lines} lines did not close the window: {response.text[:200]}")
     while time.perf_counter() - started < timeout_s:
-        status = client.get(f"/sequences/{session}/verdict").json().get("status")
+        status = client.get(f"/sequences/{window_id}/verdict").json().get("status")
         if status in ("normal", "anomalous"):
             return time.perf_counter() - started
         time.sleep(poll_s)

@@ -48,9 +48,7 @@ def _short(line: str) -> str:
 def _fields(line: str, count: int, fmt: str) -> list[str]:
     parts = line.split(maxsplit=count)
     if len(parts) < count:
-        raise LogFormatError(
-            f"{fmt}: expected at least {count} header fields, got {len(parts)}: {_short(line)!r}"
-        )
+        raise LogFormatError(f"{fmt}: expected at least {count} header fields, got {len(parts)}: {_short(line)!r}")
     return parts
 
 

@@ -1,7 +1,9 @@
 """``logllm score``: score every window of a log file offline with a checkpoint, one line of output per window.
 
-Windows are built exactly as the service builds them (same parsing, preprocessing and window ids), so offline scores
-can be compared with the verdicts the service stores.
+Windows are built exactly as the service builds them (same parsing, preprocessing and window ids:
+``session:<source>:<session id>``, ``fixed:<source>:<start>``, as service/windows/ids.py writes them) and scored
+the same way (model/chunked_scoring.py: a window longer than the model's limit is scored whole, in chunks), so
+offline scores can be compared with the verdicts the service stores.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ class ScoreSettings(ModelSettings):
     session_pattern: str = Field(r"blk_-?\d+", description="regex that finds session ids in a line")
     window_size: int = Field(100, gt=0, description="lines per fixed window")
     window_step: int = Field(100, gt=0, description="lines between fixed window starts")
-    source: str = Field("default", description="source name used in fixed window ids (<source>:<start>)")
+    source: str = Field(
+        "default", pattern=r"^[^\s#:]+$", description="source name in the window ids (no ':', '#' or white space)"
+    )
     batch_size: int = Field(16, gt=0, description="windows per forward pass")
     on_error: Literal["skip", "fail"] = Field("fail", description="a line that cannot be parsed: skip it or stop")
 
@@ -60,13 +64,13 @@ def windows_of(path: Path, settings: ScoreSettings) -> Iterator[tuple[str, list[
     if settings.window_mode == "fixed":
         messages = [preprocess(c) for c in contents]
         for start, window in fixed_windows(messages, settings.window_size, settings.window_step):
-            yield f"{settings.source}:{start}", window
+            yield f"fixed:{settings.source}:{start}", window
         return
     sessions: dict[str, list[str]] = {}
     for content in contents:
         message = preprocess(content)
         for sid in session_ids(content, settings.session_pattern):
-            sessions.setdefault(sid, []).append(message)
+            sessions.setdefault(f"session:{settings.source}:{sid}", []).append(message)
     yield from sessions.items()
 
 
@@ -80,13 +84,18 @@ def add_score_parser(subparsers: argparse._SubParsersAction) -> None:  # type: i
 def run_score(args: argparse.Namespace) -> int:
     """Print ``window_id<TAB>lines<TAB>score<TAB>label`` per window."""
     from model.checkpoint import load_checkpoint
+    from model.chunked_scoring import score_whole
 
     settings = settings_from_args(ScoreSettings, args)
     if not args.file.is_file():
         raise SystemExit(f"logllm score: {args.file}: no such file")
     windows = list(windows_of(args.file, settings))
     model, manifest = load_checkpoint(settings.checkpoint, settings)
-    scores = model.score([w for _, w in windows], batch_size=settings.batch_size)
+    scores = score_whole(
+        lambda sequences: model.score(sequences, batch_size=settings.batch_size),
+        [w for _, w in windows],
+        model.max_messages,
+    )
     print("window_id\tlines\tscore\tlabel")
     for (window_id, messages), score in zip(windows, scores, strict=True):
         print(f"{window_id}\t{len(messages)}\t{score:.6f}\t{model.label(score)}")

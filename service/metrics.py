@@ -37,6 +37,14 @@ class ServiceMetrics:
         self.windows_failed = Counter(
             "logllm_windows_failed", "windows given up after max_deliveries model failures", registry=r
         )
+        self.windows_dropped = Counter(
+            "logllm_windows_dropped",
+            "ready-queue entries acked without a verdict, by why (lines_missing, already_scored)",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("lines_missing", "already_scored"):  # shown at 0, so an alert can watch them
+            self.windows_dropped.labels(reason=reason)
         self.batch_windows = Histogram("logllm_batch_windows", "windows per model call", buckets=_SIZES, registry=r)
         self.batch_lines = Histogram("logllm_batch_lines", "lines per model call", buckets=_SIZES, registry=r)
         self.queue_wait_seconds = Histogram(

@@ -15,6 +15,7 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 from pydantic_settings import NoDecode
 
 from model.settings import ModelSettings
+from service.windows.ids import BadWindowName, check_source
 from service.windows.windowing import DEFAULTS, LogFormat, SourceWindowing, Windowing, WindowMode, compiled_pattern
 
 
@@ -58,6 +59,9 @@ class ServiceSettings(ModelSettings):
         description='per-source windowing as JSON, e.g. \'{"bgl": {"window_mode": "fixed", "log_format":'
         ' "bgl"}}\': keys window_mode, session_pattern, log_format, window_size, window_step, max_session_lines;'
         " unset keys and other sources take the global values",
+    )
+    max_sessions_per_line: int = Field(
+        default=16, gt=0, description="a line naming more session ids than this is rejected (too_many_session_ids)"
     )
     idle_timeout_s: float = Field(default=30.0, gt=0, description="a window closes after this long without a line")
     sweep_interval_s: float = Field(default=1.0, gt=0, description="how often idle windows are looked for")
@@ -138,6 +142,11 @@ class ServiceSettings(ModelSettings):
             self.max_session_lines,
         )  # fmt: skip
         windowings = {"": base} | {name: over.over(base) for name, over in self.sources.items()}
+        for name in self.sources:
+            try:
+                check_source(name)  # it becomes part of window keys (service/windows/ids.py)
+            except BadWindowName as exc:
+                raise ValueError(f"sources: {exc}") from None
         for name, w in windowings.items():
             where = f"sources.{name}." if name else ""
             # A step past the size would accept lines that no window ever scores.

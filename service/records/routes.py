@@ -1,14 +1,15 @@
-"""Verdicts and explicit closes. Ids may contain ``/`` (source names) and ``#`` (send it as ``%23``)."""
+"""Verdicts and explicit closes. Ids (service/windows/ids.py) may contain ``/`` and ``#`` (send it as ``%23``)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from service.http_errors import ApiError
 from service.state import State, require_token
+from service.windows.ids import DEFAULT_SOURCE, BadWindowName, is_window_key, session_key
 
 router = APIRouter(prefix="/sequences", dependencies=[Depends(require_token)])
 
@@ -21,6 +22,9 @@ class VerdictResponse(BaseModel):
     score: float | None = Field(default=None, description="P(anomalous)")
     threshold: float | None = None
     n_lines: int | None = None
+    n_scored: int | None = Field(
+        default=None, description="lines the model saw (all of them, in chunks when longer than the model's limit)"
+    )
     model_version: str | None = None
     closed_at: float | None = Field(default=None, description="unix seconds")
     scored_at: float | None = Field(default=None, description="unix seconds")
@@ -58,6 +62,7 @@ async def get_verdict(window_id: str, state: State) -> VerdictResponse:
         score=found.score,
         threshold=found.threshold,
         n_lines=found.n_lines,
+        n_scored=found.n_scored,
         model_version=found.model_version,
         closed_at=found.closed_at,
         scored_at=found.scored_at,
@@ -67,12 +72,34 @@ async def get_verdict(window_id: str, state: State) -> VerdictResponse:
 @router.post(
     "/{window_key:path}/close",
     response_model=CloseResponse,
-    summary="Close the open window of a session (or of a source, in fixed mode)",
-    responses={404: {"description": "no open window for this key"}},
+    summary="Close the open window of a key (session:<source>:<id>, fixed:<source>) or of a bare session id",
+    responses={
+        404: {"description": "no open window for this key"},
+        422: {"description": "not a window key, and not a valid session id"},
+    },
 )
-async def close_window(window_key: str, state: State) -> CloseResponse:
-    closed = await state.store.close(window_key)
+async def close_window(
+    window_key: str,
+    state: State,
+    source: Annotated[
+        str | None, Query(description="source of a bare session id (default 'default'); ignored for a full key")
+    ] = None,
+) -> CloseResponse:
+    key = window_key
+    if not is_window_key(window_key):
+        try:
+            key = session_key(source or DEFAULT_SOURCE, window_key)
+        except BadWindowName as exc:
+            raise ApiError(
+                422,
+                "bad_window_key",
+                str(exc),
+                field="query.source" if str(exc).startswith("source") else "path.window_key",
+            ) from None
+    closed = await state.store.close(key)
+    if closed is None and key != window_key:  # a window opened under a key written before the id scheme
+        closed = await state.store.close(window_key)
     if closed is None:
-        raise ApiError(404, "no_open_window", f"no open window for {window_key[:200]!r}")
+        raise ApiError(404, "no_open_window", f"no open window for {key[:200]!r}")
     state.metrics.windows_closed.labels(reason="explicit").inc()
     return CloseResponse(id=closed)

@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 from prometheus_client import Counter, Histogram
 from redis.exceptions import ResponseError
 
+from model.chunked_scoring import score_whole
 from model.preprocess import preprocess as model_preprocess
 from service.windows.store import ClosedWindow, StoreUnavailable, Verdict, WindowStore
 
@@ -30,7 +31,10 @@ T = TypeVar("T")
 
 
 class Scorer(Protocol):
-    """The model as the service sees it: P(anomalous) per sequence of preprocessed messages."""
+    """The model as the service sees it: P(anomalous) per sequence of preprocessed messages.
+
+    A scorer with a ``max_messages`` attribute (LogLLM) gets longer windows in chunks (model/chunked_scoring.py).
+    """
 
     threshold: float
     version: str
@@ -48,6 +52,7 @@ class LoopMetrics(Protocol):
     inference_seconds: Histogram
     end_to_end_seconds: Histogram
     windows_failed: Counter
+    windows_dropped: Counter
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ class ClassifierLoop:
                 if time.monotonic() >= self._next_reclaim:
                     await self._reclaim()
                 batch = await self._collect()
+                self._count_dropped()
                 if batch:
                     await self._process(batch)
             except StoreUnavailable as exc:
@@ -118,6 +124,7 @@ class ClassifierLoop:
         self._next_reclaim = time.monotonic() + max(cfg.reclaim_idle_ms / 2000, 0.1)
         while not self._stopping.is_set():
             windows = await self.store.reclaim(cfg.consumer, cfg.reclaim_idle_ms, cfg.max_batch_windows)
+            self._count_dropped()
             if not windows:
                 return
             log.info("reclaimed %d windows idle over %d ms", len(windows), cfg.reclaim_idle_ms)
@@ -166,30 +173,34 @@ class ClassifierLoop:
 
     async def _process(self, batch: list[ClosedWindow]) -> None:
         """Score one batch and complete it. When the model fails, the halves are tried alone, so one bad window
-        cannot hold its batch back; it stays unacked and is retried after reclaim_idle_ms, until it has been
-        handed out max_deliveries times: then it gets a "failed" verdict (the dead-letter path)."""
-        given_up = [w for w in batch if w.deliveries > self.config.max_deliveries]
-        if given_up:
-            await self._give_up(given_up)
-            batch = [w for w in batch if w.deliveries <= self.config.max_deliveries]
+        cannot hold its batch back; a failure on a window alone is counted (``record_failure``) and the window
+        stays unacked, retried after reclaim_idle_ms, until the model has failed on it max_deliveries times:
+        then it gets a "failed" verdict (the dead-letter path). Re-reads and reclaims do not count."""
+        limit = self.config.max_deliveries
+        given_up = [w for w in batch if w.attempts >= limit]
+        if given_up:  # counted up to the limit by a worker that died before failing it
+            await self._give_up(given_up, f"the model failed on this window {limit} times; see the service log")
+            batch = [w for w in batch if w.attempts < limit]
             if not batch:
                 return
         picked = time.time()
         try:
             scores, inference_s = await asyncio.to_thread(self._infer, batch)
-        except Exception:
+        except Exception as exc:
             if len(batch) > 1:
                 log.warning("model failed on a batch of %d windows; trying its halves alone", len(batch))
                 half = len(batch) // 2
                 await self._process(batch[:half])
                 await self._process(batch[half:])
                 return
+            window = batch[0]
+            attempts = await self._retrying(self.store.record_failure, window)
             log.exception(
-                "model failed on window %s (delivery %d of %d); left for a retry after reclaim_idle_ms",
-                batch[0].window_id,
-                batch[0].deliveries,
-                self.config.max_deliveries,
+                "model failed on window %s (attempt %d of %d)", window.window_id, attempts, self.config.max_deliveries
             )
+            if attempts >= limit:
+                error = f"the model failed on this window {attempts} times; last error: {type(exc).__name__}: {exc}"
+                await self._give_up([window], error[:500])
             return
         threshold, version = float(self.scorer.threshold), str(self.scorer.version)
         scored_at = time.time()
@@ -205,6 +216,7 @@ class ClassifierLoop:
                     model_version=version,
                     closed_at=window.closed_at,
                     scored_at=scored_at,
+                    n_scored=len(window.lines),  # score_whole: every line, in chunks of max_messages
                 ),
             )
             for window, score in zip(batch, scores, strict=True)
@@ -212,21 +224,23 @@ class ClassifierLoop:
         written = set(await self._retrying(self.store.complete, verdicts))
         self._observe(verdicts, written, picked, inference_s)
 
-    async def _give_up(self, windows: list[ClosedWindow]) -> None:
-        error = f"the model failed on this window {self.config.max_deliveries} times; see the service log"
+    async def _give_up(self, windows: list[ClosedWindow], error: str) -> None:
         failed = await self._retrying(self.store.fail, windows, error)
         names = ", ".join(w.window_id for w in windows[:10])
-        log.error(
-            "gave up on %d windows after %d failed deliveries: %s", len(windows), self.config.max_deliveries, names
-        )
+        log.error("gave up on %d windows: %s: %s", len(windows), error, names)
         if self.metrics is not None and failed:
             self.metrics.windows_failed.inc(len(failed))
+
+    def _count_dropped(self) -> None:
+        for reason, count in self.store.take_dropped().items():
+            if self.metrics is not None:
+                self.metrics.windows_dropped.labels(reason=reason).inc(count)
 
     def _infer(self, batch: list[ClosedWindow]) -> tuple[list[float], float]:
         """Runs in a worker thread: preprocessing is CPU work too."""
         sequences = [[self.preprocess(line) for line in window.lines] for window in batch]
         started = time.perf_counter()
-        scores = self.scorer.score(sequences)
+        scores = score_whole(self.scorer.score, sequences, getattr(self.scorer, "max_messages", None))
         elapsed = time.perf_counter() - started
         if len(scores) != len(batch):
             raise ValueError(f"scorer returned {len(scores)} scores for {len(batch)} sequences")

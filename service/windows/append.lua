@@ -1,16 +1,34 @@
--- Append lines to windows of one partition, closing those that fill up; returns the ids closed.
--- ARGV: prefix, now, mode ('session'|'fixed'), max_session_lines, window_size, window_step, then key, line pairs.
-local mode = ARGV[3] == 'fixed' and 'f' or 's'
-local max_lines = tonumber(ARGV[4])
-local size = tonumber(ARGV[5])
-local step = tonumber(ARGV[6])
-local closed = {}
+-- Append lines to windows of one partition, closing those that fill up.
+-- ARGV: prefix, mode ('session'|'fixed'), max_session_lines, window_size, window_step, open_share, queue_share,
+-- then key, line pairs. The caps are checked here, atomically with the writes, against this partition's share
+-- of max_open_windows and max_ready_queue: concurrent requests cannot pass them together.
+-- Returns {'ok', ids closed...}, or {'queue_full'} / {'too_many_sessions'} having written nothing.
+local mode = ARGV[2] == 'fixed' and 'f' or 's'
+local max_lines = tonumber(ARGV[3])
+local size = tonumber(ARGV[4])
+local step = tonumber(ARGV[5])
+local open_share = tonumber(ARGV[6])
+local queue_share = tonumber(ARGV[7])
+local FIRST = 8
+
+if redis.call('XLEN', STREAM) >= queue_share then return {'queue_full'} end
+local new, counted = 0, {}
+for i = FIRST, #ARGV, 2 do
+  local key = ARGV[i]
+  if not counted[key] then
+    counted[key] = true
+    if redis.call('HGET', meta_key(key), 'open') ~= '1' then new = new + 1 end
+  end
+end
+if new > 0 and (tonumber(redis.call('GET', OPEN)) or 0) + new > open_share then return {'too_many_sessions'} end
+
+local closed = {'ok'}
 
 local function append_session(key, content)
   local meta = meta_key(key)
   if redis.call('HGET', meta, 'open') ~= '1' then mark_open(key, meta, 's') end
   local len = redis.call('RPUSH', lines_key(key), content)
-  redis.call('ZADD', LASTSEEN, NOW, key)
+  redis.call('ZADD', LASTSEEN, NOW_TEXT, key)
   if len >= max_lines then return close_session(key, 'size') end
   return false
 end
@@ -32,7 +50,7 @@ local function append_fixed(key, content)
   end
   local len = redis.call('RPUSH', lines, content)
   local nxt = redis.call('HINCRBY', meta, 'next', 1)
-  redis.call('ZADD', LASTSEEN, NOW, key)
+  redis.call('ZADD', LASTSEEN, NOW_TEXT, key)
   if len < size then return false end
   local start = tonumber(redis.call('HGET', meta, 'start'))
   local id = key .. ':' .. start
@@ -49,10 +67,10 @@ local function append_fixed(key, content)
   return id
 end
 
-for i = 7, #ARGV, 2 do
+for i = FIRST, #ARGV, 2 do
   local key, content = ARGV[i], ARGV[i + 1]
   local f = redis.call('HMGET', meta_key(key), 'open', 'mode')
-  if f[1] == '1' and f[2] ~= mode then  -- the service restarted in the other mode: finish the old window
+  if f[1] == '1' and f[2] ~= mode then  -- a key of the old scheme, windowed the other way before: finish it
     local id = close_window(key, 'mode')
     if id then closed[#closed + 1] = id end
   end

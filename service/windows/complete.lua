@@ -1,22 +1,22 @@
 -- Write verdicts, drop the scored lines and ack, per window, atomically: a crash before this script means a
 -- re-score, never a loss; a second run for the same window (re-score after a reclaim) writes no second verdict.
 -- Label 'failed' is the dead-letter path: no score, the error is kept, and the lines are renamed to
--- failed:<id> (same TTL) for inspection instead of being dropped.
--- ARGV: prefix, now, group, ttl, then per window: entry id, window id, window key, label, score, threshold,
--- n_lines, model_version, closed_at, scored_at, error. Returns the window ids whose verdict this call wrote.
-local group = ARGV[3]
-local ttl = tonumber(ARGV[4])
+-- failed:<id> (same TTL) for inspection instead of being dropped. scored_at is the Redis clock.
+-- ARGV: prefix, group, ttl, then per window: entry id, window id, window key, label, score, threshold,
+-- n_lines, n_scored, model_version, closed_at, error. Returns the window ids whose verdict this call wrote.
+local group = ARGV[2]
+local ttl = tonumber(ARGV[3])
 local written = {}
-for i = 5, #ARGV, 11 do
+for i = 4, #ARGV, 11 do
   local entry, id, key, label = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local verdict = P .. 'verdict:' .. id
   if redis.call('EXISTS', verdict) == 0 then
-    redis.call('HSET', verdict, 'label', label, 'n_lines', ARGV[i + 6], 'model_version', ARGV[i + 7],
-      'closed_at', ARGV[i + 8], 'scored_at', ARGV[i + 9])
+    redis.call('HSET', verdict, 'label', label, 'n_lines', ARGV[i + 6], 'model_version', ARGV[i + 8],
+      'closed_at', ARGV[i + 9], 'scored_at', NOW_TEXT)
     if label == 'failed' then
       redis.call('HSET', verdict, 'error', ARGV[i + 10])
     else
-      redis.call('HSET', verdict, 'score', ARGV[i + 4], 'threshold', ARGV[i + 5])
+      redis.call('HSET', verdict, 'score', ARGV[i + 4], 'threshold', ARGV[i + 5], 'n_scored', ARGV[i + 7])
     end
     redis.call('EXPIRE', verdict, ttl)
     written[#written + 1] = id
@@ -27,6 +27,7 @@ for i = 5, #ARGV, 11 do
   else
     redis.call('DEL', closed_key(id))
   end
+  redis.call('HDEL', P .. 'attempts', id)
   redis.call('XACK', STREAM, group, entry)
   redis.call('XDEL', STREAM, entry)
   -- the meta (window numbering) outlives the session's newest verdict, then goes

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 DEFAULT_SOURCE = "default"
+MAX_NAME_CHARS = 256  # a source or session id; keeps keys short and matches the request schema
 SOURCE_PATTERN = r"^[^\s#:]+$"
 SESSION_PATTERN = r"^[^\s#]+$"
 _SOURCE = re.compile(SOURCE_PATTERN)
 _SESSION = re.compile(SESSION_PATTERN)
 _SESSION_ID = re.compile(r"session:([^\s#:]+):([^\s#]+?)(?:#(\d+))?")
 _FIXED_ID = re.compile(r"fixed:([^\s#:]+):(\d+)")
+_KEY = re.compile(r"session:[^\s#:]+:[^\s#]+|fixed:[^\s#:]+")
 
 WindowKind = Literal["session", "fixed"]
 
@@ -32,14 +34,18 @@ class BadWindowName(ValueError):
 
 
 def check_source(source: str) -> str:
-    if not _SOURCE.match(source):
-        raise BadWindowName(f"source {source[:80]!r} must be non-empty, without white space, '#' or ':'")
+    if not _SOURCE.match(source) or len(source) > MAX_NAME_CHARS:
+        raise BadWindowName(
+            f"source {source[:80]!r} must be 1 to {MAX_NAME_CHARS} characters, without white space, '#' or ':'"
+        )
     return source
 
 
 def check_session(session_id: str) -> str:
-    if not _SESSION.match(session_id):
-        raise BadWindowName(f"session id {session_id[:80]!r} must be non-empty, without white space or '#'")
+    if not _SESSION.match(session_id) or len(session_id) > MAX_NAME_CHARS:
+        raise BadWindowName(
+            f"session id {session_id[:80]!r} must be 1 to {MAX_NAME_CHARS} characters, without white space or '#'"
+        )
     return session_id
 
 
@@ -63,6 +69,11 @@ class WindowRef:
     @property
     def key(self) -> str:
         return fixed_key(self.source) if self.kind == "fixed" else session_key(self.source, self.session_id or "")
+
+
+def is_window_key(name: str) -> bool:
+    """Whether ``name`` is a window key of this scheme (not a bare session id or a legacy key)."""
+    return _KEY.fullmatch(name) is not None
 
 
 def parse_window_id(window_id: str) -> WindowRef | None:

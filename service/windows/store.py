@@ -12,19 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import time
 import zlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
+from service.windows.ids import parse_window_id
 from service.windows.windowing import DEFAULTS, Windowing
 
 log = logging.getLogger(__name__)
@@ -32,18 +34,26 @@ GROUP = "classifiers"
 SWEEP_CHUNK = 500
 RESUME_PAGE = 1000
 CLUSTER_POLL_S = 0.02  # how often a cluster worker looks at the ready streams while they are empty
+ID_SCHEME = "2"  # window keys and ids of service/windows/ids.py; "1" was bare session ids and source names
 
 
 class QueueFull(Exception):
     """More closed windows await the model than ``max_ready_queue``: the request was refused as a whole."""
 
-    def __init__(self, depth: int, limit: int, retry_after_s: float) -> None:
-        super().__init__(f"{depth} windows await a verdict (max_ready_queue={limit})")
+    def __init__(self, share: int, limit: int, retry_after_s: float, partitions: int = 1) -> None:
+        super().__init__(
+            f"{share} windows await a verdict in a partition this request needs"
+            f" (max_ready_queue={limit}: {share} per partition, {partitions} partitions)"
+        )
         self.retry_after_s = retry_after_s
 
 
 class TooManySessions(Exception):
     """Accepting the request would open more windows than ``max_open_windows``; nothing was accepted."""
+
+
+class LayoutMismatch(Exception):
+    """Redis holds windows laid out differently (another partition count or id scheme) than this start asks for."""
 
 
 class StoreUnavailable(redis_errors.RedisError):
@@ -87,7 +97,7 @@ class ClosedWindow:
     reason: str
     closed_at: float
     window_key: str = ""
-    deliveries: int = 1  # how often a worker has been handed this window (XPENDING's delivery count)
+    attempts: int = 0  # how often the model has failed on this window (re-reads and reclaims do not count)
 
 
 @dataclass(frozen=True)
@@ -103,12 +113,16 @@ class Verdict:
     closed_at: float
     scored_at: float
     error: str = ""
+    n_scored: int | None = None  # lines the model saw; None for verdicts written before this was recorded
 
 
 @dataclass(frozen=True)
 class AppendResult:
+    """``refused``: (windowing, index of the item in its group, reason) of items a cap refused in a race."""
+
     accepted: int
     closed: list[str]
+    refused: list[tuple[Windowing, int, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -122,7 +136,6 @@ class _Entry:
     reason: str
     closed_at: float
     n_lines: int
-    deliveries: int = 1
 
 
 def _number(value: float | None) -> str:
@@ -170,11 +183,15 @@ class WindowStore:
         lib = _load_script("windows_lib.lua")
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(lib + "\n" + _load_script(f"{name}.lua"))
-            for name in ("append", "close", "complete", "verdict")
+            for name in ("append", "close", "sweep", "complete", "drop", "verdict")
         }
         self._partition_of = {self._stream(p): p for p in range(self.config.partitions)}
         # Entries delivered to a consumer but not yet handed out (a multi-stream read may deliver more).
         self._carry: dict[str, deque[_Entry]] = {}
+        self._dropped: Counter[str] = Counter()
+        n = self.config.partitions
+        self.open_share = math.ceil(self.config.max_open_windows / n)  # the caps, per partition
+        self.queue_share = math.ceil(self.config.max_ready_queue / n)
 
     # --- keys -------------------------------------------------------------------------------------------
 
@@ -190,7 +207,7 @@ class WindowStore:
     async def _run(self, name: str, partition: int, args: Sequence[Any], client: Any = None) -> Any:
         """Call a script by SHA (redis-py loads it again on NOSCRIPT) with the partition's fixed keys."""
         keys = [self._stream(partition), self.prefix(partition) + "lastseen", self.prefix(partition) + "open"]
-        return await self._scripts[name](keys=keys, args=[self.prefix(partition), time.time(), *args], client=client)
+        return await self._scripts[name](keys=keys, args=[self.prefix(partition), *args], client=client)
 
     async def _run_each(self, name: str, calls: Sequence[tuple[int, Sequence[Any]]]) -> list[Any]:
         """One script call per (partition, args): pipelined on one server, concurrent on a cluster.
@@ -207,8 +224,9 @@ class WindowStore:
     # --- setup and ingestion ------------------------------------------------------------------------------
 
     async def setup(self) -> None:
-        """Load the scripts and create each partition's consumer group; safe to call again."""
+        """Check the key layout, load the scripts and create each partition's consumer group; safe to call again."""
         with _translated():
+            await self._check_layout()
             for script in self._scripts.values():
                 await self.redis.script_load(script.script)
             for p in range(self.config.partitions):
@@ -217,6 +235,35 @@ class WindowStore:
                 except redis_errors.ResponseError as exc:
                     if "BUSYGROUP" not in str(exc):
                         raise
+
+    async def _check_layout(self) -> None:
+        """Record the partition count and id scheme at first start; refuse a start that asks for others.
+
+        Where a window's keys live depends on both, so a restart with another value would orphan open windows,
+        queued windows and verdicts. Data written before the record existed is checked by looking for a stream
+        past the configured partitions (or a missing last one).
+        """
+        key = f"{self.config.key_prefix}:layout"
+        wanted = {"partitions": str(self.config.partitions), "id_scheme": ID_SCHEME}
+        if not await self.redis.exists(key):
+            n = self.config.partitions
+            if await self.redis.exists(self._stream(n)) or (
+                await self.redis.exists(self._stream(0)) and not await self.redis.exists(self._stream(n - 1))
+            ):
+                raise LayoutMismatch(
+                    f"Redis holds windows written with another partition count than partitions={n}"
+                    f" (no layout record at {key!r}); start with the partition count they were written with"
+                )
+            for name, value in wanted.items():
+                await self.redis.hsetnx(key, name, value)
+        stored = {_text(k): _text(v) for k, v in (await self.redis.hgetall(key)).items()}
+        for name, value in wanted.items():
+            if stored.get(name, value) != value:
+                raise LayoutMismatch(
+                    f"Redis holds windows laid out with {name}={stored[name]} under {self.config.key_prefix!r};"
+                    f" this start asks for {name}={value}. Start with {name}={stored[name]}, or use another"
+                    " key_prefix (the stored windows stay under the old one)"
+                )
 
     async def append(self, items: Sequence[tuple[str, str]], mode: Literal["session", "fixed"]) -> AppendResult:
         """Buffer (window key, content) items in order, windowed by ``mode`` and the configured sizes."""
@@ -229,71 +276,95 @@ class WindowStore:
     async def append_groups(self, groups: Mapping[Windowing, Sequence[tuple[str, str]]]) -> AppendResult:
         """Buffer each group's (window key, content) items in order with its own windowing; one call per request.
 
-        The caps are checked for all partitions before any line is written, so a refused request accepts
-        nothing. They are soft under concurrency: requests checked at the same moment may each pass.
+        The caps hold per partition (``open_share``, ``queue_share``: the cap divided by the partitions, rounded
+        up) and are checked twice: for every partition the request touches before any line is written, so a
+        refused request normally accepts nothing (QueueFull / TooManySessions); and again inside each
+        partition's append script, atomically with its writes, so concurrent requests cannot pass them
+        together. A partition that refuses in such a race writes nothing and its items come back in
+        ``refused``; when every partition refused, the request is refused as a whole.
         """
         calls: list[tuple[int, list[Any]]] = []
-        keys: set[str] = set()
+        owners: list[tuple[Windowing, list[int]]] = []  # per call: the group and its items' indices
+        touched: dict[int, set[str]] = {}
         for w, items in groups.items():
-            by_partition: dict[int, list[str]] = {}
-            for key, content in items:
-                by_partition.setdefault(self.partition(key), []).extend((key, content))
-                keys.add(key)
-            calls.extend(
-                (p, [w.mode, w.max_session_lines, w.size, w.step, *pairs]) for p, pairs in sorted(by_partition.items())
-            )
+            by_partition: dict[int, tuple[list[str], list[int]]] = {}
+            for index, (key, content) in enumerate(items):
+                p = self.partition(key)
+                pairs, indices = by_partition.setdefault(p, ([], []))
+                pairs.extend((key, content))
+                indices.append(index)
+                touched.setdefault(p, set()).add(key)
+            for p, (pairs, indices) in sorted(by_partition.items()):
+                calls.append(
+                    (p, [w.mode, w.max_session_lines, w.size, w.step, self.open_share, self.queue_share, *pairs])
+                )
+                owners.append((w, indices))
         if not calls:
             return AppendResult(0, [])
-        await self._check_caps(keys)
+        await self._check_caps(touched)
         with _translated():
             results = await self._run_each("append", calls)
-        accepted = sum(len(items) for items in groups.values())
-        return AppendResult(accepted, [_text(i) for result in results for i in result])
+        closed: list[str] = []
+        refused: list[tuple[Windowing, int, str]] = []
+        for (w, indices), result in zip(owners, results, strict=True):
+            status = _text(result[0])
+            if status == "ok":
+                closed.extend(_text(i) for i in result[1:])
+            else:
+                refused.extend((w, i, status) for i in indices)
+        if len(refused) == sum(len(items) for items in groups.values()):
+            self._refuse(refused[0][2])
+        return AppendResult(sum(len(items) for items in groups.values()) - len(refused), closed, refused)
 
-    async def _check_caps(self, keys: set[str]) -> None:
-        """One round trip: queue depth and open count of every partition, and which keys are open."""
-        n = self.config.partitions
+    def _refuse(self, reason: str, detail: str = "") -> NoReturn:
+        cfg = self.config
+        if reason == "queue_full":
+            raise QueueFull(self.queue_share, cfg.max_ready_queue, cfg.retry_after_s, cfg.partitions)
+        raise TooManySessions(
+            f"{detail or 'a partition is at its share of'} max_open_windows={cfg.max_open_windows}"
+            f" ({self.open_share} per partition, {cfg.partitions} partitions)"
+        )
+
+    async def _check_caps(self, touched: Mapping[int, set[str]]) -> None:
+        """One round trip: queue depth and open count of each partition touched, and which of its keys are open."""
+        order = sorted(touched)
         with _translated():
             async with self.redis.pipeline(transaction=False) as pipe:
-                for p in range(n):
+                for p in order:
                     pipe.xlen(self._stream(p))
                     pipe.get(self.prefix(p) + "open")
-                ordered = sorted(keys)
-                for key in ordered:
-                    pipe.hget(self.prefix(self.partition(key)) + "meta:" + key, "open")
-                replies = await pipe.execute()
-        depth = sum(int(r) for r in replies[0 : 2 * n : 2])
-        if depth >= self.config.max_ready_queue:
-            raise QueueFull(depth, self.config.max_ready_queue, self.config.retry_after_s)
-        open_now = sum(int(r or 0) for r in replies[1 : 2 * n : 2])
-        new = sum(1 for r in replies[2 * n :] if r is None or _text(r) != "1")
-        if new and open_now + new > self.config.max_open_windows:
-            raise TooManySessions(
-                f"{open_now} windows open, this request would open {new} more"
-                f" (max_open_windows={self.config.max_open_windows})"
-            )
+                    for key in sorted(touched[p]):
+                        pipe.hget(self.prefix(p) + "meta:" + key, "open")
+                replies = list(await pipe.execute())
+        at = 0
+        for p in order:
+            depth, open_now = int(replies[at]), int(replies[at + 1] or 0)
+            flags = replies[at + 2 : at + 2 + len(touched[p])]
+            at += 2 + len(touched[p])
+            if depth >= self.queue_share:
+                self._refuse("queue_full")
+            new = sum(1 for r in flags if r is None or _text(r) != "1")
+            if new and open_now + new > self.open_share:
+                self._refuse(
+                    "too_many_sessions",
+                    f"{open_now} windows open in partition {p}, this request would open {new} more;",
+                )
 
     async def close(self, window_key: str) -> str | None:
-        """Close the open window of a session (or source); its id, or None if none was open."""
+        """Close the open window of a key; its id, or None if none was open."""
         with _translated():
-            closed = await self._run("close", self.partition(window_key), ["explicit", "", window_key])
+            closed = await self._run("close", self.partition(window_key), ["explicit", window_key])
         return _text(closed[0]) if closed else None
 
-    async def sweep_idle(self, now: float | None = None) -> list[str]:
-        """Close windows idle for idle_timeout_s; the script re-checks, so a line that just came wins."""
-        cutoff = (time.time() if now is None else now) - self.config.idle_timeout_s
+    async def sweep_idle(self) -> list[str]:
+        """Close windows idle for idle_timeout_s by the Redis clock (each script selects and closes atomically)."""
         closed: list[str] = []
         with _translated():
             for p in range(self.config.partitions):
                 while True:
-                    keys = await self.redis.zrangebyscore(
-                        self.prefix(p) + "lastseen", "-inf", cutoff, start=0, num=SWEEP_CHUNK
-                    )
-                    if not keys:
-                        break
-                    result = await self._run("close", p, ["idle", repr(cutoff), *keys])
-                    closed.extend(_text(i) for i in result)
-                    if len(keys) < SWEEP_CHUNK:
+                    result = await self._run("sweep", p, [repr(self.config.idle_timeout_s), SWEEP_CHUNK])
+                    closed.extend(_text(i) for i in result[1:])
+                    if int(result[0]) < SWEEP_CHUNK:
                         break
         return closed
 
@@ -353,7 +424,6 @@ class WindowStore:
                     if len(page) < RESUME_PAGE:
                         break
                     after = page[-1].entry_id
-            entries = await self._with_deliveries(entries)
         self._carry[consumer] = deque(entries)
         return len(entries)
 
@@ -376,21 +446,7 @@ class WindowStore:
                     entries.extend(self._parse(p, entry_id, data) for entry_id, data in reply[1] if data)
                     if cursor == "0-0":
                         break
-            entries = await self._with_deliveries(entries)
         return await self._with_lines(entries)
-
-    async def _with_deliveries(self, entries: list[_Entry]) -> list[_Entry]:
-        """The entries with their delivery counts, so a window the model keeps failing on can be given up."""
-        if not entries:
-            return entries
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for e in entries:
-                pipe.xpending_range(self._stream(e.partition), GROUP, min=e.entry_id, max=e.entry_id, count=1)
-            replies = await pipe.execute()
-        return [
-            replace(e, deliveries=int(reply[0]["times_delivered"])) if reply else e
-            for e, reply in zip(entries, replies, strict=True)
-        ]
 
     def _entries(self, reply: Any) -> list[_Entry]:
         """Parse an XREADGROUP reply (RESP2 list or RESP3 dict) into entries."""
@@ -417,28 +473,52 @@ class WindowStore:
         )
 
     async def _with_lines(self, entries: list[_Entry]) -> list[ClosedWindow]:
+        """The windows of the entries, with their lines and failed attempts; an entry whose lines are gone is
+        acked and deleted (``take_dropped`` counts it), so it cannot stay pending forever."""
         if not entries:
             return []
         with _translated():
             async with self.redis.pipeline(transaction=False) as pipe:
                 for e in entries:
                     pipe.lrange(self.prefix(e.partition) + "closed:" + e.window_id, 0, -1)
-                all_lines = await pipe.execute()
+                    pipe.hget(self.prefix(e.partition) + "attempts", e.window_id)
+                replies = await pipe.execute()
         windows = []
-        for e, lines in zip(entries, all_lines, strict=True):
-            if not lines:  # completed meanwhile by a worker that reclaimed it: nothing left to do
-                log.warning("window %s (entry %s) has no lines left; skipping", e.window_id, e.entry_id)
+        missing: dict[int, list[str]] = {}
+        for e, lines, attempts in zip(entries, replies[::2], replies[1::2], strict=True):
+            if not lines:
+                missing.setdefault(e.partition, []).extend((e.entry_id, e.window_id))
                 continue
             windows.append(
                 ClosedWindow(
                     e.entry_id, e.partition, e.window_id, [_text(x) for x in lines], e.reason, e.closed_at,
-                    e.window_key, e.deliveries,
+                    e.window_key, int(attempts or 0),
                 )
             )  # fmt: skip
+        if missing:
+            calls = [(p, [GROUP, *pairs]) for p, pairs in sorted(missing.items())]
+            with _translated():
+                results = await self._run_each("drop", calls)
+            for reason in (_text(r) for result in results for r in result):
+                if reason:
+                    self._dropped[reason] += 1
+                    log.warning("dropped a ready-queue entry whose lines are gone (%s)", reason)
         return windows
+
+    def take_dropped(self) -> Counter[str]:
+        """Entries dropped since the last call, by reason (lines_missing, already_scored); for the metric."""
+        dropped, self._dropped = self._dropped, Counter()
+        return dropped
+
+    async def record_failure(self, window: ClosedWindow) -> int:
+        """Count one failed model attempt on a window; the count so far (complete and drop clear it)."""
+        with _translated():
+            return int(await self.redis.hincrby(self.prefix(window.partition) + "attempts", window.window_id, 1))
 
     async def complete(self, verdicts: Sequence[tuple[ClosedWindow, Verdict]]) -> list[str]:
         """Write each verdict with its TTL, drop the lines and ack, atomically per window; idempotent.
+
+        ``scored_at`` is written from the Redis clock (the verdict's own field is not stored), like ``closed_at``.
 
         A "failed" verdict keeps the lines under ``failed:<id>`` instead. Returns the ids whose verdict this
         call wrote (a re-scored window keeps its first verdict).
@@ -448,7 +528,8 @@ class WindowStore:
             by_partition.setdefault(window.partition, []).extend(
                 (
                     window.entry_id, window.window_id, window.window_key, v.label, _number(v.score),
-                    _number(v.threshold), v.n_lines, v.model_version, repr(v.closed_at), repr(v.scored_at), v.error,
+                    _number(v.threshold), v.n_lines, v.n_lines if v.n_scored is None else v.n_scored,
+                    v.model_version, repr(v.closed_at), v.error,
                 )
             )  # fmt: skip
         if not by_partition:
@@ -472,10 +553,14 @@ class WindowStore:
 
     async def verdict(self, window_id: str) -> Verdict | Literal["pending"] | None:
         """The verdict, "pending" (open, or closed and awaiting the model), or None (unknown or expired)."""
-        candidates = [(re.sub(r"#\d+$", "", window_id), "session")]
-        fixed = re.fullmatch(r"(.+):\d+", window_id)
-        if fixed:
-            candidates.append((fixed.group(1), "fixed"))
+        ref = parse_window_id(window_id)
+        if ref is not None:
+            candidates = [(ref.key, ref.kind)]
+        else:  # an id written before service/windows/ids.py: a bare session id, or <source>:<start>
+            candidates = [(re.sub(r"#\d+$", "", window_id), "session")]
+            fixed = re.fullmatch(r"(.+):\d+", window_id)
+            if fixed:
+                candidates.append((fixed.group(1), "fixed"))
         for key, kind in candidates:
             with _translated():
                 found = await self._run("verdict", self.partition(key), [window_id, key, kind])
@@ -494,6 +579,7 @@ class WindowStore:
                 closed_at=float(f["closed_at"]),
                 scored_at=float(f["scored_at"]),
                 error=f.get("error", ""),
+                n_scored=int(f["n_scored"]) if "n_scored" in f else None,
             )
         return None
 

@@ -1,6 +1,6 @@
 -- The verdict of one window (HGETALL pairs), 'pending' while it is open or awaits the model, or nil.
--- ARGV: prefix, now, window id, window key the id would belong to, 'session'|'fixed' (how the key was derived).
-local id, key, kind = ARGV[3], ARGV[4], ARGV[5]
+-- ARGV: prefix, window id, window key the id would belong to, 'session'|'fixed' (how the key was derived).
+local id, key, kind = ARGV[2], ARGV[3], ARGV[4]
 local found = redis.call('HGETALL', P .. 'verdict:' .. id)
 if #found > 0 then return found end
 if redis.call('EXISTS', closed_key(id)) == 1 then return 'pending' end

@@ -2,8 +2,12 @@
 -- All keys share the partition's hash tag (ARGV[1] = 'logllm:{p<k>}:'), so a script stays in one slot.
 -- Meta hash per window key: open ('1'/'0'), mode ('s'ession/'f'ixed); session: n (windows closed so far);
 -- fixed: start (index of the first buffered line), next (lines seen), covered (end of the last window).
+-- Times are the Redis server's clock (TIME), so processes whose clocks disagree still make the same decisions.
+if redis.replicate_commands then redis.replicate_commands() end  -- Redis < 7: replicate effects, not TIME
 local P = ARGV[1]
-local NOW = ARGV[2]
+local T = redis.call('TIME')
+local NOW = tonumber(T[1]) + tonumber(T[2]) / 1000000
+local NOW_TEXT = string.format('%.6f', NOW)
 local STREAM = P .. 'ready'
 local LASTSEEN = P .. 'lastseen'
 local OPEN = P .. 'open'
@@ -13,7 +17,7 @@ local function lines_key(key) return P .. 'lines:' .. key end
 local function closed_key(id) return P .. 'closed:' .. id end
 
 local function enqueue(key, id, reason, n_lines)
-  redis.call('XADD', STREAM, '*', 'id', id, 'key', key, 'reason', reason, 'closed_at', NOW, 'n_lines', n_lines)
+  redis.call('XADD', STREAM, '*', 'id', id, 'key', key, 'reason', reason, 'closed_at', NOW_TEXT, 'n_lines', n_lines)
 end
 
 local function mark_closed(key, meta)

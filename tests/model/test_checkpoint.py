@@ -25,9 +25,7 @@ def bgl_windows(shared_data: Path, size: int = 20) -> list[list[str]]:
     return [window for _, window in fixed_windows(messages, size, size)]
 
 
-def test_reload_gives_identical_scores(
-    fresh_model: LogLLM, untrained_checkpoint: Path, shared_data: Path
-) -> None:
+def test_reload_gives_identical_scores(fresh_model: LogLLM, untrained_checkpoint: Path, shared_data: Path) -> None:
     windows = bgl_windows(shared_data)
     before = fresh_model.score(windows, batch_size=4)
     reloaded, manifest = load_checkpoint(untrained_checkpoint)

@@ -10,9 +10,7 @@ import pytest
 from model.log_formats import LogFormatError, is_anomalous_label, parse_line
 
 
-@pytest.mark.parametrize(
-    ("folder", "fmt"), [("BGL", "bgl"), ("Thunderbird", "thunderbird"), ("HDFS", "hdfs")]
-)
+@pytest.mark.parametrize(("folder", "fmt"), [("BGL", "bgl"), ("Thunderbird", "thunderbird"), ("HDFS", "hdfs")])
 def test_content_matches_loghub_structured_csv(shared_data: Path, folder: str, fmt: str) -> None:
     log = shared_data / folder / f"{folder}_2k.log"
     lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -31,10 +29,7 @@ def test_bgl_labels(shared_data: Path) -> None:
 
 
 def test_liberty_shares_the_thunderbird_layout() -> None:
-    line = (
-        "- 1102911139 2004.12.13 ladmin2 Dec 12 20:12:19 ladmin2/ladmin2 ntpd[7113]: "
-        "synchronized to 10.0.0.1"
-    )
+    line = "- 1102911139 2004.12.13 ladmin2 Dec 12 20:12:19 ladmin2/ladmin2 ntpd[7113]: synchronized to 10.0.0.1"
     parsed = parse_line(line, "liberty")
     assert (parsed.content, parsed.label, parsed.is_anomalous) == ("synchronized to 10.0.0.1", "-", False)
 

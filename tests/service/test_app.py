@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 from fastapi.testclient import TestClient
 
 from service.app import create_app
@@ -119,13 +120,18 @@ def test_json_lines_go_to_their_sessions_and_get_verdicts_after_close(client: Te
     assert body["rejected"] == [{"index": 2, "reason": "no_session_id", "message": body["rejected"][0]["message"]}]
     assert body["closed"] == []
 
-    assert verdict(client, "blk_1")["status"] == "pending"
-    for key in ("blk_1", "blk_2", "job-7"):
-        closed = client.post(f"/sequences/{key}/close")
+    assert verdict(client, "session:default:blk_1")["status"] == "pending"
+    for path, window_id in [
+        ("blk_1/close", "session:default:blk_1"),  # a bare session id: source 'default'
+        ("session:default:blk_2/close", "session:default:blk_2"),  # the window key
+        ("job-7/close?source=x", "session:x:job-7"),  # a bare session id of another source
+    ]:
+        closed = client.post(f"/sequences/{path}")
         assert closed.status_code == 200, closed.text
-        assert closed.json() == {"id": key}
+        assert closed.json() == {"id": window_id}
 
-    one, two, job = scored(client, "blk_1"), scored(client, "blk_2"), scored(client, "job-7")
+    one, two = scored(client, "session:default:blk_1"), scored(client, "session:default:blk_2")
+    job = scored(client, "session:x:job-7")
     assert (one["status"], one["n_lines"]) == ("normal", 2)
     assert (two["status"], two["n_lines"]) == ("anomalous", 2)
     assert job["n_lines"] == 1
@@ -144,7 +150,7 @@ def test_text_body_is_split_into_lines_and_bad_bytes_are_counted(client: TestCli
     assert payload["replaced"] == 1
     assert [(r["index"], r["reason"]) for r in payload["rejected"]] == [(3, "no_session_id")]
     client.post("/sequences/blk_5/close")
-    assert scored(client, "blk_5")["n_lines"] == 3
+    assert scored(client, "session:default:blk_5")["n_lines"] == 3
 
 
 def test_a_full_session_closes_by_size_and_the_next_lines_open_a_numbered_window(
@@ -152,10 +158,10 @@ def test_a_full_session_closes_by_size_and_the_next_lines_open_a_numbered_window
 ) -> None:
     client = make_client(max_session_lines=2)
     first = client.post("/logs", json={"lines": [{"message": f"step {i} blk_9"} for i in range(3)]}).json()
-    assert first["closed"] == ["blk_9"]
-    assert client.post("/sequences/blk_9/close").json() == {"id": "blk_9#1"}
-    assert scored(client, "blk_9")["n_lines"] == 2
-    assert scored(client, "blk_9#1")["n_lines"] == 1
+    assert first["closed"] == ["session:default:blk_9"]
+    assert client.post("/sequences/blk_9/close").json() == {"id": "session:default:blk_9#1"}
+    assert scored(client, "session:default:blk_9")["n_lines"] == 2
+    assert scored(client, "session:default:blk_9#1")["n_lines"] == 1
 
 
 def test_fixed_windows_slide_per_source(make_client: MakeClient) -> None:
@@ -163,8 +169,8 @@ def test_fixed_windows_slide_per_source(make_client: MakeClient) -> None:
     text = "".join(f"line {i}\n" for i in range(6)).encode()
     response = client.post("/logs?source=web", content=text, headers={"Content-Type": "text/plain"})
     assert response.status_code == 200, response.text
-    assert response.json()["closed"] == ["web:0", "web:2"]
-    assert scored(client, "web:2")["n_lines"] == 4
+    assert response.json()["closed"] == ["fixed:web:0", "fixed:web:2"]
+    assert scored(client, "fixed:web:2")["n_lines"] == 4
 
 
 def test_each_source_is_windowed_and_parsed_by_its_own_settings(make_client: MakeClient) -> None:
@@ -177,8 +183,8 @@ def test_each_source_is_windowed_and_parsed_by_its_own_settings(make_client: Mak
     lines += [{"message": "blk_7 served"}, {"message": "blk_7 deleted"}]  # no source: global session windows
     response = client.post("/logs", json={"lines": lines})
     assert response.status_code == 200, response.text
-    assert sorted(response.json()["closed"]) == ["bgl:0", "bgl:3", "blk_7"]
-    assert scored(client, "bgl:3")["n_lines"] == 3 and scored(client, "blk_7")["n_lines"] == 2
+    assert sorted(response.json()["closed"]) == ["fixed:bgl:0", "fixed:bgl:3", "session:default:blk_7"]
+    assert scored(client, "fixed:bgl:3")["n_lines"] == 3 and scored(client, "session:default:blk_7")["n_lines"] == 2
     scored_bgl = [s for s in keyword.scored if len(s) == 3]
     assert scored_bgl[0][0] == "instruction cache parity error corrected"  # the bgl format cut the content out
 
@@ -201,12 +207,14 @@ def test_source_settings_come_from_json_and_bad_ones_are_refused(monkeypatch: py
         ServiceSettings(sources='{"tb": {"window_sise": 5}}')
     with pytest.raises(ValueError, match="not JSON"):
         ServiceSettings(sources="{tb")
+    with pytest.raises(ValueError, match="sources: source 'a:b'"):
+        ServiceSettings(sources='{"a:b": {"window_mode": "fixed"}}')
 
 
 def test_an_idle_window_closes_by_itself(make_client: MakeClient) -> None:
     client = make_client(idle_timeout_s=0.3)
     client.post("/logs", json={"lines": [{"message": "lonely blk_11"}]})
-    assert scored(client, "blk_11", timeout=10)["n_lines"] == 1
+    assert scored(client, "session:default:blk_11", timeout=10)["n_lines"] == 1
 
 
 def test_unknown_ids_are_404(client: TestClient) -> None:
@@ -216,6 +224,108 @@ def test_unknown_ids_are_404(client: TestClient) -> None:
     not_open = client.post("/sequences/blk_404/close")
     assert not_open.status_code == 404
     assert not_open.json()["reason"] == "no_open_window"
+
+
+def test_a_session_id_equal_to_a_fixed_window_id_is_another_window(make_client: MakeClient) -> None:
+    """The reproduction of issue 11: session 'coll:100' once took over fixed window 100 of source coll."""
+    scorer = KeywordScorer()
+    client = make_client(
+        scorer=scorer, sources={"coll": {"window_mode": "fixed", "window_size": 100, "window_step": 100}}
+    )
+    lines = [{"message": f"fixed line {i}", "source": "coll"} for i in range(200)]
+    assert client.post("/logs", json={"lines": lines}).json()["closed"] == ["fixed:coll:0", "fixed:coll:100"]
+    session = client.post("/logs", json={"lines": [{"message": "a session line", "session_id": "coll:100"}]})
+    assert session.json()["accepted"] == 1
+    assert client.post("/sequences/coll:100/close").json() == {"id": "session:default:coll:100"}
+    assert scored(client, "fixed:coll:100")["n_lines"] == 100
+    assert scored(client, "fixed:coll:0")["n_lines"] == 100
+    assert scored(client, "session:default:coll:100")["n_lines"] == 1
+    assert sorted(len(s) for s in scorer.scored if s != ["service warm-up"]) == [1, 100, 100]  # each once
+
+
+def test_a_source_and_a_session_of_the_same_name_do_not_close_each_other(make_client: MakeClient) -> None:
+    client = make_client(sources={"web": {"window_mode": "fixed", "window_size": 3, "window_step": 3}})
+    for i in range(2):
+        client.post(
+            "/logs", json={"lines": [{"message": f"f{i}", "source": "web"}, {"message": "s", "session_id": "web"}]}
+        )
+    assert verdict(client, "fixed:web:0")["status"] == "pending"  # still open, 2 of 3 lines
+    assert client.post("/sequences/web/close").json() == {"id": "session:default:web"}
+    assert client.post("/sequences/fixed:web/close").json() == {"id": "fixed:web:0"}
+    assert scored(client, "fixed:web:0")["n_lines"] == 2 and scored(client, "session:default:web")["n_lines"] == 2
+
+
+def test_lines_a_partition_refused_in_a_race_are_reported_rejected(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client(max_open_windows=4, partitions=2)  # 2 open windows per partition
+    store = client.app.state.service.store  # type: ignore[attr-defined]
+    names = [f"k{i}" for i in range(40)]
+    first = [n for n in names if store.partition(f"session:default:{n}") == 0]
+    second = [n for n in names if store.partition(f"session:default:{n}") == 1]
+    client.post("/logs", json={"lines": [{"message": "x", "session_id": n} for n in first[:2]]})
+
+    async def saw_room(touched: object) -> None:  # the pre-check ran before a concurrent request filled p0
+        return None
+
+    monkeypatch.setattr(store, "_check_caps", saw_room)
+    lines = [{"message": "kept", "session_id": second[0]}, {"message": "refused", "session_id": first[2]}]
+    body = client.post("/logs", json={"lines": lines}).json()
+    assert body["accepted"] == 1
+    assert [(r["index"], r["reason"]) for r in body["rejected"]] == [(1, "too_many_sessions")]
+    assert "nothing of this line was kept" in body["rejected"][0]["message"]
+    assert verdict(client, f"session:default:{second[0]}")["status"] == "pending"
+    assert client.get(f"/sequences/session:default:{first[2]}/verdict").status_code == 404
+
+
+def test_a_source_name_with_a_colon_is_422_naming_the_field(client: TestClient) -> None:
+    body = client.post("/logs", json={"lines": [{"message": "x blk_1", "source": "a:b"}]})
+    assert (body.status_code, body.json()["field"]) == (422, "lines[0].source")
+    query = client.post("/logs?source=a:b", content=b"x blk_1\n", headers={"Content-Type": "text/plain"})
+    assert (query.status_code, query.json()["field"]) == (422, "query.source")
+    close = client.post("/sequences/blk_1/close?source=a:b")
+    assert (close.status_code, close.json()["field"]) == (422, "query.source")
+
+
+def test_session_ids_found_by_the_pattern_are_checked_and_capped(make_client: MakeClient) -> None:
+    client = make_client(session_pattern=r"id=\S*", max_sessions_per_line=2)
+    lines = ["id=a#1 bad char", "id=a id=b fine", "id=a id=b id=c too many", "no id here"]
+    body = client.post("/logs", json={"lines": [{"message": m} for m in lines]}).json()
+    assert body["accepted"] == 1
+    assert [(r["index"], r["reason"]) for r in body["rejected"]] == [
+        (0, "bad_session_id"),
+        (2, "too_many_session_ids"),
+        (3, "no_session_id"),
+    ]
+    assert "max_sessions_per_line=2" in body["rejected"][1]["message"]
+    empty = make_client(session_pattern=r"\d*")  # matches empty text: not a session id
+    rejected = empty.post("/logs", json={"lines": [{"message": "x"}]}).json()["rejected"]
+    assert [r["reason"] for r in rejected] == ["bad_session_id"]
+
+
+def test_windows_and_verdicts_under_keys_written_before_the_id_scheme_still_work(
+    make_client: MakeClient, redis_url: str
+) -> None:
+    import asyncio
+
+    from service.windows.store import StoreConfig, WindowStore
+
+    async def old_service() -> None:  # what the service stored before ids.py: bare keys and ids
+        client = redis.asyncio.Redis.from_url(redis_url)
+        store = WindowStore(client, StoreConfig())
+        await store.setup()
+        await store.append([("blk_old", "written before"), ("blk_old", "the upgrade")], "session")
+        await store.append([("web", "old fixed line")], "fixed")
+        await client.aclose()
+
+    asyncio.run(old_service())
+    client = make_client()
+    assert verdict(client, "blk_old")["status"] == "pending"
+    assert client.post("/sequences/blk_old/close").json() == {"id": "blk_old"}  # falls back to the old key
+    assert verdict(client, "web:0")["status"] == "pending"
+    assert client.post("/sequences/web/close").json() == {"id": "web:0"}  # the old fixed key
+    assert scored(client, "blk_old")["n_lines"] == 2
+    assert scored(client, "web:0")["n_lines"] == 1
 
 
 # --- backpressure -------------------------------------------------------------------------------------------
@@ -249,7 +359,7 @@ def test_a_full_queue_answers_429_with_retry_after_and_loses_nothing_accepted(
 
 
 def test_the_open_window_cap_answers_429_with_a_reason(make_client: MakeClient) -> None:
-    client = make_client(max_open_windows=2)
+    client = make_client(max_open_windows=2, partitions=1)
     for session in ("a", "b"):
         assert client.post("/logs", json={"lines": [{"message": "x", "session_id": session}]}).status_code == 200
     response = client.post("/logs", json={"lines": [{"message": "x", "session_id": "c"}]})
@@ -271,7 +381,7 @@ def test_a_configured_token_guards_the_api_but_not_health_or_metrics(make_client
     assert client.get("/sequences/blk_1/verdict").status_code == 401
     good = {"Authorization": "Bearer s3cret"}
     assert client.post("/logs", json=line, headers=good).status_code == 200
-    assert client.get("/sequences/blk_1/verdict", headers=good).status_code == 200
+    assert client.get("/sequences/session:default:blk_1/verdict", headers=good).status_code == 200
     assert client.get("/health/live").status_code == 200
     assert client.get("/health/ready").status_code == 200
     assert client.get("/metrics").status_code == 200
@@ -365,6 +475,7 @@ METRIC_NAMES = [
     "logllm_lines_rejected_total",
     "logllm_windows_closed_total",
     "logllm_verdicts_total",
+    "logllm_windows_dropped_total",
     "logllm_batch_windows",
     "logllm_batch_lines",
     "logllm_queue_wait_seconds",
@@ -379,7 +490,7 @@ METRIC_NAMES = [
 def test_metrics_expose_every_documented_name_and_count(client: TestClient) -> None:
     client.post("/logs", json={"lines": [{"message": "a blk_1"}, {"message": "no id"}]})
     client.post("/sequences/blk_1/close")
-    scored(client, "blk_1")
+    scored(client, "session:default:blk_1")
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -422,8 +533,8 @@ def test_a_window_the_model_keeps_failing_on_gets_a_failed_status_with_the_reaso
     client.post("/logs", json={"lines": [{"message": "blk_1 poison"}, {"message": "blk_2 fine"}]})
     client.post("/sequences/blk_1/close")
     client.post("/sequences/blk_2/close")
-    assert scored(client, "blk_2")["status"] == "normal"
-    failed = scored(client, "blk_1")
+    assert scored(client, "session:default:blk_2")["status"] == "normal"
+    failed = scored(client, "session:default:blk_1")
     assert failed["status"] == "failed" and failed["score"] is None and "2 times" in failed["error"]
     assert "logllm_windows_failed_total 1.0" in client.get("/metrics").text
 
@@ -496,8 +607,10 @@ def test_redis_down_means_unready_and_503_and_the_service_recovers_when_it_is_ba
         server.start()
         wait_for(lambda: client.get("/health/ready").status_code == 200, timeout=20, what="ready again")
         assert client.post("/logs", json={"lines": [{"message": "after blk_21"}]}).status_code == 200
-        assert client.post("/sequences/blk_21/close").json() == {"id": "blk_21"}
-        assert scored(client, "blk_21")["n_lines"] == 2  # the line accepted before the outage survived it
+        assert client.post("/sequences/blk_21/close").json() == {"id": "session:default:blk_21"}
+        assert (
+            scored(client, "session:default:blk_21")["n_lines"] == 2
+        )  # the line accepted before the outage survived it
     finally:
         server.stop()
 
@@ -538,24 +651,32 @@ def test_shutdown_finishes_and_acks_the_batch_in_flight(redis_url: str, tmp_path
     stopping.join(timeout=30)
     assert not stopping.is_alive(), "shutdown did not return"
 
-    with TestClient(create_app(settings, scorer=KeywordScorer())) as again:
-        assert verdict(again, "blk_31")["n_lines"] == 1  # scored and written before the first app stopped
+    second = KeywordScorer()
+    with TestClient(create_app(settings, scorer=second)) as again:
         wait_for(lambda: again.get("/health/ready").status_code == 200, what="ready")
-        assert "logllm_ready_queue_depth 0.0" in again.get("/metrics").text
+        assert verdict(again, "session:default:blk_31")["n_lines"] == 1
+        wait_for(lambda: "logllm_ready_queue_depth 0.0" in again.get("/metrics").text, what="gauge refreshed")
+    # the first app wrote the verdict and acked before it stopped: the second had nothing to re-score
+    assert second.scored == [["service warm-up"]]
 
 
 @pytest.mark.slow
-def test_the_real_checkpoint_loads_warms_and_scores(redis_url: str, untrained_checkpoint: Path) -> None:
+def test_the_real_checkpoint_loads_warms_and_scores(
+    redis_url: str, untrained_checkpoint: Path, fresh_model: Any
+) -> None:
     from model.checkpoint import Manifest
+    from model.preprocess import preprocess
 
     settings = ServiceSettings(redis_url=redis_url, checkpoint=untrained_checkpoint, device="cpu")
+    lines = [f"081109 2036{i:02d} 148 INFO dfs.DataNode: served block blk_77 step {i}" for i in range(5)]
     with TestClient(create_app(settings)) as client:
         wait_for(lambda: client.get("/health/ready").status_code == 200, timeout=300, what="model ready")
-        text = "".join(f"081109 2036{i:02d} 148 INFO dfs.DataNode: served block blk_77 step {i}\n" for i in range(5))
+        text = "".join(line + "\n" for line in lines)
         assert client.post("/logs", content=text, headers={"Content-Type": TEXT}).json()["accepted"] == 5
-        assert client.post("/sequences/blk_77/close").json() == {"id": "blk_77"}
-        found = scored(client, "blk_77", timeout=120)
-    assert found["n_lines"] == 5
-    assert 0.0 <= found["score"] <= 1.0
-    assert found["status"] == ("anomalous" if found["score"] >= found["threshold"] else "normal")
-    assert found["model_version"] == Manifest.read(untrained_checkpoint).version
+        assert client.post("/sequences/blk_77/close").json() == {"id": "session:default:blk_77"}
+        found = scored(client, "session:default:blk_77", timeout=120)
+    manifest = Manifest.read(untrained_checkpoint)
+    [expected] = fresh_model.score([[preprocess(line) for line in lines]])  # the model the checkpoint was saved from
+    assert found["score"] == pytest.approx(expected, abs=1e-4)
+    assert (found["n_lines"], found["n_scored"]) == (5, 5)
+    assert (found["threshold"], found["model_version"]) == (manifest.threshold, manifest.version)

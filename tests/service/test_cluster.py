@@ -6,6 +6,8 @@ that partitions really land on different nodes and that nothing needs a cross-sl
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from redis.asyncio import RedisCluster
 from service.app import create_app
 from service.scoring.classifier import ClassifierConfig, ClassifierLoop
 from service.settings import ServiceSettings
-from service.windows.store import StoreConfig, Verdict, WindowStore
+from service.windows.store import LayoutMismatch, StoreConfig, TooManySessions, Verdict, WindowStore
 from tests.service.local_cluster import LocalCluster
 from tests.service.test_app import KeywordScorer, scored, wait_for
 
@@ -58,7 +60,8 @@ async def test_windows_close_queue_and_get_one_verdict_each_across_nodes(store: 
     result = await store.append([(key, f"{key} line {n}") for key in keys for n in range(3)], "session")
     assert result.accepted == 72 and sorted(result.closed) == sorted(keys)  # max_session_lines=3
     await store.append([("blk_idle", "one line")], "session")
-    assert await store.sweep_idle(now=9e9) == ["blk_idle"]
+    await asyncio.sleep(0.3)  # idle_timeout_s=0.2, by the clock of the node that owns the partition
+    assert await store.sweep_idle() == ["blk_idle"]
     assert await store.queue_depth() == 25 and await store.open_windows() == 0
 
     batches = []
@@ -80,7 +83,9 @@ async def test_windows_close_queue_and_get_one_verdict_each_across_nodes(store: 
 
 @pytest.mark.anyio
 async def test_an_empty_cluster_read_waits_about_block_ms_and_returns_nothing(store: WindowStore) -> None:
-    assert await store.read_batch("worker", 16, 1000, block_ms=100) == []
+    started = time.monotonic()
+    assert await store.read_batch("worker", 16, 1000, block_ms=300) == []
+    assert 0.29 <= time.monotonic() - started < 2.0
 
 
 @pytest.mark.anyio
@@ -94,6 +99,42 @@ async def test_a_dead_workers_windows_are_reclaimed_on_every_node(store: WindowS
     await loop._reclaim()
     assert len(scorer.scored) == 12 and await store.queue_depth() == 0
     assert all(isinstance(found, Verdict) for found in [await store.verdict(key) for key in keys])
+
+
+@pytest.mark.anyio
+async def test_the_layout_is_stored_on_the_cluster_and_another_partition_count_is_refused(
+    store: WindowStore, cluster_url: str
+) -> None:
+    client = RedisCluster.from_url(cluster_url)
+    try:
+        with pytest.raises(LayoutMismatch, match=f"partitions={PARTITIONS}.*partitions=3"):
+            await WindowStore(client, StoreConfig(partitions=3)).setup()
+        await WindowStore(client, StoreConfig(partitions=PARTITIONS)).setup()
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_concurrent_requests_cannot_pass_the_open_window_cap_on_the_cluster(cluster_url: str) -> None:
+    clients = [RedisCluster.from_url(cluster_url) for _ in range(2)]
+    stores = [WindowStore(c, StoreConfig(partitions=PARTITIONS, max_open_windows=PARTITIONS)) for c in clients]
+    await stores[0].setup()
+
+    async def one(i: int) -> int:
+        try:
+            return (await stores[i % 2].append([(f"session:default:s{i}", "x")], "session")).accepted
+        except TooManySessions:
+            return 0
+
+    try:
+        accepted = await asyncio.gather(*(one(i) for i in range(40)))
+        opened = await stores[0].open_windows()
+        assert sum(accepted) == opened <= PARTITIONS  # one open window per partition at most
+        shares = [int(await stores[0].redis.get(stores[0].prefix(p) + "open") or 0) for p in range(PARTITIONS)]
+        assert max(shares) <= 1
+    finally:
+        for c in clients:
+            await c.aclose()
 
 
 def test_the_service_runs_on_the_cluster_end_to_end(cluster_url: str, tmp_path: Path) -> None:
@@ -113,12 +154,12 @@ def test_the_service_runs_on_the_cluster_end_to_end(cluster_url: str, tmp_path: 
         ]
         response = client.post("/logs", json={"lines": lines})
         assert response.status_code == 200, response.text
-        assert sorted(response.json()["closed"]) == sorted(f"blk_{i}" for i in range(20))
+        assert sorted(response.json()["closed"]) == sorted(f"session:default:blk_{i}" for i in range(20))
         client.post("/logs", json={"lines": [{"message": "blk_99 left open"}]})
         for i in range(20):
             expected = "anomalous" if i % 5 == 0 else "normal"
-            assert scored(client, f"blk_{i}")["status"] == expected
-        assert scored(client, "blk_99")["n_lines"] == 1  # closed by the idle sweep
+            assert scored(client, f"session:default:blk_{i}")["status"] == expected
+        assert scored(client, "session:default:blk_99")["n_lines"] == 1  # closed by the idle sweep
         assert client.get("/health/ready").status_code == 200
 
 

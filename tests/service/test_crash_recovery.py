@@ -129,8 +129,8 @@ def test_sigkill_with_windows_queued_loses_no_line_and_scores_each_window_once(
         lines = [{"message": f"block blk_{session} step {i} ok", "session_id": f"s{session}"} for i in range(n_lines)]
         response = first.http.post("/logs", json={"lines": lines})
         assert response.status_code == 200, response.text
-        assert first.http.post(f"/sequences/s{session}/close").json() == {"id": f"s{session}"}
-        expected[f"s{session}"] = n_lines
+        assert first.http.post(f"/sequences/s{session}/close").json() == {"id": f"session:default:s{session}"}
+        expected[f"session:default:s{session}"] = n_lines
     still_open = {f"open{k}": 2 + k for k in range(3)}
     for key, n_lines in still_open.items():
         lines = [{"message": f"still open line {i}", "session_id": key} for i in range(n_lines)]
@@ -144,8 +144,8 @@ def test_sigkill_with_windows_queued_loses_no_line_and_scores_each_window_once(
     services.append(second)
     second.wait_ready()
     for key in still_open:
-        assert second.http.post(f"/sequences/{key}/close").json() == {"id": key}
-    expected.update(still_open)
+        assert second.http.post(f"/sequences/{key}/close").json() == {"id": f"session:default:{key}"}
+    expected.update({f"session:default:{key}": n for key, n in still_open.items()})
 
     deadline = time.monotonic() + SCORE_TIMEOUT_S
     pending = set(expected)

@@ -35,7 +35,7 @@ def online_scores(settings: ServiceSettings, text: str, close: list[str]) -> dic
         assert client.post("/logs", content=text, headers={"Content-Type": TEXT}).json()["rejected"] == []
         closed = [w for key in close if (w := client.post(f"/sequences/{key}/close").json().get("id"))]
         assert closed, "closing should flush at least one window"
-        ids = sorted(set(closed) | set(close))
+        ids = sorted(set(closed) | {f"session:default:{key}" for key in close if ":" not in key})
         found = {w: scored(client, w, timeout=300) for w in ids}
     return {w: (v["n_lines"], v["score"]) for w, v in found.items()}
 
@@ -49,13 +49,14 @@ def test_hdfs_sessions_match_offline_scores(
     log = tmp_path / "hdfs.log"
     log.write_text("\n".join(lines) + "\n")
     sessions = list(dict.fromkeys(sid for line in lines for sid in session_ids(line)))
+    window_ids = [f"session:default:{sid}" for sid in sessions]
     common = ["--checkpoint", str(untrained_checkpoint), "--log-format", "hdfs", "--window-mode", "session"]
     offline = offline_scores(capsys, [str(log), *common])
     settings = ServiceSettings(
         redis_url=redis_url, checkpoint=untrained_checkpoint, device="cpu", log_format="hdfs", window_mode="session"
     )
     online = online_scores(settings, log.read_text(), sessions)
-    assert set(online) == set(offline) == set(sessions)
+    assert set(online) == set(offline) == set(window_ids)
     for window_id, (n_lines, score) in offline.items():
         assert online[window_id][0] == n_lines
         assert online[window_id][1] == pytest.approx(score, abs=1e-5), window_id
@@ -82,7 +83,7 @@ def test_bgl_fixed_windows_match_offline_scores(
         wait_for(lambda: client.get("/health/ready").status_code == 200, timeout=300, what="model ready")
         response = client.post("/logs?source=bgl", content=text, headers={"Content-Type": TEXT}).json()
         closed = list(response["closed"])
-        tail = client.post("/sequences/bgl/close")
+        tail = client.post("/sequences/fixed:bgl/close")
         if tail.status_code == 200:
             closed.append(tail.json()["id"])
         online = {w: scored(client, w, timeout=300) for w in closed}

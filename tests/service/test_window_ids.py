@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.windows.ids import BadWindowName, WindowRef, fixed_key, parse_window_id, session_key
+from service.windows.ids import BadWindowName, WindowRef, fixed_key, is_window_key, parse_window_id, session_key
 
 
 def test_session_and_fixed_window_of_the_same_name_have_different_keys() -> None:
@@ -34,13 +34,21 @@ def test_key_round_trips() -> None:
     assert fixed is not None and fixed.key == "fixed:bgl"
 
 
-@pytest.mark.parametrize("source", ["", "a:b", "a b", "a#b"])
+@pytest.mark.parametrize("source", ["", "a:b", "a b", "a#b", "x" * 257])
 def test_bad_sources_are_refused_with_a_reason(source: str) -> None:
     with pytest.raises(BadWindowName, match="source"):
         session_key(source, "x")
 
 
-@pytest.mark.parametrize("session", ["", "a b", "a#b"])
+@pytest.mark.parametrize("session", ["", "a b", "a#b", "x" * 257])
 def test_bad_session_ids_are_refused_with_a_reason(session: str) -> None:
     with pytest.raises(BadWindowName, match="session id"):
         session_key("web", session)
+
+
+@pytest.mark.parametrize(
+    ("name", "is_key"),
+    [("session:web:a:b", True), ("fixed:web", True), ("blk_1", False), ("fixed:web:3", False), ("web", False)],
+)
+def test_window_keys_are_told_from_bare_session_ids(name: str, is_key: bool) -> None:
+    assert is_window_key(name) is is_key

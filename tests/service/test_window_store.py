@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -9,6 +10,7 @@ import pytest
 import redis.asyncio
 
 from service.windows.store import (
+    LayoutMismatch,
     QueueFull,
     StoreOutOfMemory,
     StoreUnavailable,
@@ -53,25 +55,35 @@ async def test_explicit_close_and_window_reasons(make_store: MakeStore) -> None:
 
 
 async def test_idle_sweep_closes_only_windows_idle_long_enough(make_store: MakeStore) -> None:
-    store = await make_store(idle_timeout_s=30)
-    await store.append([("old", "x")], "session")
-    assert await store.sweep_idle() == []  # 30 s have not passed
-    later = time.time() + 31
-    await store.append([("fresh", "y")], "session")
-    assert sorted(await store.sweep_idle(now=later)) == ["fresh", "old"]
+    store = await make_store(idle_timeout_s=0.5)
+    await store.append([("session:default:old", "x")], "session")
+    assert await store.sweep_idle() == []  # 0.5 s have not passed
+    await asyncio.sleep(0.6)
+    await store.append([("session:default:fresh", "y")], "session")
+    assert await store.sweep_idle() == ["session:default:old"]
     assert (await store.read_batch("c", 10, 100, 0))[0].reason == "idle"
-    assert await store.open_windows() == 0
-
-
-async def test_the_idle_close_rechecks_the_last_line_time_atomically(make_store: MakeStore) -> None:
-    """A line that lands between the sweep's ZRANGEBYSCORE and its close keeps the window open."""
-    store = await make_store(idle_timeout_s=30)
-    await store.append([("s", "x")], "session")
-    p = store.partition("s")
-    stale_cutoff = time.time() - 60  # the sweep looked before the line came
-    assert await store._run("close", p, ["idle", repr(stale_cutoff), "s"]) == []
-    assert await store.verdict("s") == "pending"
     assert await store.open_windows() == 1
+
+
+async def test_close_and_idle_decisions_take_the_redis_clock_not_the_process_clock(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica whose clock is an hour behind writes a line; a replica with the right clock sweeps: the window
+    is not idle, and the closed_at written is Redis's time, whichever process closes it."""
+    store = await make_store(idle_timeout_s=30)
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() - 3600)
+    await store.append([("session:default:s", "from the slow replica")], "session")
+    monkeypatch.setattr(time, "time", real_time)
+    assert await store.sweep_idle() == []
+    assert await store.verdict("session:default:s") == "pending"
+    monkeypatch.setattr(time, "time", lambda: real_time() + 3600)  # a fast replica sweeps: still not idle
+    assert await store.sweep_idle() == []
+    assert await store.close("session:default:s") == "session:default:s"
+    monkeypatch.setattr(time, "time", real_time)
+    [window] = await store.read_batch("c", 10, 100, 0)
+    seconds, micros = await store.redis.time()
+    assert abs(window.closed_at - (seconds + micros / 1e6)) < 5
 
 
 async def test_fixed_tumbling_windows(make_store: MakeStore) -> None:
@@ -138,13 +150,13 @@ async def test_every_key_carries_its_partition_hash_tag(make_store: MakeStore) -
     store = await make_store(partitions=4)
     await store.append([(f"s{i}", "x") for i in range(20)], "session")
     await store.close("s3")
-    keys = [k.decode() if isinstance(k, bytes) else k for k in await store.redis.keys("*")]
+    keys = [k.decode() for k in await store.redis.keys("*") if k != b"logllm:layout"]
     assert keys and all(k.startswith("logllm:{p") for k in keys)
     assert len({k.split("}")[0] for k in keys}) == 4
 
 
 async def test_the_open_window_cap_refuses_the_whole_request(make_store: MakeStore) -> None:
-    store = await make_store(max_open_windows=2)
+    store = await make_store(max_open_windows=2, partitions=1)
     await store.append([("a", "1"), ("b", "1")], "session")
     await store.append([("a", "2")], "session")  # no new window: fine at the cap
     with pytest.raises(TooManySessions, match="max_open_windows=2"):
@@ -157,7 +169,7 @@ async def test_the_open_window_cap_refuses_the_whole_request(make_store: MakeSto
 async def test_the_queue_cap_refuses_the_whole_request_and_keeps_what_was_accepted(
     make_store: MakeStore,
 ) -> None:
-    store = await make_store(max_ready_queue=2, max_session_lines=2, retry_after_s=3.0)
+    store = await make_store(max_ready_queue=2, max_session_lines=2, retry_after_s=3.0, partitions=1)
     await store.append([("open", "kept")], "session")
     await store.append([("s1", "a"), ("s1", "b"), ("s2", "a"), ("s2", "b")], "session")
     assert await store.queue_depth() == 2
@@ -260,3 +272,125 @@ async def test_an_unreachable_redis_is_store_unavailable() -> None:
     with pytest.raises(StoreUnreachable):
         await store.append([("s", "x")], "session")
     await client.aclose()
+
+
+# --- item 11 of the issue: nothing lost, nothing confused -------------------------------------------------
+
+
+async def test_a_session_and_a_fixed_window_of_the_same_name_are_different_windows(make_store: MakeStore) -> None:
+    store = await make_store(window_size=2, window_step=2)
+    await store.append([("fixed:coll", "f0"), ("fixed:coll", "f1"), ("fixed:coll", "f2")], "fixed")
+    await store.append([("session:default:coll:2", "s0")], "session")
+    assert await store.verdict("fixed:coll:2") == "pending"
+    assert await store.close("session:default:coll:2") == "session:default:coll:2"
+    assert await store.close("fixed:coll") == "fixed:coll:2"
+    assert await drain(store) == {
+        "fixed:coll:0": ["f0", "f1"],
+        "fixed:coll:2": ["f2"],
+        "session:default:coll:2": ["s0"],
+    }
+
+
+async def test_the_key_layout_is_stored_and_a_start_with_another_partition_count_is_refused(
+    make_store: MakeStore,
+) -> None:
+    first = await make_store(partitions=4)
+    assert await first.redis.hgetall("logllm:layout") == {b"partitions": b"4", b"id_scheme": b"2"}
+    await make_store(partitions=4)  # the same layout starts again
+    with pytest.raises(LayoutMismatch, match="partitions=4.*partitions=8"):
+        await make_store(partitions=8)
+    await make_store(partitions=8, key_prefix="other")  # another namespace is another layout
+
+
+async def test_data_written_before_the_layout_record_is_checked_too(make_store: MakeStore) -> None:
+    old = await make_store(partitions=4)
+    await old.redis.delete("logllm:layout")  # as an older version left it: streams, no record
+    with pytest.raises(LayoutMismatch, match="partitions=2"):
+        await make_store(partitions=2)
+    with pytest.raises(LayoutMismatch, match="partitions=8"):
+        await make_store(partitions=8)
+    await make_store(partitions=4)
+    assert await old.redis.hget("logllm:layout", "partitions") == b"4"
+
+
+async def test_an_entry_whose_lines_are_gone_is_acked_deleted_and_counted(make_store: MakeStore) -> None:
+    store = await make_store(partitions=1)
+    await store.append([("session:default:a", "x"), ("session:default:b", "y")], "session")
+    await store.close("session:default:a")
+    await store.close("session:default:b")
+    await store.redis.delete(store.prefix(0) + "closed:session:default:a")  # lost (say, a partial AOF)
+    assert [w.window_id for w in await store.read_batch("c", 10, 100, 0)] == ["session:default:b"]
+    assert store.take_dropped() == {"lines_missing": 1}
+    assert store.take_dropped() == {}
+    assert await store.queue_depth() == 1  # only b's entry is left
+    pending = await store.redis.xpending(store.prefix(0) + "ready", "classifiers")
+    assert pending["pending"] == 1
+
+
+async def test_only_model_failures_count_as_attempts_not_re_reads_or_reclaims(make_store: MakeStore) -> None:
+    store = await make_store()
+    await store.append([("session:default:s", "x")], "session")
+    await store.close("session:default:s")
+    [window] = await store.read_batch("w", 10, 100, 0)
+    for _ in range(5):  # the same worker re-reads its history and reclaims its own entry again and again
+        await store.resume("w")
+        [window] = await store.read_batch("w", 10, 100, 0)
+        [window] = await store.reclaim("w", 0, 10)
+    assert window.attempts == 0
+    assert await store.record_failure(window) == 1
+    assert await store.record_failure(window) == 2
+    [window] = await store.reclaim("w", 0, 10)
+    assert window.attempts == 2
+    await store.complete([(window, verdict_for(window.window_id))])
+    assert await store.redis.hlen(store.prefix(window.partition) + "attempts") == 0
+
+
+async def test_concurrent_requests_cannot_pass_the_open_window_cap(make_store: MakeStore) -> None:
+    stores = [await make_store(max_open_windows=5, partitions=1) for _ in range(20)]
+
+    async def one(i: int) -> int:
+        try:
+            return (await stores[i].append([(f"session:default:s{i}", "x")], "session")).accepted
+        except TooManySessions:
+            return 0
+
+    accepted = await asyncio.gather(*(one(i) for i in range(20)))
+    assert sum(accepted) == 5
+    assert await stores[0].open_windows() == 5
+
+
+async def test_concurrent_requests_cannot_pass_the_queue_cap(make_store: MakeStore) -> None:
+    stores = [await make_store(max_ready_queue=3, max_session_lines=1, partitions=1) for _ in range(20)]
+
+    async def one(i: int) -> int:
+        try:
+            return (await stores[i].append([(f"session:default:s{i}", "x")], "session")).accepted
+        except QueueFull:
+            return 0
+
+    accepted = await asyncio.gather(*(one(i) for i in range(20)))
+    assert sum(accepted) == 3
+    assert await stores[0].queue_depth() == 3
+
+
+async def test_a_partition_refusing_in_a_race_reports_its_items_and_writes_nothing(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pre-check saw room, then a concurrent request filled one partition: its items come back refused."""
+    store = await make_store(max_open_windows=4, partitions=2)  # 2 open windows per partition
+    keys = [f"session:default:k{i}" for i in range(40)]
+    by_partition = {p: [k for k in keys if store.partition(k) == p] for p in (0, 1)}
+    full, free = by_partition[0][:3], by_partition[1][:1]
+    await store.append([(k, "x") for k in full[:2]], "session")  # partition 0 at its share
+
+    async def saw_room(touched: object) -> None:
+        return None
+
+    monkeypatch.setattr(store, "_check_caps", saw_room)
+    result = await store.append([(free[0], "a"), (full[2], "b"), (free[0], "c")], "session")
+    assert result.accepted == 2
+    assert [(i, reason) for _, i, reason in result.refused] == [(1, "too_many_sessions")]
+    assert await store.open_windows() == 3
+    assert await store.verdict(full[2]) is None
+    with pytest.raises(TooManySessions):  # every partition refused: the request as a whole
+        await store.append([(full[2], "b")], "session")

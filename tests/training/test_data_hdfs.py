@@ -29,9 +29,7 @@ def test_sessions_labels_and_report() -> None:
     by_id = {s.sequence_id: s for s in sequences}
     assert len(sequences) == 132 and sum(s.label for s in sequences) == 2
     assert by_id["blk_38865049064139660"].messages == ["PacketResponder <*> for block <*> terminating"]
-    assert (
-        by_id["blk_-4411589101766563890"].label == 1 and len(by_id["blk_-4411589101766563890"].messages) == 2
-    )
+    assert by_id["blk_-4411589101766563890"].label == 1 and len(by_id["blk_-4411589101766563890"].messages) == 2
     # the line naming many blocks joins each of them
     line = next(line for line in (FIXTURES / "HDFS.log").open() if "to delete" in line)
     named = session_ids(line)
@@ -65,9 +63,7 @@ def test_malformed_lines_fail_with_file_and_line_or_are_counted(tmp_path: Path) 
     report = LoadReport()
     assert len(load_hdfs(log, labels, report=report)) == 1
     assert (report.malformed, report.blank_lines, report.lines_read) == (1, 1, 5)
-    assert report.examples == [
-        f"{log}:2: hdfs: not '<date> <time> <pid> <level> <component>: ...': 'garbage line'"
-    ]
+    assert report.examples == [f"{log}:2: hdfs: not '<date> <time> <pid> <level> <component>: ...': 'garbage line'"]
 
 
 def test_label_file_needs_its_header(tmp_path: Path) -> None:

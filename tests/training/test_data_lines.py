@@ -34,9 +34,7 @@ def test_real_bgl_2k_windows(shared_data: Path) -> None:
 
 
 def test_sliding_windows_cap_and_max_lines() -> None:
-    train, test = load_line_labeled(
-        FIXTURES / "liberty" / "Liberty.log", "liberty", 3, 2, max_lines=8, max_messages=2
-    )
+    train, test = load_line_labeled(FIXTURES / "liberty" / "Liberty.log", "liberty", 3, 2, max_lines=8, max_messages=2)
     # 8 lines read: 1-6 train, 7-8 test; alerts on lines 3 and 9 (9 is beyond max_lines)
     assert [(s.sequence_id, s.label) for s in train] == [
         ("Liberty.log:1-3", 1),
