@@ -3,8 +3,10 @@ from Loki's schema, labels giving source and session, structured metadata carrie
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
+import re
 from pathlib import Path
 
 import cramjam
@@ -31,6 +33,19 @@ def push_body(streams: list[tuple[str, list[tuple[int, str, dict[str, str]]]]]) 
             for name, value in metadata.items():
                 entry.structuredMetadata.add(name=name, value=value)
     return bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
+
+
+def test_the_committed_push_pb2_matches_push_proto(tmp_path: Path) -> None:
+    """push_pb2.py is generated from push.proto and committed; regenerate it and compare the descriptors."""
+    from grpc_tools import protoc
+
+    proto_dir = Path(push_pb2.__file__).parent
+    well_known = Path(protoc.__file__).parent / "_proto"  # google/protobuf/timestamp.proto, as `python -m` adds
+    args = ["protoc", f"-I{proto_dir}", f"-I{well_known}", f"--python_out={tmp_path}", str(proto_dir / "push.proto")]
+    assert protoc.main(args) == 0
+    generated = (tmp_path / "push_pb2.py").read_text()
+    serialized = ast.literal_eval(re.search(r"AddSerializedFile\((b'.*?')\)", generated, re.S)[1])  # type: ignore[index]
+    assert serialized == push_pb2.DESCRIPTOR.serialized_pb
 
 
 def test_label_text_parses_as_prometheus_writes_it() -> None:
