@@ -138,10 +138,32 @@ async def _drive(
                 else:
                     errors += 1
 
+        probes: list[float] = []
+        done = asyncio.Event()
+
+        async def probe() -> None:
+            """GET /health/live every 10 ms on its own connection: how long the service's event loop stalls."""
+            async with httpx.AsyncClient(base_url=url, timeout=60) as own:
+                while not done.is_set():
+                    sent = time.perf_counter()
+                    await own.get("/health/live")
+                    probes.append(time.perf_counter() - sent)
+                    await asyncio.sleep(0.01)
+
         started = time.perf_counter()
+        prober = asyncio.create_task(probe())
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - started
-    return {"accepted_lines": accepted, "failed_requests": errors, "seconds": seconds}
+        done.set()
+        await prober
+    probes.sort()
+    return {
+        "accepted_lines": accepted,
+        "failed_requests": errors,
+        "seconds": seconds,
+        "health_probe_ms_p50": 1000 * probes[len(probes) // 2] if probes else None,
+        "health_probe_ms_max": 1000 * probes[-1] if probes else None,
+    }
 
 
 def load_client(
@@ -249,7 +271,8 @@ def main() -> None:
                     r["lines_per_second"] = r["accepted_lines"] / r["seconds"]
                     print(
                         f"  {mode}: {r['lines_per_second']:.0f} lines/s, {r['accepted_lines']} lines accepted,"
-                        f" {r['failed_requests']} requests failed",
+                        f" {r['failed_requests']} requests failed; GET /health/live during the load: p50"
+                        f" {r['health_probe_ms_p50']:.1f} ms, max {r['health_probe_ms_max']:.1f} ms",
                         flush=True,
                     )
         finally:
@@ -275,9 +298,9 @@ def main() -> None:
             for k in ("redis-benchmark RPUSH", "redis-benchmark EVALSHA")
         ]
         label = f"{name} ({args.lines_per_request}/request)" if name in FORMATS else name
-        rows.append([label, rate, *ratios])
+        rows.append([label, rate, *ratios, r.get("health_probe_ms_max")])
     print()
-    print(table(["path", "lines/s", "x RPUSH", "x EVALSHA"], rows))
+    print(table(["path", "lines/s", "x RPUSH", "x EVALSHA", "/health/live max ms"], rows))
     print(
         f"service: {args.concurrency} requests in flight, {args.sessions} sessions, windows kept open; "
         f"redis-benchmark: -P {args.pipeline} -c 4 -n {args.bench_requests}, one HDFS line ({len(line)} bytes)"
