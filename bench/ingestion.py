@@ -1,11 +1,14 @@
-"""Lines/s through POST /logs of a real ``logllm serve`` against redis-benchmark on the same Redis, one run.
+"""Lines/s per body format through the intake routes of a real ``logllm serve``, beside redis-benchmark.
 
-The service runs as a subprocess on a loopback port, on a Redis started here (the embedded configuration: AOF,
-fsync every second); the load client is a separate process (httpx, N requests in flight). Lines are real
-HDFS_2k lines with block ids rewritten into a pool of sessions; windows are kept open (no size or idle close) so
-this measures the ingestion path alone, not the model. Then redis-benchmark drives the same Redis with
-pipelined RPUSH of one such line, and EVALSHA of a one-line RPUSH script; the ratio says what HTTP, parsing
-and the windowing script cost over Redis' own ceiling.
+One run, on one Redis. The service runs as a subprocess on a loopback port, on a Redis started here (the
+embedded configuration: AOF, fsync every second); the load client is a separate process (httpx, N requests in
+flight). Lines are real HDFS_2k lines with block ids rewritten into a pool of sessions; windows are kept open
+(no size or idle close) so this measures the ingestion path alone, not the model.
+Formats: POST /logs JSON, text (also gzip-compressed) and NDJSON; Loki push JSON and protobuf+snappy (one stream,
+``service_name`` label); OTLP/HTTP protobuf and JSON (one resource with ``service.name``). Each body carries the
+same lines; the session pattern finds the session. Then redis-benchmark drives the same Redis with pipelined
+RPUSH of one such line, and EVALSHA of a one-line RPUSH script; the ratio says what HTTP, parsing and the
+windowing script cost over Redis' own ceiling.
 
     python -m bench.ingestion --requests 200 --concurrency 4 --sessions 5000
 """
@@ -36,9 +39,62 @@ from bench.common import (
 SCRIPT = "return redis.call('RPUSH', KEYS[1], ARGV[1])"
 
 
-def make_bodies(data: Path, requests: int, per_request: int, sessions: int, as_text: bool) -> list[bytes]:
+FORMATS = ("json", "text", "ndjson", "loki_json", "loki_protobuf", "otlp_protobuf", "otlp_json", "text_gzip")
+
+
+def encode_body(mode: str, chunk: list[str]) -> tuple[str, dict[str, str], bytes]:
+    """(path, headers, body) of one request carrying ``chunk`` in format ``mode``, as its shipper would send it."""
+    import gzip
     import json
 
+    if mode in ("text", "text_gzip"):
+        body = ("\n".join(chunk) + "\n").encode()
+        if mode == "text":
+            return "/logs", {"content-type": "text/plain; charset=utf-8"}, body
+        return "/logs", {"content-type": "text/plain", "content-encoding": "gzip"}, gzip.compress(body, 1)
+    if mode == "json":
+        return (
+            "/logs",
+            {"content-type": "application/json"},
+            json.dumps({"lines": [{"message": m} for m in chunk]}).encode(),
+        )
+    if mode == "ndjson":
+        body = "".join(json.dumps({"message": m}) + "\n" for m in chunk).encode()
+        return "/logs", {"content-type": "application/x-ndjson"}, body
+    now = time.time_ns()
+    if mode == "loki_json":
+        values = [[str(now + i), m] for i, m in enumerate(chunk)]
+        body = json.dumps({"streams": [{"stream": {"service_name": "hdfs"}, "values": values}]}).encode()
+        return "/loki/api/v1/push", {"content-type": "application/json"}, body
+    if mode == "loki_protobuf":
+        import cramjam
+
+        from service.intake.proto import push_pb2
+
+        push = push_pb2.PushRequest()
+        stream = push.streams.add(labels='{service_name="hdfs"}')
+        for i, m in enumerate(chunk):
+            stream.entries.add(line=m).timestamp.FromNanoseconds(now + i)
+        body = bytes(cramjam.snappy.compress_raw(push.SerializeToString()))
+        return "/loki/api/v1/push", {"content-type": "application/x-protobuf"}, body
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    otlp = ExportLogsServiceRequest()
+    resource_logs = otlp.resource_logs.add()
+    resource_logs.resource.attributes.add(key="service.name").value.string_value = "hdfs"
+    records = resource_logs.scope_logs.add().log_records
+    for i, m in enumerate(chunk):
+        record = records.add(time_unix_nano=now + i)
+        record.body.string_value = m
+    if mode == "otlp_json":
+        return "/v1/logs", {"content-type": "application/json"}, json_format.MessageToJson(otlp, indent=None).encode()
+    return "/v1/logs", {"content-type": "application/x-protobuf"}, otlp.SerializeToString()
+
+
+def make_bodies(
+    data: Path, requests: int, per_request: int, sessions: int, mode: str
+) -> list[tuple[str, dict[str, str], bytes]]:
     templates = hdfs_lines(data)
     bodies, k = [], 0
     for _ in range(requests):
@@ -46,45 +102,78 @@ def make_bodies(data: Path, requests: int, per_request: int, sessions: int, as_t
         for _ in range(per_request):
             chunk.append(with_session(templates[k % len(templates)], f"blk_{9000000 + k % sessions}"))
             k += 1
-        if as_text:
-            bodies.append(("\n".join(chunk) + "\n").encode())
-        else:
-            bodies.append(json.dumps({"lines": [{"message": line} for line in chunk]}).encode())
+        bodies.append(encode_body(mode, chunk))
     return bodies
 
 
-async def _drive(url: str, bodies: list[bytes], content_type: str, concurrency: int) -> dict[str, Any]:
+def rejected_in(response: Any) -> int:
+    """Lines the service refused in a successful answer, read from each protocol's own answer."""
+    if response.status_code == 204:
+        return 0
+    if response.headers.get("content-type", "").startswith("application/x-protobuf"):
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+
+        return int(ExportLogsServiceResponse.FromString(response.content).partial_success.rejected_log_records)
+    answer = response.json()
+    if "partialSuccess" in answer:
+        return int(answer["partialSuccess"].get("rejectedLogRecords", 0))
+    return len(answer.get("rejected", []))
+
+
+async def _drive(
+    url: str, bodies: list[tuple[str, dict[str, str], bytes]], per_request: int, concurrency: int
+) -> dict[str, Any]:
     import httpx
 
     accepted, errors, queue = 0, 0, list(reversed(bodies))
-    headers = {"content-type": content_type}
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
 
         async def worker() -> None:
             nonlocal accepted, errors
             while queue:
-                response = await client.post("/logs", content=queue.pop(), headers=headers)
-                if response.status_code == 200:
-                    accepted += response.json()["accepted"]
+                path, headers, body = queue.pop()
+                response = await client.post(path, content=body, headers=headers)
+                if response.status_code in (200, 204):
+                    accepted += per_request - rejected_in(response)
                 else:
                     errors += 1
 
+        probes: list[float] = []
+        done = asyncio.Event()
+
+        async def probe() -> None:
+            """GET /health/live every 10 ms on its own connection: how long the service's event loop stalls."""
+            async with httpx.AsyncClient(base_url=url, timeout=60) as own:
+                while not done.is_set():
+                    sent = time.perf_counter()
+                    await own.get("/health/live")
+                    probes.append(time.perf_counter() - sent)
+                    await asyncio.sleep(0.01)
+
         started = time.perf_counter()
+        prober = asyncio.create_task(probe())
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - started
-    return {"accepted_lines": accepted, "failed_requests": errors, "seconds": seconds}
+        done.set()
+        await prober
+    probes.sort()
+    return {
+        "accepted_lines": accepted,
+        "failed_requests": errors,
+        "seconds": seconds,
+        "health_probe_ms_p50": 1000 * probes[len(probes) // 2] if probes else None,
+        "health_probe_ms_max": 1000 * probes[-1] if probes else None,
+    }
 
 
 def load_client(
     url: str, data: Path, mode: str, requests: int, per_request: int, sessions: int, concurrency: int
 ) -> dict[str, Any]:
     """Runs in its own process: builds the bodies first, warms up with 2 requests, then times the rest."""
-    as_text = mode == "text"
-    bodies = make_bodies(data, requests + 2, per_request, sessions, as_text)
-    content_type = "text/plain; charset=utf-8" if as_text else "application/json"
-    asyncio.run(_drive(url, bodies[:2], content_type, 1))
-    result = asyncio.run(_drive(url, bodies[2:], content_type, concurrency))
-    result["body_bytes_mean"] = sum(map(len, bodies)) / len(bodies)
+    bodies = make_bodies(data, requests + 2, per_request, sessions, mode)
+    asyncio.run(_drive(url, bodies[:2], per_request, 1))
+    result = asyncio.run(_drive(url, bodies[2:], per_request, concurrency))
+    result["body_bytes_mean"] = sum(len(b) for _, _, b in bodies) / len(bodies)
     return result
 
 
@@ -131,6 +220,9 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=5000, help="distinct session ids the lines spread over")
     parser.add_argument("--bench-requests", type=int, default=500_000, help="redis-benchmark -n")
     parser.add_argument("--pipeline", type=int, default=16, help="redis-benchmark -P")
+    parser.add_argument(
+        "--formats", default=",".join(FORMATS), help=f"body formats to drive, comma-separated: {', '.join(FORMATS)}"
+    )
     args = parser.parse_args()
     if args.quick:
         args.requests, args.sessions, args.bench_requests = 8, 500, 20_000
@@ -162,7 +254,7 @@ def main() -> None:
         try:
             ctx = multiprocessing.get_context("spawn")
             with ctx.Pool(1) as pool:
-                for mode in ("json", "text"):
+                for mode in [f.strip() for f in args.formats.split(",") if f.strip()]:
                     results[mode] = pool.apply(
                         load_client,
                         (
@@ -179,7 +271,8 @@ def main() -> None:
                     r["lines_per_second"] = r["accepted_lines"] / r["seconds"]
                     print(
                         f"  {mode}: {r['lines_per_second']:.0f} lines/s, {r['accepted_lines']} lines accepted,"
-                        f" {r['failed_requests']} requests failed",
+                        f" {r['failed_requests']} requests failed; GET /health/live during the load: p50"
+                        f" {r['health_probe_ms_p50']:.1f} ms, max {r['health_probe_ms_max']:.1f} ms",
                         flush=True,
                     )
         finally:
@@ -204,10 +297,10 @@ def main() -> None:
             rate / results[k]["lines_per_second"] if k in results else None
             for k in ("redis-benchmark RPUSH", "redis-benchmark EVALSHA")
         ]
-        label = f"POST /logs {name} ({args.lines_per_request}/request)" if name in ("json", "text") else name
-        rows.append([label, rate, *ratios])
+        label = f"{name} ({args.lines_per_request}/request)" if name in FORMATS else name
+        rows.append([label, rate, *ratios, r.get("health_probe_ms_max")])
     print()
-    print(table(["path", "lines/s", "x RPUSH", "x EVALSHA"], rows))
+    print(table(["path", "lines/s", "x RPUSH", "x EVALSHA", "/health/live max ms"], rows))
     print(
         f"service: {args.concurrency} requests in flight, {args.sessions} sessions, windows kept open; "
         f"redis-benchmark: -P {args.pipeline} -c 4 -n {args.bench_requests}, one HDFS line ({len(line)} bytes)"

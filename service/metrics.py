@@ -26,9 +26,12 @@ class ServiceMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.lines_ingested = Counter("logllm_lines_ingested", "log lines accepted by POST /logs", registry=r)
+        self.lines_ingested = Counter(
+            "logllm_lines_ingested", "log lines accepted, by body format (json, ndjson, text, loki_*, otlp_*)",
+            ["format"], registry=r,
+        )  # fmt: skip
         self.lines_rejected = Counter(
-            "logllm_lines_rejected", "log lines rejected by POST /logs", ["reason"], registry=r
+            "logllm_lines_rejected", "log lines rejected, by why and body format", ["reason", "format"], registry=r
         )
         self.windows_closed = Counter(
             "logllm_windows_closed", "windows closed, by why (size, idle, explicit)", ["reason"], registry=r

@@ -84,9 +84,23 @@ class ServiceSettings(ModelSettings):
     )
     consumer: str = Field(default_factory=default_consumer, description="this worker's consumer name in Redis")
 
-    max_body_bytes: int = Field(default=10 * 2**20, gt=0, description="largest POST /logs body accepted")
+    max_body_bytes: int = Field(
+        default=10 * 2**20, gt=0, description="largest request body accepted, before and after decompression"
+    )
     max_line_chars: int = Field(default=8192, gt=0, description="longer lines are truncated to this many characters")
     auth_token: SecretStr | None = Field(default=None, description="bearer token required on /logs and /sequences")
+    source_label: str = Field(
+        default="service_name,job",
+        description="Loki stream labels that name a line's source, comma-separated: the first one present wins",
+    )
+    session_label: str = Field(
+        default="", description="Loki stream label (or structured metadata key) that names the session; empty: none"
+    )
+    session_attribute: str = Field(
+        default="",
+        description="OTLP attribute that names the session (record, then resource attributes; 'trace_id' and"
+        " 'span_id' take the record's ids); empty: none",
+    )
 
     @field_validator("redis_data_dir", mode="before")
     @classmethod

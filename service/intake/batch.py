@@ -8,7 +8,6 @@ its index and reason, and the other lines go through.
 
 from __future__ import annotations
 
-import codecs
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from model.log_formats import LogFormatError, parse_line
 from model.windows import session_ids
-from service.http_errors import ApiError
+from service.intake.body import decode_text, split_lines
 from service.settings import ServiceSettings
 from service.windows.ids import (
     DEFAULT_SOURCE,
@@ -104,22 +103,11 @@ class Batch:
 
 
 def text_lines(body: bytes, charset: str | None) -> tuple[list[tuple[int, str]], int]:
-    """(index, line) of the non-blank lines, and how many lines had undecodable bytes replaced."""
-    encoding = charset or "utf-8"
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise ApiError(415, "unsupported_charset", f"charset {encoding!r} is unknown", field="Content-Type") from None
-    lines: list[tuple[int, str]] = []
-    replaced = 0
-    for index, raw in enumerate(body.splitlines()):
-        try:
-            line = raw.decode(encoding)
-        except UnicodeDecodeError:
-            line = raw.decode(encoding, errors="replace")
-            replaced += 1
-        if line.strip():
-            lines.append((index, line))
+    """(index, line) of the non-blank lines, and how many lines had undecodable bytes replaced; the whole body
+    is decoded first (body.decode_text), then split."""
+    text, replaced_any = decode_text(body, charset)
+    lines = [(index, line) for index, line in enumerate(split_lines(text)) if line.strip()]
+    replaced = sum("\ufffd" in line for _, line in lines) if replaced_any else 0
     return lines, replaced
 
 

@@ -1,16 +1,40 @@
-"""POST /logs: JSON or text/plain lines in, windows out; the store call is the only Redis round trip."""
+"""The intake routes: ``POST /logs`` (JSON, NDJSON, text), ``POST /loki/api/v1/push``, ``POST /v1/logs`` (OTLP).
+
+Each route only reads its body and picks a parser; after that every format takes one path: ``build_batch``
+(truncation, log format, window keys), ``store_batch`` (the store call with its caps -> 429/503, and the line
+counters labelled by format). Parsing a big or compressed body runs in a worker thread so the event loop keeps
+serving other requests meanwhile.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import asyncio
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from service.http_errors import ApiError
-from service.intake.batch import LogLine, LogsRequest, LogsResponse, SourceName, build_batch, json_lines, text_lines
-from service.state import State, require_token
+from service.intake import loki, otlp
+from service.intake.batch import (
+    Batch,
+    LogLine,
+    LogsRequest,
+    LogsResponse,
+    Rejection,
+    SourceName,
+    build_batch,
+    json_lines,
+    text_lines,
+)
+from service.intake.body import content_encodings, decode_body, decode_text, media_type, read_raw
+from service.intake.ndjson import ndjson_lines
+from service.settings import ServiceSettings
+from service.state import ServiceState, State, require_token
 
 router = APIRouter(dependencies=[Depends(require_token)])
+OFFLOAD_BYTES = 64 * 1024  # bodies past this (or compressed ones) are parsed off the event loop
+T = TypeVar("T")
 
 
 def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
@@ -35,58 +59,82 @@ _BODY_DOC: dict[str, Any] = {
         "required": True,
         "content": {
             "application/json": {"schema": _inline_refs(LogsRequest.model_json_schema())},
+            "application/x-ndjson": {"schema": {"type": "string"}, "example": '{"message": "line one"}\n'},
             "text/plain": {"schema": {"type": "string"}, "example": "line one\nline two\n"},
         },
     }
 }
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "malformed body (names what failed) or bad Content-Encoding data"},
+    413: {"description": "body over max_body_bytes, before or after decompression"},
+    415: {"description": "unsupported Content-Type, charset or Content-Encoding"},
+    429: {"description": "queue or session cap reached; see Retry-After"},
+    503: {"description": "Redis down or out of memory"},
+}
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing more than ``limit`` bytes whether or not Content-Length tells the truth."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise ApiError(400, "bad_content_length", f"Content-Length {declared[:20]!r} is not a number")
-        if int(declared) > limit:
-            raise ApiError(413, "body_too_large", f"body of {declared} bytes exceeds max_body_bytes={limit}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "body_too_large", f"body exceeds max_body_bytes={limit}")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    if not body.strip():
-        raise ApiError(400, "empty_body", 'the body is empty; send JSON {"lines": [...]} or text lines')
-    return body
+async def _read(request: Request, settings: ServiceSettings) -> tuple[bytes, list[str]]:
+    """The raw body and its codings; an unknown coding is refused before the body is read."""
+    codings = content_encodings(request.headers.get("content-encoding"))
+    return await read_raw(request, settings.max_body_bytes), codings
 
 
-def _media_type(request: Request) -> tuple[str, str | None]:
-    header = request.headers.get("content-type", "")
-    media, _, params = header.partition(";")
-    charset = None
-    for param in params.split(";"):
-        key, _, value = param.strip().partition("=")
-        if key.lower() == "charset":
-            charset = value.strip().strip('"') or None
-    return media.strip().lower(), charset
+async def _off_loop(raw: bytes, codings: list[str], parse: Callable[[], T]) -> T:
+    if codings or len(raw) > OFFLOAD_BYTES:
+        return await asyncio.to_thread(parse)
+    return parse()
+
+
+def _merge(batch: Batch, rejected: list[Rejection]) -> Batch:
+    """Rejections found before build_batch (undecodable entries) joined with its own, in index order."""
+    if rejected:
+        batch.rejected = sorted([*rejected, *batch.rejected], key=lambda r: r.index)
+    return batch
+
+
+async def store_batch(state: ServiceState, batch: Batch, fmt: str) -> list[str]:
+    """The one path to the store for every format: caps (429), Redis failures (503), counters by format."""
+    closed: list[str] = []
+    if batch.groups:
+        result = await state.store.append_groups(batch.groups)
+        closed = list(result.closed)
+        batch.refuse(result.refused)
+    metrics = state.metrics
+    metrics.lines_ingested.labels(format=fmt).inc(batch.accepted)
+    for reason, count in batch.rejected_by_reason().items():
+        metrics.lines_rejected.labels(reason=reason, format=fmt).inc(count)
+    if closed:
+        metrics.windows_closed.labels(reason="size").inc(len(closed))
+    return closed
+
+
+def _logs_batch(body: bytes, media: str, charset: str | None, source: str | None, settings: ServiceSettings) -> Batch:
+    if media == "application/json":
+        return build_batch(json_lines(body, source), settings)
+    if media == "application/x-ndjson":
+        text, _ = decode_text(body, charset)
+        lines, rejected = ndjson_lines(text, source)
+        if not lines and not rejected:
+            raise ApiError(400, "empty_body", "the body has no non-blank line")
+        return _merge(build_batch(lines, settings), rejected)
+    raw, replaced = text_lines(body, charset)
+    if not raw:
+        raise ApiError(400, "empty_body", "the body has no non-blank line")
+    return build_batch([(i, LogLine(message=line, source=source)) for i, line in raw], settings, replaced)
+
+
+LOGS_MEDIA = {"application/json": "json", "application/x-ndjson": "ndjson", "text/plain": "text"}
 
 
 @router.post(
     "/logs",
     response_model=LogsResponse,
     summary="Ingest log lines",
-    description='JSON `{"lines": [...]}` or `text/plain` (one line per line). Lines that cannot be windowed '
-    "are rejected one by one (`rejected`), the rest are stored; `closed`: the windows it closed.",
+    description='JSON `{"lines": [...]}`, NDJSON (`application/x-ndjson`, one line object per line) or '
+    "`text/plain` (one log line per line); `Content-Encoding` gzip, deflate or zstd. Lines that cannot be "
+    "windowed are rejected one by one (`rejected`), the rest are stored; `closed`: the windows it closed.",
     openapi_extra=_BODY_DOC,
-    responses={
-        413: {"description": "body over max_body_bytes"},
-        415: {"description": "not JSON or text/plain"},
-        422: {"description": "a field has the wrong type"},
-        429: {"description": "queue or session cap reached; see Retry-After"},
-        503: {"description": "Redis down or out of memory"},
-    },
+    responses={**_ERRORS, 422: {"description": "a field has the wrong type"}},
 )
 async def post_logs(
     request: Request,
@@ -94,34 +142,24 @@ async def post_logs(
     source: Annotated[SourceName | None, Query(description="source of lines that name none (no ':')")] = None,
 ) -> LogsResponse:
     settings = state.settings
-    media, charset = _media_type(request)
-    if media not in ("application/json", "text/plain"):
+    media, charset = media_type(request)
+    if media not in LOGS_MEDIA:
         raise ApiError(
             415,
             "unsupported_media_type",
-            f"Content-Type {media or '(none)'!r}; send application/json or text/plain",
+            f"Content-Type {media or '(none)'!r}; send application/json, application/x-ndjson or text/plain",
             field="Content-Type",
         )
-    body = await read_body(request, settings.max_body_bytes)
-    if media == "application/json":
-        lines = json_lines(body, source)
-        batch = build_batch(lines, settings)
-    else:
-        raw, replaced = text_lines(body, charset)
-        if not raw:
-            raise ApiError(400, "empty_body", "the body has no non-blank line")
-        batch = build_batch([(i, LogLine(message=line, source=source)) for i, line in raw], settings, replaced)
-    closed: list[str] = []
-    if batch.groups:
-        result = await state.store.append_groups(batch.groups)
-        closed = list(result.closed)
-        batch.refuse(result.refused)
-    metrics = state.metrics
-    metrics.lines_ingested.inc(batch.accepted)
-    for reason, count in batch.rejected_by_reason().items():
-        metrics.lines_rejected.labels(reason=reason).inc(count)
-    if closed:
-        metrics.windows_closed.labels(reason="size").inc(len(closed))
+    if media != "application/json" and charset:
+        decode_text(b"", charset)  # an unknown charset is 415 before the body is read
+    raw, codings = await _read(request, settings)
+
+    def parse() -> Batch:
+        body = decode_body(raw, codings, settings.max_body_bytes)
+        return _logs_batch(body, media, charset, source, settings)
+
+    batch = await _off_loop(raw, codings, parse)
+    closed = await store_batch(state, batch, LOGS_MEDIA[media])
     return LogsResponse(
         accepted=batch.accepted,
         rejected=batch.rejected,
@@ -129,3 +167,107 @@ async def post_logs(
         replaced=batch.replaced,
         closed=closed,
     )
+
+
+_PROTOBUF = ("application/x-protobuf", "application/protobuf")
+
+
+@router.post(
+    "/loki/api/v1/push",
+    status_code=204,
+    summary="Loki push API",
+    description="Loki's push body: protobuf `PushRequest` in a snappy block (`application/x-protobuf`, Loki's "
+    "default) or JSON `{streams: [{stream: {labels}, values: [[ns, line, {metadata}?]]}]}`. 204 when every entry "
+    "was stored; 400 naming the rejected entries (the others are stored), as Loki answers partial rejections.",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                "application/json": {"schema": _inline_refs(loki.LokiJsonPush.model_json_schema())},
+            },
+        }
+    },
+    responses={**_ERRORS, 204: {"description": "every entry stored"}},
+)
+async def loki_push(request: Request, state: State) -> Response:
+    settings = state.settings
+    media, _ = media_type(request)
+    if media != "application/json" and media not in _PROTOBUF:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type {media or '(none)'!r}; send application/x-protobuf (snappy) or application/json",
+            field="Content-Type",
+        )
+    raw, codings = await _read(request, settings)
+    fmt = "loki_json" if media == "application/json" else "loki_protobuf"
+
+    def parse() -> tuple[Batch, list[str]]:
+        body = decode_body(raw, codings, settings.max_body_bytes, text=fmt == "loki_json")
+        if fmt == "loki_json":
+            streams = loki.streams_from_json(body)
+        else:
+            streams = loki.streams_from_protobuf(body, settings.max_body_bytes)
+        entries = loki.loki_lines(streams, settings)
+        return _merge(build_batch(entries.lines, settings), entries.rejected), entries.where
+
+    batch, where = await _off_loop(raw, codings, parse)
+    await store_batch(state, batch, fmt)
+    if batch.rejected:
+        first = batch.rejected[0]
+        problems = "; ".join(f"{where[r.index]}: {r.reason} ({r.message})" for r in batch.rejected[:5])
+        raise ApiError(
+            400,
+            "entries_rejected",
+            f"{len(batch.rejected)} of {len(where)} entries rejected, the other {batch.accepted} stored: {problems}",
+            field=where[first.index],
+        )
+    return Response(status_code=204)
+
+
+@router.post(
+    "/v1/logs",
+    summary="OTLP/HTTP logs",
+    description="An OTLP `ExportLogsServiceRequest` in protobuf (`application/x-protobuf`) or JSON. Answers an "
+    "`ExportLogsServiceResponse` in the same encoding; rejected records are counted in `partial_success`.",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                "application/json": {"schema": {"type": "object"}},
+            },
+        }
+    },
+    responses={
+        **_ERRORS,
+        200: {
+            "description": "ExportLogsServiceResponse",
+            "content": {"application/x-protobuf": {}, "application/json": {}},
+        },
+    },
+)
+async def otlp_logs(request: Request, state: State) -> Response:
+    settings = state.settings
+    media, _ = media_type(request)
+    if media != "application/json" and media not in _PROTOBUF:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type {media or '(none)'!r}; send application/x-protobuf or application/json",
+            field="Content-Type",
+        )
+    raw, codings = await _read(request, settings)
+    as_json = media == "application/json"
+
+    def parse() -> tuple[Batch, list[str]]:
+        body = decode_body(raw, codings, settings.max_body_bytes, text=as_json) if raw or as_json else raw
+        message = otlp.request_from_json(body) if as_json else otlp.request_from_protobuf(body)
+        records = otlp.otlp_lines(message, settings)
+        return _merge(build_batch(records.lines, settings), records.rejected), records.where
+
+    batch, where = await _off_loop(raw, codings, parse)
+    await store_batch(state, batch, "otlp_json" if as_json else "otlp_protobuf")
+    content, content_type = otlp.response(batch.rejected, where, as_json)
+    return Response(content=content, media_type=content_type)

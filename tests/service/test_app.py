@@ -497,8 +497,8 @@ def test_metrics_expose_every_documented_name_and_count(client: TestClient) -> N
     text = response.text
     for name in METRIC_NAMES:
         assert f"# TYPE {name} " in text, name
-    assert "logllm_lines_ingested_total 1.0" in text
-    assert 'logllm_lines_rejected_total{reason="no_session_id"} 1.0' in text
+    assert 'logllm_lines_ingested_total{format="json"} 1.0' in text
+    assert 'logllm_lines_rejected_total{format="json",reason="no_session_id"} 1.0' in text
     assert 'logllm_windows_closed_total{reason="explicit"} 1.0' in text
     assert "logllm_ready 1.0" in text
 

@@ -1,0 +1,183 @@
+"""Loki's push API (``POST /loki/api/v1/push``): JSON, or protobuf in a snappy block (Loki's default body).
+
+Both become the same ``(index, LogLine)`` list that ``build_batch`` takes. The source is the value of the first
+stream label of ``--source-label`` present (default ``service_name``, then ``job``); ``--session-label`` names a
+label, or a structured-metadata key, that gives the session id (else the session pattern finds it). Structured
+metadata is carried into the line, appended as `` key=value`` pairs (logfmt, values quoted when needed), so a
+shipper's per-line fields reach the model and the stored window instead of being dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+import cramjam
+from google.protobuf.message import DecodeError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from service.http_errors import ApiError, shorten
+from service.intake.batch import LogLine, Rejection, SourceName, WindowName
+from service.intake.body import too_large
+from service.intake.proto import push_pb2
+from service.settings import ServiceSettings
+
+_LABEL = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,|$)')
+_UNESCAPE = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
+_LOGFMT_PLAIN = re.compile(r'^[^\s="]+$')
+
+
+class LokiJsonStream(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    stream: dict[str, str] = Field(default_factory=dict)
+    values: list[tuple[str, str] | tuple[str, str, dict[str, str]]]
+
+
+class LokiJsonPush(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    streams: list[LokiJsonStream]
+
+
+@dataclass
+class LokiStream:
+    """One stream: its labels (None when the label text does not parse) and (timestamp ns, line, metadata)."""
+
+    labels: dict[str, str] | None
+    entries: list[tuple[str, str, list[tuple[str, str]]]] = field(default_factory=list)
+    label_text: str = ""
+
+
+def parse_labels(text: str) -> dict[str, str] | None:
+    """A Prometheus label set ``{a="x", b="y\\"z"}``; None when it is not one."""
+    inner = text.strip()
+    if not (inner.startswith("{") and inner.endswith("}")):
+        return None
+    inner = inner[1:-1].strip()
+    labels: dict[str, str] = {}
+    pos = 0
+    while pos < len(inner):
+        match = _LABEL.match(inner, pos)
+        if match is None:
+            return None
+        labels[match[1]] = re.sub(r"\\(.)", lambda m: _UNESCAPE.get(m[1], m[1]), match[2])
+        pos = match.end()
+    return labels
+
+
+def streams_from_json(body: bytes) -> list[LokiStream]:
+    try:
+        push = LokiJsonPush.model_validate_json(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".") or "body"
+        if error["type"] == "json_invalid":
+            raise ApiError(400, "bad_json", f"the body is not JSON: {error['msg']}", field="body") from None
+        raise ApiError(
+            400, "invalid_push", f"{where}: {error['msg']} (got {shorten(error.get('input'))})", field=where
+        ) from None
+    return [
+        LokiStream(
+            labels=s.stream,
+            entries=[(v[0], v[1], list(v[2].items()) if len(v) == 3 else []) for v in s.values],  # type: ignore[misc]
+        )
+        for s in push.streams
+    ]
+
+
+def streams_from_protobuf(body: bytes, limit: int) -> list[LokiStream]:
+    """Snappy block format (its header declares the decoded size, checked before inflating), then PushRequest."""
+    try:
+        size = cramjam.snappy.decompress_raw_len(body)
+    except Exception as exc:  # cramjam raises its own DecompressionError
+        raise ApiError(400, "bad_snappy", f"the body is not a snappy block: {exc}", field="body") from None
+    if size > limit:
+        raise too_large(limit, f"snappy-decoded body ({size} bytes)")
+    try:
+        raw = bytes(cramjam.snappy.decompress_raw(body))
+    except Exception as exc:
+        raise ApiError(400, "bad_snappy", f"the body is not a snappy block: {exc}", field="body") from None
+    try:
+        push = push_pb2.PushRequest.FromString(raw)
+    except DecodeError as exc:
+        raise ApiError(400, "bad_protobuf", f"the body is not a Loki PushRequest: {exc}", field="body") from None
+    return [
+        LokiStream(
+            labels=parse_labels(s.labels),
+            label_text=s.labels,
+            entries=[
+                (
+                    str(e.timestamp.seconds * 10**9 + e.timestamp.nanos),
+                    e.line,
+                    [(m.name, m.value) for m in e.structuredMetadata],
+                )
+                for e in s.entries
+            ],
+        )
+        for s in push.streams
+    ]
+
+
+def logfmt(pairs: list[tuple[str, str]]) -> str:
+    """``k=v`` pairs; a value with spaces, quotes or ``=`` is JSON-quoted."""
+    return " ".join(f"{k}={v}" if _LOGFMT_PLAIN.match(v) else f"{k}={json.dumps(v)}" for k, v in pairs)
+
+
+@dataclass
+class LokiLines:
+    lines: list[tuple[int, LogLine]] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    where: list[str] = field(default_factory=list)  # index -> "streams[i].values[j]"
+
+
+_SESSION_NAME: TypeAdapter[str] = TypeAdapter(WindowName)
+_SOURCE_NAME: TypeAdapter[str] = TypeAdapter(SourceName)
+
+
+def _valid_name(value: str | None, rule: TypeAdapter[str]) -> bool:
+    """Whether a label value may name a source or session (the JSON shape's rule for those fields)."""
+    if value is None:
+        return True
+    try:
+        rule.validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def loki_lines(streams: list[LokiStream], settings: ServiceSettings) -> LokiLines:
+    """Every entry as an indexed LogLine; an entry whose stream labels cannot name a window is rejected here."""
+    out = LokiLines()
+    source_labels = [name.strip() for name in settings.source_label.split(",") if name.strip()]
+    for i, stream in enumerate(streams):
+        labels = stream.labels
+        source = None
+        if labels is not None:
+            source = next((labels[name] for name in source_labels if labels.get(name)), None)
+        for j, (timestamp, line, metadata) in enumerate(stream.entries):
+            index = len(out.where)
+            out.where.append(f"streams[{i}].values[{j}]")
+            if labels is None:
+                out.rejected.append(
+                    Rejection(index=index, reason="bad_labels", message=f"labels {shorten(stream.label_text)}")
+                )
+                continue
+            session = None
+            if settings.session_label:
+                session = labels.get(settings.session_label) or dict(metadata).get(settings.session_label)
+            if not _valid_name(source, _SOURCE_NAME):
+                out.rejected.append(Rejection(index=index, reason="invalid_source", message=f"{shorten(source)}"))
+                continue
+            if not _valid_name(session, _SESSION_NAME):
+                out.rejected.append(Rejection(index=index, reason="invalid_session", message=f"{shorten(session)}"))
+                continue
+            message = f"{line} {logfmt(metadata)}" if metadata else line
+            out.lines.append(
+                (
+                    index,
+                    LogLine.model_construct(message=message, session_id=session, timestamp=timestamp, source=source),
+                )
+            )
+    return out
