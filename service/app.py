@@ -167,10 +167,16 @@ def _client_options() -> dict[str, Any]:
 CLIENT_OPTIONS = _client_options()
 
 
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 @asynccontextmanager
 async def open_store(settings: ServiceSettings) -> AsyncIterator[WindowStore]:
     """A store on settings.redis_url (a cluster when redis_cluster), or on an embedded Redis when that is
-    empty; closed on exit."""
+    empty, restarted whenever it dies; closed on exit."""
     from redis.asyncio import Redis, RedisCluster
 
     from service.windows.store import WindowStore
@@ -180,9 +186,13 @@ async def open_store(settings: ServiceSettings) -> AsyncIterator[WindowStore]:
         if not url:
             from service.windows.embedded_redis import EmbeddedRedis
 
-            embedded = EmbeddedRedis(settings.redis_data_dir)
+            embedded = EmbeddedRedis(
+                settings.redis_data_dir, maxmemory=settings.redis_maxmemory, fsync=settings.redis_fsync
+            )
             url = await asyncio.to_thread(embedded.start)
             stack.callback(embedded.stop)
+            supervisor = asyncio.create_task(embedded.supervise(), name="logllm-redis-supervisor")
+            stack.push_async_callback(_cancel, supervisor)
             log.info("embedded Redis at %s (data in %s)", url, settings.redis_data_dir or "a temporary directory")
         client_class = RedisCluster if settings.redis_cluster else Redis
         client: Redis | RedisCluster = client_class.from_url(url, **CLIENT_OPTIONS)
