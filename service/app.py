@@ -23,6 +23,7 @@ from service import routes_ops
 from service.http_errors import install_error_handlers
 from service.intake import routes as intake_routes
 from service.metrics import ServiceMetrics
+from service.openapi import install_openapi
 from service.records import routes as records_routes
 from service.settings import ServiceSettings
 from service.state import ServiceState
@@ -237,4 +238,5 @@ def create_app(
     app.include_router(intake_routes.router, tags=["logs"])
     app.include_router(records_routes.router, tags=["sequences"])
     app.include_router(routes_ops.router)
+    install_openapi(app, auth=settings.auth_token is not None)
     return app
