@@ -175,7 +175,7 @@ def test_the_service_recovers_from_a_killed_embedded_redis_without_losing_lines(
     data = tmp_path / "redis"
     settings = ServiceSettings(
         redis_url="", redis_data_dir=data, checkpoint=tmp_path, max_session_lines=3, sweep_interval_s=0.05,
-        idle_timeout_s=0.5,
+        idle_timeout_s=600,
     )  # fmt: skip
     scorer = KeywordScorer()
     scorer.gate.clear()  # hold the first batch: its windows are in flight when Redis dies
@@ -196,6 +196,7 @@ def test_the_service_recovers_from_a_killed_embedded_redis_without_losing_lines(
         for i in range(4):
             found = scored(client, f"blk_{i}", timeout=20)
             assert (found["status"], found["n_lines"]) == ("anomalous" if i == 1 else "normal", 3)
+        assert client.post("/sequences/blk_9/close").json()["id"] == "blk_9"  # open across the restart
         assert scored(client, "blk_9", timeout=20)["n_lines"] == 2
         health = client.get("/metrics").text
         assert "logllm_ready 1.0" in health, json.dumps(health[-300:])
