@@ -23,6 +23,7 @@ from service import routes_ops
 from service.http_errors import install_error_handlers
 from service.intake import routes as intake_routes
 from service.metrics import ServiceMetrics
+from service.openapi import install_openapi
 from service.records import routes as records_routes
 from service.settings import ServiceSettings
 from service.state import ServiceState
@@ -38,7 +39,14 @@ RESTART_DELAY_S = 1.0
 
 
 def load_scorer(settings: ServiceSettings) -> Scorer:
-    """The checkpoint on the configured device (``auto``: the GPU when there is one)."""
+    """The checkpoint on the configured device (``auto``: the GPU when there is one), or settings.scorer."""
+    if settings.scorer:
+        import importlib
+
+        module, _, name = settings.scorer.partition(":")
+        made: Scorer = getattr(importlib.import_module(module), name)()
+        log.info("serving scorer %s instead of a checkpoint", settings.scorer)
+        return made
     from model.checkpoint import load_checkpoint
 
     model, manifest = load_checkpoint(settings.checkpoint, settings)
@@ -167,10 +175,16 @@ def _client_options() -> dict[str, Any]:
 CLIENT_OPTIONS = _client_options()
 
 
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 @asynccontextmanager
 async def open_store(settings: ServiceSettings) -> AsyncIterator[WindowStore]:
     """A store on settings.redis_url (a cluster when redis_cluster), or on an embedded Redis when that is
-    empty; closed on exit."""
+    empty, restarted whenever it dies; closed on exit."""
     from redis.asyncio import Redis, RedisCluster
 
     from service.windows.store import WindowStore
@@ -180,9 +194,13 @@ async def open_store(settings: ServiceSettings) -> AsyncIterator[WindowStore]:
         if not url:
             from service.windows.embedded_redis import EmbeddedRedis
 
-            embedded = EmbeddedRedis(settings.redis_data_dir)
+            embedded = EmbeddedRedis(
+                settings.redis_data_dir, maxmemory=settings.redis_maxmemory, fsync=settings.redis_fsync
+            )
             url = await asyncio.to_thread(embedded.start)
             stack.callback(embedded.stop)
+            supervisor = asyncio.create_task(embedded.supervise(), name="logllm-redis-supervisor")
+            stack.push_async_callback(_cancel, supervisor)
             log.info("embedded Redis at %s (data in %s)", url, settings.redis_data_dir or "a temporary directory")
         client_class = RedisCluster if settings.redis_cluster else Redis
         client: Redis | RedisCluster = client_class.from_url(url, **CLIENT_OPTIONS)
@@ -199,7 +217,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if scorer is None:
+        if scorer is None and not settings.scorer:
             check_checkpoint(settings)
         async with contextlib.AsyncExitStack() as stack:
             active = store if store is not None else await stack.enter_async_context(open_store(settings))
@@ -227,4 +245,5 @@ def create_app(
     app.include_router(intake_routes.router, tags=["logs"])
     app.include_router(records_routes.router, tags=["sequences"])
     app.include_router(routes_ops.router)
+    install_openapi(app, auth=settings.auth_token is not None)
     return app

