@@ -7,9 +7,10 @@ Derives from ``ModelSettings`` so the backbones, device and quantization are con
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
@@ -17,10 +18,16 @@ from pydantic_settings import NoDecode
 from model.settings import ModelSettings
 from service.windows.windowing import DEFAULTS, LogFormat, SourceWindowing, Windowing, WindowMode, compiled_pattern
 
+Role = Literal["all", "api", "worker"]
+
 
 def default_consumer() -> str:
-    """The host name: stable across restarts of one container, so a restarted worker finds its own entries."""
-    return socket.gethostname() or "logllm"
+    """Host name and pid: unique for every worker process, even several on one host or in one pod.
+
+    A restarted worker gets a new name; its old name's unacked windows are reclaimed by any live worker after
+    reclaim_idle_ms, and the old name is removed from the group after consumer_idle_s.
+    """
+    return f"{socket.gethostname() or 'logllm'}-{os.getpid()}"
 
 
 class ServiceSettings(ModelSettings):
@@ -36,8 +43,21 @@ class ServiceSettings(ModelSettings):
         description="where the embedded Redis keeps its append-only file, so a restart loses nothing"
         " (empty = a temporary directory, deleted on exit)",
     )
+    role: Role = Field(
+        default="all",
+        description="'api': HTTP intake and queries, no model; 'worker': the classifier only, /health and /metrics"
+        " on worker_port; 'all': both in one process",
+    )
     host: str = Field(default="127.0.0.1", description="address to listen on (0.0.0.0 in a container)")
-    port: int = Field(default=8000, ge=1, le=65535, description="port to listen on")
+    port: int = Field(default=8000, ge=1, le=65535, description="port to listen on (roles all and api)")
+    worker_port: int = Field(
+        default=8001, ge=1, le=65535, description="port of a worker's /health and /metrics (role worker)"
+    )
+    scorer: str = Field(
+        default="",
+        description="'module:callable' returning a Scorer, used instead of the checkpoint (tests, benchmarks,"
+        " custom models); the callable gets these settings",
+    )
 
     window_mode: WindowMode = Field(default=DEFAULTS.mode, description="'session': by session id; 'fixed': per source")
     session_pattern: str = Field(
@@ -78,7 +98,14 @@ class ServiceSettings(ModelSettings):
     max_deliveries: int = Field(
         default=5, gt=0, description="model failures on one window before it gets a 'failed' verdict"
     )
-    consumer: str = Field(default_factory=default_consumer, description="this worker's consumer name in Redis")
+    consumer: str = Field(
+        default_factory=default_consumer, description="this worker's consumer name in Redis (default host-pid)"
+    )
+    consumer_idle_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="a consumer with nothing pending and no read for this long is removed from the group",
+    )
 
     max_body_bytes: int = Field(default=10 * 2**20, gt=0, description="largest POST /logs body accepted")
     max_line_chars: int = Field(default=8192, gt=0, description="longer lines are truncated to this many characters")

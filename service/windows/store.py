@@ -379,6 +379,17 @@ class WindowStore:
             entries = await self._with_deliveries(entries)
         return await self._with_lines(entries)
 
+    async def drop_idle_consumers(self, min_idle_ms: int, keep: str) -> list[str]:
+        """Remove consumers with nothing pending that have not read for min_idle_ms: dead workers, once their
+        windows were reclaimed, so the group does not grow by one name per restart. Atomic per partition."""
+        script = self.redis.register_script(_load_script("drop_consumers.lua"))
+        dropped: set[str] = set()
+        with _translated():
+            for p in range(self.config.partitions):
+                names = await script(keys=[self._stream(p)], args=[GROUP, min_idle_ms, keep])
+                dropped.update(_text(name) for name in names)
+        return sorted(dropped)
+
     async def _with_deliveries(self, entries: list[_Entry]) -> list[_Entry]:
         """The entries with their delivery counts, so a window the model keeps failing on can be given up."""
         if not entries:
