@@ -17,7 +17,7 @@ class RecordingScorer:
     threshold = 0.5
     version = "fault-bench"
 
-    def __init__(self) -> None:
+    def __init__(self, settings: object = None) -> None:
         self.path = os.environ.get("LOGLLM_BENCH_SCORED_LOG", "")
 
     def score(self, sequences: Sequence[Sequence[str]]) -> list[float]:

@@ -1,5 +1,9 @@
 """The FastAPI app: wiring and lifecycle; the routes live in service/<room>/routes.py and service/routes_ops.py.
 
+Roles (``--role``): ``api`` serves intake, queries and the idle sweep and never loads the model; ``worker``
+runs the classifier with only health and metrics routes; ``all`` does both. ``role_routers`` and
+``Runtime.start`` are the one place that says what each role runs.
+
 Start: connect Redis (or start an embedded one), set up the store, then serve at once while the checkpoint
 loads in the background, so /health/live answers and lines are accepted during a slow load; /health/ready says
 503 until the model has scored once. Stop (uvicorn has already stopped accepting and finished open requests):
@@ -16,7 +20,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from redis.exceptions import RedisError
 
 from service import routes_ops
@@ -25,7 +29,7 @@ from service.intake import routes as intake_routes
 from service.metrics import ServiceMetrics
 from service.openapi import install_openapi
 from service.records import routes as records_routes
-from service.settings import ServiceSettings
+from service.settings import Role, ServiceSettings
 from service.state import ServiceState
 
 if TYPE_CHECKING:
@@ -38,15 +42,25 @@ STOP_TIMEOUT_S = 60.0
 RESTART_DELAY_S = 1.0
 
 
+def role_routers(role: Role) -> list[tuple[APIRouter, list[str]]]:
+    """The routers (with their OpenAPI tags) a role serves; a room's new router is added here, once."""
+    ops: list[tuple[APIRouter, list[str]]] = [(routes_ops.router, [])]
+    if role == "worker":
+        return ops
+    return [(intake_routes.router, ["logs"]), (records_routes.router, ["sequences"]), *ops]
+
+
 def load_scorer(settings: ServiceSettings) -> Scorer:
-    """The checkpoint on the configured device (``auto``: the GPU when there is one), or settings.scorer."""
+    """``settings.scorer`` ('module:callable', called with the settings) when set, else the checkpoint on the
+    configured device (``auto``: the GPU when there is one)."""
     if settings.scorer:
         import importlib
 
-        module, _, name = settings.scorer.partition(":")
-        made: Scorer = getattr(importlib.import_module(module), name)()
-        log.info("serving scorer %s instead of a checkpoint", settings.scorer)
-        return made
+        module_name, _, attribute = settings.scorer.partition(":")
+        factory = getattr(importlib.import_module(module_name), attribute)
+        scorer: Scorer = factory(settings)
+        log.info("scorer %s (version %s)", settings.scorer, getattr(scorer, "version", "?"))
+        return scorer
     from model.checkpoint import load_checkpoint
 
     model, manifest = load_checkpoint(settings.checkpoint, settings)
@@ -66,10 +80,13 @@ class Runtime:
         self.tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self.tasks = [
-            asyncio.create_task(self._sweep(), name="logllm-sweeper"),
-            asyncio.create_task(self._classify(), name="logllm-classifier"),
-        ]
+        """The idle sweep runs with intake (roles api, all; idempotent, so any number of replicas may run it),
+        the classifier with the model (roles worker, all)."""
+        role = self.state.settings.role
+        if role != "worker":
+            self.tasks.append(asyncio.create_task(self._sweep(), name="logllm-sweeper"))
+        if role != "api":
+            self.tasks.append(asyncio.create_task(self._classify(), name="logllm-classifier"))
 
     async def ensure_store(self) -> bool:
         """Set the store up (idempotent); retried by the sweeper while Redis is away at start."""
@@ -217,7 +234,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if scorer is None and not settings.scorer:
+        if scorer is None and not settings.scorer and settings.role != "api":
             check_checkpoint(settings)
         async with contextlib.AsyncExitStack() as stack:
             active = store if store is not None else await stack.enter_async_context(open_store(settings))
@@ -242,8 +259,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app, settings.retry_after_s)
-    app.include_router(intake_routes.router, tags=["logs"])
-    app.include_router(records_routes.router, tags=["sequences"])
-    app.include_router(routes_ops.router)
+    for router, tags in role_routers(settings.role):
+        app.include_router(router, tags=list(tags))
     install_openapi(app, auth=settings.auth_token is not None)
     return app

@@ -20,7 +20,9 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:  # type: i
     parser = subparsers.add_parser(
         "serve",
         help="serve the HTTP API: ingest lines, window them in Redis, classify closed windows",
-        description="Every flag is also an environment variable LOGLLM_<FLAG>; prefer LOGLLM_AUTH_TOKEN over "
+        description="--role api runs intake and queries without the model, --role worker the classifier (health"
+        " and metrics on --worker-port); run any number of each on one Redis. Every flag is also an environment"
+        " variable LOGLLM_<FLAG>; prefer LOGLLM_AUTH_TOKEN over "
         "--auth-token, which other users can see in the process list.",
     )
     add_settings_arguments(parser, ServiceSettings)
@@ -37,7 +39,7 @@ def run_serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
-        port=settings.port,
+        port=settings.worker_port if settings.role == "worker" else settings.port,
         lifespan="on",
         log_config=None,  # keep the logging set up by the CLI
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,

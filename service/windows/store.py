@@ -448,6 +448,17 @@ class WindowStore:
                         break
         return await self._with_lines(entries)
 
+    async def drop_idle_consumers(self, min_idle_ms: int, keep: str) -> list[str]:
+        """Remove consumers with nothing pending that have not read for min_idle_ms: dead workers, once their
+        windows were reclaimed, so the group does not grow by one name per restart. Atomic per partition."""
+        script = self.redis.register_script(_load_script("drop_consumers.lua"))
+        dropped: set[str] = set()
+        with _translated():
+            for p in range(self.config.partitions):
+                names = await script(keys=[self._stream(p)], args=[GROUP, min_idle_ms, keep])
+                dropped.update(_text(name) for name in names)
+        return sorted(dropped)
+
     def _entries(self, reply: Any) -> list[_Entry]:
         """Parse an XREADGROUP reply (RESP2 list or RESP3 dict) into entries."""
         if not reply:
