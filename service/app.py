@@ -23,11 +23,14 @@ from service import routes_ops
 from service.http_errors import install_error_handlers
 from service.intake import routes as intake_routes
 from service.metrics import ServiceMetrics
+from service.records import feedback_routes as records_feedback
+from service.records import query_routes as records_queries
 from service.records import routes as records_routes
 from service.settings import ServiceSettings
 from service.state import ServiceState
 
 if TYPE_CHECKING:
+    from service.records.keeper import RecordKeeper
     from service.scoring.classifier import ClassifierLoop, Scorer
     from service.windows.store import WindowStore
 
@@ -68,6 +71,8 @@ class Runtime:
         if not self.store_ready:
             try:
                 await self.state.store.setup()
+                if self.state.records is not None:
+                    await self.state.records.setup()
                 self.store_ready = True
             except (RedisError, OSError) as exc:
                 log.warning("window store setup failed, will retry: %s", exc)
@@ -115,7 +120,9 @@ class Runtime:
             if not await self.ensure_store():
                 await asyncio.sleep(RESTART_DELAY_S)
                 continue
-            self.classifier = ClassifierLoop(state.store, scorer, state.settings, state.metrics)
+            self.classifier = ClassifierLoop(
+                state.store, scorer, state.settings, state.metrics, records=self._record_keeper()
+            )
             try:
                 await self.classifier.run()
             except Exception:
@@ -123,6 +130,13 @@ class Runtime:
                 await asyncio.sleep(RESTART_DELAY_S)
             else:
                 return
+
+    def _record_keeper(self) -> RecordKeeper | None:
+        from model.preprocess import preprocess
+        from service.records.keeper import RecordKeeper
+
+        records = self.state.records
+        return RecordKeeper(records, preprocess, self.state.metrics) if records is not None else None
 
     async def stop(self) -> None:
         """Finish the batch in flight and ack it; what is still queued waits in Redis for the next start."""
@@ -195,7 +209,7 @@ def create_app(
 ) -> FastAPI:
     """The service; ``scorer`` and ``store`` replace the checkpoint and the Redis connection (tests)."""
     settings = settings or ServiceSettings()
-    metrics = ServiceMetrics()
+    metrics = ServiceMetrics(max_sources=settings.metrics_max_sources)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -203,7 +217,10 @@ def create_app(
             check_checkpoint(settings)
         async with contextlib.AsyncExitStack() as stack:
             active = store if store is not None else await stack.enter_async_context(open_store(settings))
-            state = ServiceState(settings=settings, metrics=metrics, store=active)
+            from service.records.record_store import RecordStore
+
+            records = RecordStore(active, settings)
+            state = ServiceState(settings=settings, metrics=metrics, store=active, records=records)
             app.state.service = state
             runtime = Runtime(state, scorer)
             await runtime.ensure_store()
@@ -226,5 +243,7 @@ def create_app(
     install_error_handlers(app, settings.retry_after_s)
     app.include_router(intake_routes.router, tags=["logs"])
     app.include_router(records_routes.router, tags=["sequences"])
+    app.include_router(records_queries.router, tags=["records"])
+    app.include_router(records_feedback.router, tags=["records"])
     app.include_router(routes_ops.router)
     return app
