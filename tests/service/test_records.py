@@ -232,3 +232,26 @@ def test_every_records_endpoint_needs_the_token(make_client: MakeClient) -> None
         assert response.json()["field"] == "Authorization"
     ok = client.get("/anomalies", headers={"Authorization": "Bearer s3cret"})
     assert ok.status_code == 200 and ok.json() == {"items": [], "next_cursor": None}
+
+
+def test_feedback_export_cli_writes_what_train_reads(make_client: MakeClient, tmp_path: Path) -> None:
+    from service.records.export_cli import FeedbackExportSettings, export_feedback
+
+    client = make_client(auth_token="tok")
+    auth = {"Authorization": "Bearer tok"}
+    post_ok = client.post(
+        "/logs", json={"lines": [{"message": m, "session_id": "cli"} for m in ANOMALOUS]}, headers=auth
+    )
+    assert post_ok.status_code == 200
+    client.post("/sequences/cli/close", headers=auth)
+    wait_for(lambda: client.get("/sequences/cli", headers=auth).status_code == 200, what="record of cli")
+    assert client.post("/sequences/cli/feedback", json={"label": "normal"}, headers=auth).status_code == 200
+
+    out = tmp_path / "export.jsonl"
+    settings = FeedbackExportSettings(url=str(client.base_url), token="tok", output=out)
+    with out.open("w") as handle:
+        assert export_feedback(settings, client, handle) == (1, 0)
+    (sequence,) = load_generic(out)
+    assert (sequence.sequence_id, sequence.label, len(sequence.messages)) == ("cli", 0, len(ANOMALOUS))
+    with pytest.raises(SystemExit, match="401"), (tmp_path / "x").open("w") as handle:
+        export_feedback(FeedbackExportSettings(url=str(client.base_url)), client, handle)
