@@ -255,3 +255,22 @@ def test_feedback_export_cli_writes_what_train_reads(make_client: MakeClient, tm
     assert (sequence.sequence_id, sequence.label, len(sequence.messages)) == ("cli", 0, len(ANOMALOUS))
     with pytest.raises(SystemExit, match="401"), (tmp_path / "x").open("w") as handle:
         export_feedback(FeedbackExportSettings(url=str(client.base_url)), client, handle)
+
+
+def test_a_failed_window_keeps_its_lines_in_its_record(make_client: MakeClient, redis_url: str) -> None:
+    from tests.service.test_app import KeywordScorer
+
+    class FailsOnPoison(KeywordScorer):
+        def score(self, sequences: Any) -> list[float]:
+            if any("poison" in m for s in sequences for m in s):
+                raise RuntimeError("tensor shape mismatch")
+            return super().score(sequences)
+
+    client = make_client(scorer=FailsOnPoison(), reclaim_idle_ms=50, max_deliveries=2)
+    window_id = session(client, "p1", ["start", "poison pill", "end"])
+    rec = record(client, window_id)
+    assert rec["status"] == "failed" and rec["score"] is None and "2 times" in rec["error"]
+    assert [x["line"] for x in rec["lines"]] == ["start", "poison pill", "end"]
+    with redis.Redis.from_url(redis_url) as r:  # the dead-letter copy stays where complete.lua puts it
+        assert r.keys("logllm:*:failed:p1")
+    assert [r["id"] for r in client.get("/anomalies", params={"status": "failed"}).json()["items"]] == ["p1"]
