@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 import httpx
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,20 +21,12 @@ class FeedbackExportSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LOGLLM_FEEDBACK_", extra="ignore")
 
-    url: str = Field(default="http://127.0.0.1:8000", description="base URL of the running service")
+    url: AnyHttpUrl = Field(default=AnyHttpUrl("http://127.0.0.1:8000"), description="base URL of the running service")
     since: float = Field(default=0.0, ge=0, description="labels given at or after this time (unix seconds)")
     limit: int = Field(default=10_000, gt=0, description="most labeled windows to export")
     output: Path | None = Field(default=None, description="file to write (default: standard output)")
     token: SecretStr | None = Field(default=None, description="bearer token, if the service sets auth_token")
     timeout_s: float = Field(default=60.0, gt=0, description="HTTP timeout")
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https:// (got {value[:60]!r})")
-        return value
 
 
 def export_feedback(settings: FeedbackExportSettings, client: httpx.Client, out: TextIO) -> tuple[int, int]:
@@ -42,7 +34,9 @@ def export_feedback(settings: FeedbackExportSettings, client: httpx.Client, out:
     headers = {"Authorization": f"Bearer {settings.token.get_secret_value()}"} if settings.token else {}
     try:
         response = client.get(
-            f"{settings.url}/feedback", params={"since": settings.since, "limit": settings.limit}, headers=headers
+            f"{str(settings.url).rstrip('/')}/feedback",
+            params={"since": settings.since, "limit": settings.limit},
+            headers=headers,
         )
     except httpx.HTTPError as exc:
         raise SystemExit(f"logllm feedback export: {settings.url}: {exc}") from None

@@ -195,17 +195,20 @@ class RecordStore:
         keys = [ref.key] if ref else [window_id.split("#", 1)[0], window_id.rsplit(":", 1)[0]]
         return list(dict.fromkeys(self.store.partition(k) for k in keys))
 
+    async def _fetch(self, partition: int, window_id: str, with_lines: bool) -> dict[str, Any] | None:
+        """One record as the API shows it, from one partition (one round trip); None if it is not there."""
+        prefix = self.store.prefix(partition)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(prefix + "rec:" + window_id)
+            pipe.lrange(prefix + "rec:lines:" + window_id, 0, -1)
+            found, lines = await pipe.execute()
+        return public_record(_pairs(found), [_text(x) for x in lines] if with_lines else None) if found else None
+
     async def get(self, window_id: str, with_lines: bool = True) -> dict[str, Any] | None:
         with _translated():
             for p in self._candidates(window_id):
-                prefix = self.store.prefix(p)
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.hgetall(prefix + "rec:" + window_id)
-                    pipe.lrange(prefix + "rec:lines:" + window_id, 0, -1)
-                    found, lines = await pipe.execute()
-                if found:
-                    f = _pairs(found)
-                    return public_record(f, [_text(x) for x in lines] if with_lines else None)
+                if (found := await self._fetch(p, window_id, with_lines)) is not None:
+                    return found
         return None
 
     async def set_feedback(self, window_id: str, label: str, note: str, at: float) -> dict[str, str] | None:
@@ -230,16 +233,8 @@ class RecordStore:
                 )
                 found.extend((float(t), _text(i), p) for i, t in page)
             found.sort()
-            out = []
-            for _, window_id, p in found[:limit]:
-                prefix = self.store.prefix(p)
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.hgetall(prefix + "rec:" + window_id)
-                    pipe.lrange(prefix + "rec:lines:" + window_id, 0, -1)
-                    f, lines = await pipe.execute()
-                if f:
-                    out.append(public_record(_pairs(f), [_text(x) for x in lines]))
-        return out
+            fetched = [await self._fetch(p, window_id, True) for _, window_id, p in found[:limit]]
+        return [r for r in fetched if r is not None]
 
     # --- sessions ----------------------------------------------------------------------------------------
 
