@@ -274,3 +274,21 @@ def test_a_failed_window_keeps_its_lines_in_its_record(make_client: MakeClient, 
     with redis.Redis.from_url(redis_url) as r:  # the dead-letter copy stays where complete.lua puts it
         assert r.keys("logllm:*:failed:p1")
     assert [r["id"] for r in client.get("/anomalies", params={"status": "failed"}).json()["items"]] == ["p1"]
+
+
+def test_the_embedding_cache_hit_ratio_comes_from_the_model(make_client: MakeClient) -> None:
+    from types import SimpleNamespace
+
+    from tests.service.test_app import KeywordScorer
+
+    class Cached(KeywordScorer):
+        cache = SimpleNamespace(hits=0, misses=0)
+
+        def score(self, sequences: Any) -> list[float]:
+            self.cache.hits += 3 * len(sequences)
+            self.cache.misses += len(sequences)
+            return super().score(sequences)
+
+    client = make_client(scorer=Cached())
+    session(client, "cached", NORMAL)
+    assert "logllm_embedding_cache_hit_ratio 0.75" in client.get("/metrics").text
