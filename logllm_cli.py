@@ -11,6 +11,7 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     from model.score_cli import add_score_parser
     from service.cli import add_serve_parser
+    from service.records.export_cli import add_feedback_parser
     from service.replay import add_replay_parser
     from training.cli import add_training_parsers
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_score_parser(subparsers)
     add_serve_parser(subparsers)
     add_replay_parser(subparsers)
+    add_feedback_parser(subparsers)
     return parser
 
 

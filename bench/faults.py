@@ -166,6 +166,7 @@ def run_scenario(name: str, load: Load, kills: int, checkpoint: Path, work: Path
         "idle_timeout_s": 3600,  # windows close by size during the run and explicitly at the end
         "reclaim_idle_ms": 2000,
         "partitions": 4,
+        "explain_top_k": 0,  # explanations re-score variants, which the recording scorer would count as windows
     }
     external: EmbeddedRedis | None = None
     if name == "external-redis-restart":

@@ -8,10 +8,18 @@ MEMORY USAGE of one session's keys is shown beside it. Lines are real HDFS_2k li
 content (header cut by the hdfs format), whose mean length is reported, as per-line memory depends on it.
 
     python -m bench.memory --sessions 10000 --lines 20 --score-windows 64
+
+Kept anomalous windows (``--kept-windows``, also alone with ``--records-only``): the store and record store
+write N anomalous windows of M lines exactly as the classifier does (verdict, record with preprocessed messages
+and a top-5 explanation, lines kept); bytes per kept window = INFO used_memory after / N, against an empty
+Redis. No model is needed for this part: the record's size does not depend on the score.
+
+    python -m bench.memory --records-only --kept-windows 2000 --lines 20
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -62,6 +70,64 @@ def used_memory(redis_client: Any) -> int:
     return int(redis_client.info("memory")["used_memory"])
 
 
+async def kept_anomalies(url: str, templates: list[str], n: int, m: int) -> dict[str, Any]:
+    """Write n anomalous windows of m real HDFS lines through WindowStore.complete with their records."""
+    from redis.asyncio import Redis
+
+    from model.log_formats import parse_line
+    from model.preprocess import preprocess
+    from service.records.record_store import RecordConfig, RecordStore
+    from service.windows.store import StoreConfig, Verdict, WindowStore
+
+    client = Redis.from_url(url)
+    store = WindowStore(client, StoreConfig(max_ready_queue=10**9, max_open_windows=10**9))
+    await store.setup()
+    records = RecordStore(store, RecordConfig())
+    sync = __import__("redis").Redis.from_url(url)
+    base = used_memory(sync)
+    for first in range(0, n, 500):
+        sessions = range(first, min(n, first + 500))
+        items = [
+            (f"blk_{7000000 + s}", parse_line(with_session(templates[(s * 7 + i) % len(templates)],
+                                                           f"blk_{7000000 + s}"), "hdfs").content)
+            for s in sessions for i in range(m)
+        ]  # fmt: skip
+        await store.append(items, "session")
+        for s in sessions:
+            await store.close(f"blk_{7000000 + s}")
+        windows = await store.read_batch("bench", 500, 10**9, 1000)
+        verdicts, payloads = [], {}
+        for w in windows:
+            messages = [preprocess(line) for line in w.lines]
+            top = [{"message": t, "contribution": 0.1, "count": messages.count(t), "line": w.lines[messages.index(t)]}
+                   for t in list(dict.fromkeys(messages))[:5]]  # fmt: skip
+            verdicts.append((w, Verdict(w.window_id, "anomalous", 0.9, 0.5, m, "bench", w.closed_at, time.time())))
+            payloads[w.window_id] = records.payload(w, "anomalous", messages, top)
+        await store.complete(verdicts, payloads)
+    after = used_memory(sync)
+    prefix = store.prefix(store.partition("blk_7000000"))
+    usage = {k: int(sync.memory_usage(prefix + k + "blk_7000000", samples=0) or 0)
+             for k in ("rec:", "rec:lines:", "verdict:")}  # fmt: skip
+    kept = sum(int(sync.zcard(store.prefix(p) + "rec:all")) for p in range(store.config.partitions))
+    sync.close()
+    await client.aclose()
+    return {"windows": n, "kept": kept, "lines_per_window": m, "used_memory_before": base, "after": after,
+            "bytes_per_kept_window": (after - base) / n, "memory_usage_one_window": usage}  # fmt: skip
+
+
+def print_kept(kept: dict[str, Any]) -> None:
+    print(
+        table(
+            ["Redis, kept anomalous windows", "bytes"],
+            [
+                [f"per kept window ({kept['windows']} windows x {kept['lines_per_window']} lines, all keys)",
+                 kept["bytes_per_kept_window"]],
+                *[[f"MEMORY USAGE {k}<id> (one window)", float(v)] for k, v in kept["memory_usage_one_window"].items()],
+            ],
+        )
+    )  # fmt: skip
+
+
 def main() -> None:
     parser = base_parser(__doc__.split("\n")[0], "memory")
     parser.add_argument("--checkpoint", help="checkpoint the service loads (default, else untrained)")
@@ -69,9 +135,13 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=20, help="M lines per session in each phase")
     parser.add_argument("--score-windows", type=int, default=64, help="sessions closed and scored for peak RSS")
     parser.add_argument("--score-timeout-s", type=float, default=600)
+    parser.add_argument("--kept-windows", type=int, default=2000, help="anomalous windows kept (records part)")
+    parser.add_argument("--records-only", action="store_true", help="measure only the kept anomalous windows")
     args = parser.parse_args()
     if args.quick:
-        args.sessions, args.lines, args.score_windows = 500, 10, 8
+        args.sessions, args.lines, args.score_windows, args.kept_windows = 500, 10, 8, 200
+    if args.records_only and not args.name:
+        args.name = "memory-records-quick" if args.quick else "memory-records"
     import httpx
     import redis
 
@@ -80,8 +150,15 @@ def main() -> None:
 
     info = machine()
     print(machine_line(info))
-    checkpoint = resolve_checkpoint(args.checkpoint)
     templates = hdfs_lines(args.data)
+    with EmbeddedRedis() as server:
+        kept = asyncio.run(kept_anomalies(server.url, templates, args.kept_windows, args.lines))
+    if args.records_only:
+        print_kept(kept)
+        print(machine_line(info))
+        write_result(result_name(args), {"quick": args.quick, "kept_anomalous_windows": kept}, info)
+        return
+    checkpoint = resolve_checkpoint(args.checkpoint)
     n, m = args.sessions, args.lines
     rss: dict[str, dict[str, int]] = {}
     with EmbeddedRedis() as server:
@@ -155,6 +232,7 @@ def main() -> None:
             ],
         )
     )
+    print_kept(kept)
     print(f"mean stored line content: {mean_content:.0f} characters (HDFS_2k, hdfs format)")
     print(machine_line(info))
     write_result(
@@ -177,6 +255,7 @@ def main() -> None:
                 "lastseen_bytes_per_session": lastseen / n,
             },
             "mean_line_content_chars": mean_content,
+            "kept_anomalous_windows": kept,
         },
         info,
     )

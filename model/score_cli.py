@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -36,6 +36,8 @@ class ScoreSettings(ModelSettings):
     )
     batch_size: int = Field(16, gt=0, description="windows per forward pass")
     on_error: Literal["skip", "fail"] = Field("fail", description="a line that cannot be parsed: skip it or stop")
+    explain: bool = Field(False, description="add the top messages of each anomalous window (occlusion) as JSON")
+    explain_top_k: int = Field(5, ge=1, description="messages per explanation")
 
 
 def read_contents(path: Path, fmt: str, on_error: str) -> Iterator[str]:
@@ -82,7 +84,7 @@ def add_score_parser(subparsers: argparse._SubParsersAction) -> None:  # type: i
 
 
 def run_score(args: argparse.Namespace) -> int:
-    """Print ``window_id<TAB>lines<TAB>score<TAB>label`` per window."""
+    """Print ``window_id<TAB>lines<TAB>score<TAB>label`` per window (``--explain``: and a JSON column)."""
     from model.checkpoint import load_checkpoint
     from model.chunked_scoring import score_whole
 
@@ -96,8 +98,23 @@ def run_score(args: argparse.Namespace) -> int:
         [w for _, w in windows],
         model.max_messages,
     )
-    print("window_id\tlines\tscore\tlabel")
+    print("window_id\tlines\tscore\tlabel" + ("\texplanation" if settings.explain else ""))
     for (window_id, messages), score in zip(windows, scores, strict=True):
-        print(f"{window_id}\t{len(messages)}\t{score:.6f}\t{model.label(score)}")
+        row = f"{window_id}\t{len(messages)}\t{score:.6f}\t{model.label(score)}"
+        if settings.explain:
+            row += "\t" + explanation_column(model, messages, score, settings.explain_top_k)
+        print(row)
     print(f"# {len(windows)} windows, model {manifest.version}, threshold {model.threshold:.4f}", file=sys.stderr)
     return 0
+
+
+def explanation_column(model: Any, messages: list[str], score: float, top_k: int) -> str:
+    """The service's explanation of an anomalous window, as JSON ([] for a normal one)."""
+    import json
+
+    from model.explain import explain, one_pass
+
+    if model.label(score) != "anomalous":
+        return "[]"
+    top = explain(one_pass(model), messages, top_k, base_score=score)
+    return json.dumps([{"message": c.message, "contribution": round(c.contribution, 6), "count": c.count} for c in top])

@@ -28,11 +28,14 @@ from service.http_errors import install_error_handlers
 from service.intake import routes as intake_routes
 from service.metrics import ServiceMetrics
 from service.openapi import install_openapi
+from service.records import feedback_routes as records_feedback
+from service.records import query_routes as records_queries
 from service.records import routes as records_routes
 from service.settings import Role, ServiceSettings
 from service.state import ServiceState
 
 if TYPE_CHECKING:
+    from service.records.keeper import RecordKeeper
     from service.scoring.classifier import ClassifierLoop, Scorer
     from service.windows.store import WindowStore
 
@@ -47,7 +50,13 @@ def role_routers(role: Role) -> list[tuple[APIRouter, list[str]]]:
     ops: list[tuple[APIRouter, list[str]]] = [(routes_ops.router, [])]
     if role == "worker":
         return ops
-    return [(intake_routes.router, ["logs"]), (records_routes.router, ["sequences"]), *ops]
+    return [
+        (intake_routes.router, ["logs"]),
+        (records_routes.router, ["sequences"]),
+        (records_queries.router, ["records"]),
+        (records_feedback.router, ["records"]),
+        *ops,
+    ]
 
 
 def load_scorer(settings: ServiceSettings) -> Scorer:
@@ -93,6 +102,8 @@ class Runtime:
         if not self.store_ready:
             try:
                 await self.state.store.setup()
+                if self.state.records is not None:
+                    await self.state.records.setup()
                 self.store_ready = True
             except (RedisError, OSError) as exc:
                 log.warning("window store setup failed, will retry: %s", exc)
@@ -140,7 +151,9 @@ class Runtime:
             if not await self.ensure_store():
                 await asyncio.sleep(RESTART_DELAY_S)
                 continue
-            self.classifier = ClassifierLoop(state.store, scorer, state.settings, state.metrics)
+            self.classifier = ClassifierLoop(
+                state.store, scorer, state.settings, state.metrics, records=self._record_keeper()
+            )
             try:
                 await self.classifier.run()
             except Exception:
@@ -148,6 +161,13 @@ class Runtime:
                 await asyncio.sleep(RESTART_DELAY_S)
             else:
                 return
+
+    def _record_keeper(self) -> RecordKeeper | None:
+        from model.preprocess import preprocess
+        from service.records.keeper import RecordKeeper
+
+        records = self.state.records
+        return RecordKeeper(records, preprocess, self.state.metrics) if records is not None else None
 
     async def stop(self) -> None:
         """Finish the batch in flight and ack it; what is still queued waits in Redis for the next start."""
@@ -230,7 +250,7 @@ def create_app(
 ) -> FastAPI:
     """The service; ``scorer`` and ``store`` replace the checkpoint and the Redis connection (tests)."""
     settings = settings or ServiceSettings()
-    metrics = ServiceMetrics()
+    metrics = ServiceMetrics(max_sources=settings.metrics_max_sources)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -238,7 +258,10 @@ def create_app(
             check_checkpoint(settings)
         async with contextlib.AsyncExitStack() as stack:
             active = store if store is not None else await stack.enter_async_context(open_store(settings))
-            state = ServiceState(settings=settings, metrics=metrics, store=active)
+            from service.records.record_store import RecordStore
+
+            records = RecordStore(active, settings)
+            state = ServiceState(settings=settings, metrics=metrics, store=active, records=records)
             app.state.service = state
             runtime = Runtime(state, scorer)
             await runtime.ensure_store()

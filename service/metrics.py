@@ -2,7 +2,8 @@
 
 Who updates what: the HTTP app counts lines (ingested, rejected), closes (size/idle/explicit, at the moment of
 closing) and sets the gauges; the ClassifierLoop observes batches, waits, inference, end-to-end and verdicts.
-No metric has a per-session label: session ids are unbounded.
+No metric has a per-session label: session ids are unbounded. Sources are bounded too: the first
+``max_sources`` names seen get their own label value, later ones share ``other``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ _SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 class ServiceMetrics:
     """All metric objects of one service instance, named as in DESIGN.md."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, max_sources: int = 50) -> None:
         self.registry = registry or CollectorRegistry()
+        self.max_sources = max_sources
+        self._sources: set[str] = set()
         r = self.registry
         self.lines_ingested = Counter(
             "logllm_lines_ingested", "log lines accepted, by body format (json, ndjson, text, loki_*, otlp_*)",
@@ -65,6 +68,30 @@ class ServiceMetrics:
         self.open_windows = Gauge("logllm_open_windows", "windows receiving lines", registry=r)
         self.ready_queue_depth = Gauge("logllm_ready_queue_depth", "closed windows not yet acknowledged", registry=r)
         self.ready = Gauge("logllm_ready", "1 when the model is warm and Redis answers", registry=r)
+        # records (service/records/)
+        self.verdicts_by_source = Counter(
+            "logllm_source_verdicts",
+            "verdicts written, by label and source (sources past max_sources count as 'other')",
+            ["label", "source"],
+            registry=r,
+        )
+        self.feedback = Counter("logllm_feedback", "labels received on records, by label", ["label"], registry=r)
+        self.mutes_created = Counter("logllm_mutes_created", "mutes created by feedback", registry=r)
+        self.explanation_seconds = Histogram(
+            "logllm_explanation_seconds", "occlusion explanation of one window", buckets=_SECONDS, registry=r
+        )
+        self.embedding_cache_hit_ratio = Gauge(
+            "logllm_embedding_cache_hit_ratio", "message vectors found in the model's cache, since start", registry=r
+        )
+
+    def source_label(self, source: str) -> str:
+        """The source's label value: its name while fewer than max_sources names are in use, else 'other'."""
+        if source in self._sources:
+            return source
+        if len(self._sources) < self.max_sources:
+            self._sources.add(source)
+            return source
+        return "other"
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type, for GET /metrics."""

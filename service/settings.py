@@ -141,6 +141,27 @@ class ServiceSettings(ModelSettings):
         " 'span_id' take the record's ids); empty: none",
     )
 
+    # records (service/records/)
+    anomaly_retention_s: int = Field(
+        default=7 * 86_400, gt=0, description="how long records live, and anomalous/failed windows keep their lines"
+    )
+    normal_lines_retention_s: int = Field(
+        default=0, ge=0, description="how long normal windows keep their lines (0: only the record is kept)"
+    )
+    max_records: int = Field(
+        default=1_000_000, gt=0, description="records kept at most (all partitions); the oldest go first"
+    )
+    explain_top_k: int = Field(
+        default=5, ge=0, description="messages stored with each anomalous window's explanation (0: no explanation)"
+    )
+    cursor_secret: SecretStr | None = Field(
+        default=None,
+        description="key that signs page cursors (empty: a random one kept in Redis, shared by all instances)",
+    )
+    metrics_max_sources: int = Field(
+        default=50, gt=0, description="distinct source label values in metrics; later sources count as 'other'"
+    )
+
     @field_validator("redis_data_dir", mode="before")
     @classmethod
     def _empty_data_dir_is_temporary(cls, value: object) -> object:
@@ -183,7 +204,7 @@ class ServiceSettings(ModelSettings):
             raise ValueError("redis_cluster needs redis_url (redis:// or rediss://) naming a node of the cluster")
         return self
 
-    @field_validator("auth_token")
+    @field_validator("auth_token", "cursor_secret")
     @classmethod
     def _empty_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value() else None

@@ -14,6 +14,7 @@ from service.metrics import ServiceMetrics
 from service.settings import ServiceSettings
 
 if TYPE_CHECKING:
+    from service.records.record_store import RecordStore
     from service.scoring.classifier import Scorer
     from service.windows.store import WindowStore
 
@@ -27,6 +28,7 @@ class ServiceState:
     store: WindowStore
     scorer: Scorer | None = None
     model_error: str | None = None
+    records: RecordStore | None = None
 
 
 def get_state(request: Request) -> ServiceState:

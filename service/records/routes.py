@@ -16,8 +16,9 @@ router = APIRouter(prefix="/sequences", dependencies=[Depends(require_token)])
 
 class VerdictResponse(BaseModel):
     id: str
-    status: Literal["pending", "normal", "anomalous", "failed"] = Field(
-        description="pending = open or awaiting the model; failed = the model failed on it max_deliveries times"
+    status: Literal["pending", "normal", "anomalous", "muted", "failed"] = Field(
+        description="pending = open or awaiting the model; muted = the model said anomalous but a mute (feedback on"
+        " a window with the same messages) says it is not; failed = the model failed on it max_deliveries times"
     )
     score: float | None = Field(default=None, description="P(anomalous)")
     threshold: float | None = None
@@ -33,6 +34,17 @@ class VerdictResponse(BaseModel):
 
 class CloseResponse(BaseModel):
     id: str = Field(description="id of the window closed (its verdict id)")
+
+
+def resolve_key(name: str, source: str | None) -> str:
+    """A window key as given, or the session key of a bare session id in ``source`` (default 'default')."""
+    if is_window_key(name):
+        return name
+    try:
+        return session_key(source or DEFAULT_SOURCE, name)
+    except BadWindowName as exc:
+        field = "query.source" if str(exc).startswith("source") else "path.key"
+        raise ApiError(422, "bad_window_key", str(exc), field=field) from None
 
 
 @router.get(
@@ -58,7 +70,7 @@ async def get_verdict(window_id: str, state: State) -> VerdictResponse:
         )
     return VerdictResponse(
         id=window_id,
-        status="anomalous" if found.label == "anomalous" else "normal",
+        status=found.label if found.label in ("anomalous", "muted") else "normal",
         score=found.score,
         threshold=found.threshold,
         n_lines=found.n_lines,
@@ -85,17 +97,7 @@ async def close_window(
         str | None, Query(description="source of a bare session id (default 'default'); ignored for a full key")
     ] = None,
 ) -> CloseResponse:
-    key = window_key
-    if not is_window_key(window_key):
-        try:
-            key = session_key(source or DEFAULT_SOURCE, window_key)
-        except BadWindowName as exc:
-            raise ApiError(
-                422,
-                "bad_window_key",
-                str(exc),
-                field="query.source" if str(exc).startswith("source") else "path.window_key",
-            ) from None
+    key = resolve_key(window_key, source)
     closed = await state.store.close(key)
     if closed is None and key != window_key:  # a window opened under a key written before the id scheme
         closed = await state.store.close(window_key)

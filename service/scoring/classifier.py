@@ -55,6 +55,18 @@ class LoopMetrics(Protocol):
     windows_dropped: Counter
 
 
+class RecordStep(Protocol):
+    """What is kept about each window besides its verdict (service/records/keeper.py's RecordKeeper)."""
+
+    async def prepare(
+        self, scorer: Any, pairs: Sequence[tuple[ClosedWindow, Verdict]]
+    ) -> tuple[list[tuple[ClosedWindow, Verdict]], dict[str, str]]: ...
+
+    def failed_payloads(self, windows: Sequence[ClosedWindow]) -> dict[str, str]: ...
+
+    def observe(self, pairs: Sequence[tuple[ClosedWindow, Verdict]], written: set[str], scorer: Any) -> None: ...
+
+
 @dataclass(frozen=True)
 class ClassifierConfig:
     """The settings the loop needs; ``from_settings`` takes them by name from ``ServiceSettings``."""
@@ -82,8 +94,10 @@ class ClassifierLoop:
         settings: object | None = None,
         metrics: LoopMetrics | None = None,
         preprocess: Callable[[str], str] | None = None,
+        records: RecordStep | None = None,
     ) -> None:
         self.store = store
+        self.records = records
         self.scorer = scorer
         self.config = settings if isinstance(settings, ClassifierConfig) else ClassifierConfig.from_settings(settings)
         self.metrics = metrics
@@ -225,11 +239,17 @@ class ClassifierLoop:
             )
             for window, score in zip(batch, scores, strict=True)
         ]
-        written = set(await self._retrying(self.store.complete, verdicts))
+        records: dict[str, str] = {}
+        if self.records is not None:  # records, mutes and explanations: a separate step after scoring
+            verdicts, records = await self.records.prepare(self.scorer, verdicts)
+        written = set(await self._retrying(self.store.complete, verdicts, records))
         self._observe(verdicts, written, picked, inference_s)
+        if self.records is not None:
+            self.records.observe(verdicts, written, self.scorer)
 
     async def _give_up(self, windows: list[ClosedWindow], error: str) -> None:
-        failed = await self._retrying(self.store.fail, windows, error)
+        records = self.records.failed_payloads(windows) if self.records is not None else None
+        failed = await self._retrying(self.store.fail, windows, error, records)
         names = ", ".join(w.window_id for w in windows[:10])
         log.error("gave up on %d windows: %s: %s", len(windows), error, names)
         if self.metrics is not None and failed:

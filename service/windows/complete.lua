@@ -3,11 +3,12 @@
 -- Label 'failed' is the dead-letter path: no score, the error is kept, and the lines are renamed to
 -- failed:<id> (same TTL) for inspection instead of being dropped. scored_at is the Redis clock.
 -- ARGV: prefix, group, ttl, then per window: entry id, window id, window key, label, score, threshold,
--- n_lines, n_scored, model_version, closed_at, error. Returns the window ids whose verdict this call wrote.
+-- n_lines, n_scored, model_version, closed_at, error, record (JSON or ''; service/records/records_lib.lua).
+-- Returns the window ids whose verdict this call wrote.
 local group = ARGV[2]
 local ttl = tonumber(ARGV[3])
 local written = {}
-for i = 4, #ARGV, 11 do
+for i = 4, #ARGV, 12 do
   local entry, id, key, label = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local verdict = P .. 'verdict:' .. id
   if redis.call('EXISTS', verdict) == 0 then
@@ -20,6 +21,8 @@ for i = 4, #ARGV, 11 do
     end
     redis.call('EXPIRE', verdict, ttl)
     written[#written + 1] = id
+    write_record(id, {label, ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 8], ARGV[i + 9], NOW_TEXT,
+      ARGV[i + 10]}, ARGV[i + 11])
   end
   if label == 'failed' and redis.call('EXISTS', closed_key(id)) == 1 then
     redis.call('RENAME', closed_key(id), P .. 'failed:' .. id)

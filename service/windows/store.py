@@ -173,6 +173,13 @@ def _load_script(name: str) -> str:
     return Path(__file__).with_name(name).read_text(encoding="utf-8")
 
 
+def _extra_lib(name: str) -> str:
+    """complete.lua also writes the window's record (service/records/records_lib.lua), in the same script."""
+    if name != "complete":
+        return ""
+    return (Path(__file__).parents[1] / "records" / "records_lib.lua").read_text(encoding="utf-8") + "\n"
+
+
 class WindowStore:
     """Open windows, the ready queue and verdicts; async, one instance per process, safe for many workers."""
 
@@ -182,7 +189,7 @@ class WindowStore:
         self.config = config if isinstance(config, StoreConfig) else StoreConfig.from_settings(config)
         lib = _load_script("windows_lib.lua")
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(lib + "\n" + _load_script(f"{name}.lua"))
+            name: redis.register_script(lib + "\n" + _extra_lib(name) + _load_script(f"{name}.lua"))
             for name in ("append", "close", "sweep", "complete", "drop", "verdict")
         }
         self._partition_of = {self._stream(p): p for p in range(self.config.partitions)}
@@ -526,21 +533,24 @@ class WindowStore:
         with _translated():
             return int(await self.redis.hincrby(self.prefix(window.partition) + "attempts", window.window_id, 1))
 
-    async def complete(self, verdicts: Sequence[tuple[ClosedWindow, Verdict]]) -> list[str]:
+    async def complete(
+        self, verdicts: Sequence[tuple[ClosedWindow, Verdict]], records: Mapping[str, str] | None = None
+    ) -> list[str]:
         """Write each verdict with its TTL, drop the lines and ack, atomically per window; idempotent.
 
         ``scored_at`` is written from the Redis clock (the verdict's own field is not stored), like ``closed_at``.
-
-        A "failed" verdict keeps the lines under ``failed:<id>`` instead. Returns the ids whose verdict this
-        call wrote (a re-scored window keeps its first verdict).
+        A "failed" verdict keeps the lines under ``failed:<id>`` instead. ``records`` (window id -> payload from
+        service.records.record_store.record_payload) are written with their verdicts, in the same script.
+        Returns the ids whose verdict this call wrote (a re-scored window keeps its first verdict).
         """
+        records = records or {}
         by_partition: dict[int, list[Any]] = {}
         for window, v in verdicts:
             by_partition.setdefault(window.partition, []).extend(
                 (
                     window.entry_id, window.window_id, window.window_key, v.label, _number(v.score),
                     _number(v.threshold), v.n_lines, v.n_lines if v.n_scored is None else v.n_scored,
-                    v.model_version, repr(v.closed_at), v.error,
+                    v.model_version, repr(v.closed_at), v.error, records.get(window.window_id, ""),
                 )
             )  # fmt: skip
         if not by_partition:
@@ -550,14 +560,17 @@ class WindowStore:
             results = await self._run_each("complete", calls)
         return [_text(i) for result in results for i in result]
 
-    async def fail(self, windows: Sequence[ClosedWindow], error: str) -> list[str]:
+    async def fail(
+        self, windows: Sequence[ClosedWindow], error: str, records: Mapping[str, str] | None = None
+    ) -> list[str]:
         """Dead-letter windows the model cannot score: a "failed" verdict with the reason; see ``complete``."""
         now = time.time()
         return await self.complete(
             [
                 (w, Verdict(w.window_id, "failed", None, None, len(w.lines), "", w.closed_at, now, error))
                 for w in windows
-            ]
+            ],
+            records,
         )
 
     # --- reading state ------------------------------------------------------------------------------------
