@@ -142,6 +142,15 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def set_torch_threads(requested: int, spare_cores: int = 0) -> int:
+    """``requested`` threads, or (0) every core this process may use but ``spare_cores``, at least one; the service
+    spares one so that HTTP and Redis are not starved while a batch is scored."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = requested or max(1, usable - spare_cores)
+    torch.set_num_threads(threads)
+    return threads
+
+
 def wants_4bit(quantize: str, device: torch.device) -> bool:
     """'auto' quantizes exactly on CUDA (the paper's QLoRA); '4bit' also runs on the CPU, to check the path there."""
     if quantize == "4bit":

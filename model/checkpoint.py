@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from model import preprocess
-from model.backbones import BackboneInfo, load_decoder, load_encoder, pick_device
+from model.backbones import BackboneInfo, load_decoder, load_encoder, pick_device, set_torch_threads
 from model.logllm import LogLLM, Prompts
 from model.settings import ModelSettings
 
@@ -116,6 +118,8 @@ def build_model(
     """A LogLLM on the configured backbones; ``fresh_lora`` attaches new (identity) LoRA adapters for training."""
     settings = settings or ModelSettings()
     device = pick_device(settings.device)
+    if fresh_lora and settings.quantize == "int8":
+        raise CheckpointError("quantize=int8 is for scoring only; train with 'none', 'auto' or '4bit'")
     enc: Any
     dec: Any
     enc, enc_tok, enc_info = load_encoder(encoder or settings.encoder, device)
@@ -173,9 +177,19 @@ def load_checkpoint(
     encoder: str | None = None,
     decoder: str | None = None,
     trainable: bool = False,
+    spare_cores: int = 0,
 ) -> tuple[LogLLM, Manifest]:
-    """Load a checkpoint onto the backbones its manifest names (or the given overrides, if they match)."""
+    """Load a checkpoint onto the backbones its manifest names (or the given overrides, if they match).
+
+    To score (``trainable=False``) the adapters are folded into the weights and, with ``quantize=int8``, the decoder's
+    linears become int8; to train they stay separate. ``spare_cores``: cores torch leaves free when
+    ``torch_threads`` is 0 (auto); the service keeps one for HTTP.
+    """
     directory = Path(directory)
+    settings = settings or ModelSettings()
+    if trainable and settings.quantize == "int8":
+        raise CheckpointError("quantize=int8 is for scoring only; load with 'none', 'auto' or '4bit' to train")
+    set_torch_threads(settings.torch_threads, spare_cores)
     manifest = Manifest.read(directory)
     if manifest.preprocess_version != preprocess.PREPROCESS_VERSION:
         raise CheckpointError(
@@ -208,5 +222,24 @@ def load_checkpoint(
     model.max_messages = manifest.max_messages
     model.max_message_tokens = manifest.max_message_tokens
     model.version = manifest.version
+    if not trainable:
+        prepare_for_scoring(model, merge_lora=settings.merge_lora, int8=settings.quantize == "int8")
     model.train(trainable)
     return model, manifest
+
+
+def prepare_for_scoring(model: LogLLM, *, merge_lora: bool, int8: bool) -> None:
+    """Fold LoRA into the weights (W + BA once, instead of two extra matmuls per adapted layer on every forward);
+    a 4-bit decoder keeps its adapters, as merging would round them into NF4. ``int8``: dynamic int8 linears in the
+    decoder's blocks (CPU only), which is where scoring spends its time."""
+    if merge_lora:
+        if isinstance(model.encoder, PeftModel):
+            model.encoder = model.encoder.merge_and_unload()
+        if isinstance(model.decoder, PeftModel) and decoder_precision(model) != "nf4":
+            model.decoder = model.decoder.merge_and_unload()
+    if int8:
+        if model.device.type != "cpu" or decoder_precision(model) == "nf4":
+            raise CheckpointError(f"quantize=int8 runs on a full-precision CPU decoder, not on {model.device}")
+        # the transformer blocks only: an int8 head shifts the two answer logits far more than int8 blocks do
+        body = model.decoder.get_decoder()
+        torch.ao.quantization.quantize_dynamic(body, {nn.Linear}, dtype=torch.qint8, inplace=True)

@@ -23,8 +23,16 @@ class ModelSettings(BaseSettings):
     decoder: str = Field("smollm2", description="decoder: 'smollm2', a local directory, a .gguf file or a hub id")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="where converted weights are cached")
     device: str = Field("auto", description="'auto' (cuda when present), 'cpu', 'cuda', 'cuda:1', ...")
-    quantize: Literal["auto", "4bit", "none"] = Field(
-        "auto", description="'auto': 4-bit NF4 (QLoRA) on CUDA, else full precision; '4bit' forces it (CPU too)"
+    quantize: Literal["auto", "4bit", "int8", "none"] = Field(
+        "auto",
+        description="'auto': 4-bit NF4 (QLoRA) on CUDA, else full precision; '4bit' forces it (CPU too); 'int8':"
+        " dynamic int8 linears on the CPU, for scoring only (faster, scores shift slightly)",
+    )
+    merge_lora: bool = Field(
+        True, description="fold the LoRA adapters into the weights when loading a checkpoint to score (not to train)"
+    )
+    torch_threads: int = Field(
+        0, ge=0, description="torch CPU threads; 0 = auto: every core offline, all but one in the service (HTTP's)"
     )
     embedding_cache_size: int = Field(
         50_000, ge=0, description="message vectors kept in an LRU cache at inference (0 = off)"

@@ -72,7 +72,7 @@ def load_scorer(settings: ServiceSettings) -> Scorer:
         return scorer
     from model.checkpoint import load_checkpoint
 
-    model, manifest = load_checkpoint(settings.checkpoint, settings)
+    model, manifest = load_checkpoint(settings.checkpoint, settings, spare_cores=1)  # one core stays with HTTP
     log.info("loaded checkpoint %s (model %s) on %s", settings.checkpoint, manifest.version, model.device)
     return model
 
