@@ -114,7 +114,7 @@ def test_each_stage_tunes_its_parts_and_an_interrupted_run_resumes(
 
     # an alert budget instead of best F1: no false alarm on the split the threshold was picked on
     budget = tmp_path / "budget"
-    assert run_cli(*evaluate, "--report", str(budget), "--seed", "7", "--split", "validation", "--max-fpr", "0") == 0
+    assert run_cli(*evaluate, "--report", str(budget), "--seed", "7", "--part", "validation", "--max-fpr", "0") == 0
     report = json.loads((budget / "report.json").read_text())
     assert report["metrics"]["fp"] == 0 and report["extra"]["threshold_rule"].endswith("FPR <= 0.0")
     with pytest.raises(SystemExit, match="--threshold or --max-fpr, not both"):

@@ -1,0 +1,110 @@
+"""The training vocabulary (counts, file named and hashed in the manifest) and the novelty rule."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from model.vocab import (
+    KNOWN_ANOMALOUS,
+    NOVEL,
+    Novelty,
+    VocabularyError,
+    attach_vocabulary,
+    build_vocabulary,
+    decide,
+    load_vocabulary,
+    window_novelty,
+)
+
+DEFAULT = Path(__file__).resolve().parents[2] / "checkpoints" / "default"
+WINDOWS = [
+    (["open <*>", "read <*>", "read <*>", "close <*>"], 0),
+    (["open <*>", "close <*>"], 0),
+    (["open <*>", "disk error <*>", "read <*>"], 1),
+    (["open <*>", "disk error <*>", "panic"], 1),
+]
+
+
+def test_counts_windows_per_template_and_keeps_anomalous_only_apart() -> None:
+    vocabulary = build_vocabulary(WINDOWS, "2")
+    assert vocabulary.normal == {"open <*>": 2, "close <*>": 2, "read <*>": 1}  # a window counts once
+    assert vocabulary.anomalous_only == {"disk error <*>": 2, "panic": 1}  # open/read also occur in normal windows
+    assert vocabulary.windows == {"normal": 2, "anomalous": 2}
+
+
+def test_novelty_sorts_unknown_templates_by_kind_in_order_of_appearance() -> None:
+    vocabulary = build_vocabulary(WINDOWS)
+    assert window_novelty(["open <*>", "read <*>", "close <*>"], vocabulary) == Novelty()
+    found = window_novelty(["open <*>", "fan <*> failed", "panic", "fan <*> failed", "disk error <*>"], vocabulary)
+    assert found == Novelty(novel=("fan <*> failed",), known_anomalous=("panic", "disk error <*>"))
+    assert found.reason == KNOWN_ANOMALOUS
+    assert window_novelty(["fan <*> failed"], vocabulary).reason == NOVEL
+    # a source's learned patterns count as known (the service passes them; offline there are none)
+    assert window_novelty(["fan <*> failed"], vocabulary, learned={"fan <*> failed"}) == Novelty()
+
+
+@pytest.mark.parametrize(
+    ("score", "novelty", "mode", "expected"),
+    [
+        (0.1, Novelty(novel=("x",)), "flag", (True, NOVEL)),
+        (0.9, Novelty(known_anomalous=("x",)), "flag", (True, KNOWN_ANOMALOUS)),
+        (0.1, Novelty(novel=("x",)), "annotate", (False, None)),
+        (0.9, Novelty(novel=("x",)), "annotate", (True, "model")),
+        (0.1, Novelty(novel=("x",)), "off", (False, None)),
+        (0.1, Novelty(), "flag", (False, None)),  # nothing new: the model's call, no extra false positive
+        (0.5, Novelty(), "flag", (True, "model")),
+    ],
+)
+def test_decide(score: float, novelty: Novelty, mode: str, expected: tuple[bool, str | None]) -> None:
+    assert decide(score, 0.5, novelty, mode) == expected  # type: ignore[arg-type]
+
+
+def _checkpoint_copy(tmp_path: Path) -> Path:
+    directory = tmp_path / "ckpt"
+    directory.mkdir()
+    manifest = json.loads((DEFAULT / "manifest.json").read_text())
+    manifest.pop("vocabulary", None)
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    return directory
+
+
+def test_attach_names_and_hashes_the_file_and_load_checks_the_hash(tmp_path: Path) -> None:
+    directory = _checkpoint_copy(tmp_path)
+    assert load_vocabulary(directory) is None  # an old checkpoint: no vocabulary, no error
+    entry = attach_vocabulary(directory, build_vocabulary(WINDOWS, "2"))
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["vocabulary"] == entry and entry["file"] == "vocabulary.json" and len(entry["sha256"]) == 64
+    assert (entry["normal_templates"], entry["anomalous_only_templates"]) == (3, 2)
+    assert manifest["threshold"] == json.loads((DEFAULT / "manifest.json").read_text())["threshold"]  # rest kept
+    assert load_vocabulary(directory) == build_vocabulary(WINDOWS, "2")
+
+    path = directory / "vocabulary.json"
+    path.write_text(path.read_text().replace('"panic": 1', '"panic": 2'))
+    with pytest.raises(VocabularyError, match="SHA-256 differs from the manifest's"):
+        load_vocabulary(directory)
+    path.unlink()
+    with pytest.raises(VocabularyError, match="names vocabulary vocabulary.json, which is missing"):
+        load_vocabulary(directory)
+
+
+def test_manifest_reads_and_writes_the_entry(tmp_path: Path) -> None:
+    from model.checkpoint import Manifest
+
+    directory = tmp_path / "copy"
+    shutil.copytree(DEFAULT, directory, ignore=shutil.ignore_patterns("eval*", "*lora", "*.safetensors"))
+    manifest = Manifest.read(directory)
+    assert manifest.vocabulary["file"] == "vocabulary.json"
+    assert manifest.to_json()["vocabulary"] == manifest.vocabulary
+
+
+def test_default_checkpoint_vocabulary_holds_hdfs_templates() -> None:
+    vocabulary = load_vocabulary(DEFAULT)
+    assert vocabulary is not None
+    assert vocabulary.windows == {"normal": 3496, "anomalous": 12123}  # the seed-42 train split, validation out
+    assert "Receiving block <*> src: <*> dest: <*>" in vocabulary.normal
+    assert "writeBlock <*> received exception <*>" in vocabulary.anomalous_only
+    assert not set(vocabulary.normal) & set(vocabulary.anomalous_only)
