@@ -7,6 +7,7 @@ can be compared with the verdicts the service stores.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from pydantic import Field
 
 from model.cli_args import add_settings_arguments, settings_from_args
 from model.settings import ModelSettings
+from model.vocab import NoveltyMode, Vocabulary
 
 
 class ScoreSettings(ModelSettings):
@@ -32,6 +34,9 @@ class ScoreSettings(ModelSettings):
     source: str = Field("default", description="source name used in fixed window ids (<source>:<start>)")
     batch_size: int = Field(16, gt=0, description="windows per forward pass")
     on_error: Literal["skip", "fail"] = Field("fail", description="a line that cannot be parsed: skip it or stop")
+    novelty: NoveltyMode = Field(
+        "flag", description="templates outside the checkpoint's vocabulary: flag (anomalous), annotate, or off"
+    )
 
 
 def read_contents(path: Path, fmt: str, on_error: str) -> Iterator[str]:
@@ -77,18 +82,34 @@ def add_score_parser(subparsers: argparse._SubParsersAction) -> None:  # type: i
     parser.set_defaults(handler=run_score)
 
 
+def novelty_columns(messages: list[str], score: float, threshold: float, vocabulary: Vocabulary | None,
+                    mode: NoveltyMode) -> str:  # fmt: skip
+    """``label<TAB>reason<TAB>novelty``: the decision with the novelty rule, and the templates it found (JSON)."""
+    from model.vocab import Novelty, decide, window_novelty
+
+    found = window_novelty(messages, vocabulary) if vocabulary is not None and mode != "off" else Novelty()
+    anomalous, reason = decide(score, threshold, found, mode)
+    listed = json.dumps({"novel": found.novel, "known_anomalous": found.known_anomalous}) if found.reason else "-"
+    return f"{'anomalous' if anomalous else 'normal'}\t{reason or '-'}\t{listed}"
+
+
 def run_score(args: argparse.Namespace) -> int:
-    """Print ``window_id<TAB>lines<TAB>score<TAB>label`` per window."""
+    """Print ``window_id<TAB>lines<TAB>score<TAB>label<TAB>reason<TAB>novelty`` per window."""
     from model.checkpoint import load_checkpoint
+    from model.vocab import load_vocabulary
 
     settings = settings_from_args(ScoreSettings, args)
     if not args.file.is_file():
         raise SystemExit(f"logllm score: {args.file}: no such file")
     windows = list(windows_of(args.file, settings))
     model, manifest = load_checkpoint(settings.checkpoint, settings)
+    vocabulary = load_vocabulary(settings.checkpoint) if settings.novelty != "off" else None
+    if settings.novelty != "off" and vocabulary is None:
+        print(f"# novelty off: {settings.checkpoint} has no vocabulary (logllm vocab makes one)", file=sys.stderr)
     scores = model.score([w for _, w in windows], batch_size=settings.batch_size)
-    print("window_id\tlines\tscore\tlabel")
+    print("window_id\tlines\tscore\tlabel\treason\tnovelty")
     for (window_id, messages), score in zip(windows, scores, strict=True):
-        print(f"{window_id}\t{len(messages)}\t{score:.6f}\t{model.label(score)}")
+        decision = novelty_columns(messages, score, model.threshold, vocabulary, settings.novelty)
+        print(f"{window_id}\t{len(messages)}\t{score:.6f}\t{decision}")
     print(f"# {len(windows)} windows, model {manifest.version}, threshold {model.threshold:.4f}", file=sys.stderr)
     return 0

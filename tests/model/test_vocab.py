@@ -108,3 +108,40 @@ def test_default_checkpoint_vocabulary_holds_hdfs_templates() -> None:
     assert "Receiving block <*> src: <*> dest: <*>" in vocabulary.normal
     assert "writeBlock <*> received exception <*>" in vocabulary.anomalous_only
     assert not set(vocabulary.normal) & set(vocabulary.anomalous_only)
+
+
+def test_score_columns_apply_the_rule() -> None:
+    from model.score_cli import novelty_columns
+
+    vocabulary = build_vocabulary(WINDOWS)
+    known = ["open <*>", "close <*>"]
+    assert novelty_columns(known, 0.1, 0.5, vocabulary, "flag") == "normal\t-\t-"
+    assert novelty_columns([*known, "fan <*> failed"], 0.1, 0.5, vocabulary, "flag") == (
+        'anomalous\tnovel_template\t{"novel": ["fan <*> failed"], "known_anomalous": []}'
+    )
+    assert novelty_columns([*known, "panic"], 0.1, 0.5, vocabulary, "annotate").startswith("normal\t-\t{")
+    assert novelty_columns([*known, "panic"], 0.9, 0.5, vocabulary, "off") == "anomalous\tmodel\t-"
+    assert novelty_columns([*known, "panic"], 0.1, 0.5, None, "flag") == "normal\t-\t-"  # no vocabulary: model only
+
+
+@pytest.mark.slow
+def test_logllm_score_flags_a_session_with_an_unseen_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import logllm_cli
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "hdfs" / "HDFS.log"
+    lines = fixture.read_text().splitlines()
+    block = "blk_38865049064139660"
+    unseen = f"081109 203616 148 WARN dfs.DataNode$DataXceiver: Disk quota exceeded while writing {block} to /data"
+    log = tmp_path / "hdfs.log"
+    log.write_text("\n".join([*lines, unseen]) + "\n")
+    argv = ["score", str(log), "--checkpoint", str(DEFAULT), "--log-format", "hdfs", "--window-mode", "session"]
+    with pytest.raises(SystemExit) as exited:
+        logllm_cli.main(argv)
+    assert exited.value.code == 0
+    threshold = json.loads((DEFAULT / "manifest.json").read_text())["threshold"]
+    rows = {r[0]: r for r in (line.split("\t") for line in capsys.readouterr().out.splitlines()[1:])}
+    assert rows[block][3:5] == ["anomalous", "novel_template"]
+    assert json.loads(rows[block][5])["novel"] == ["Disk quota exceeded while writing <*> to <*>"]
+    for score, label, reason, listed in (r[2:] for r in rows.values()):
+        if listed == "-":  # every template known: the model's call alone, never an extra alarm
+            assert (label, reason) == (("anomalous", "model") if float(score) >= threshold else ("normal", "-"))

@@ -94,6 +94,15 @@ def test_each_stage_tunes_its_parts_and_an_interrupted_run_resumes(
     assert set(manifest["metrics"]) >= {"f1", "precision", "recall", "fpr", "roc_auc", "pr_auc"}
     assert 0.0 <= manifest["threshold"] <= 1.0
     assert {p.name for p in (out / "eval").iterdir()} >= {"report.json", "pr_curve.png", "score_histogram.png"}
+    # the trainer records the templates of its training windows, named and hashed in the manifest
+    from model.vocab import load_vocabulary
+
+    vocabulary = load_vocabulary(out)
+    assert vocabulary is not None and manifest["vocabulary"]["file"] == "vocabulary.json"
+    assert set(vocabulary.normal) == {"job <*> finished ok"}
+    assert set(vocabulary.anomalous_only) == {"disk failure on node <*>"}
+    assert sum(vocabulary.windows.values()) == manifest["training"]["train_sequences"]
+    assert manifest["metrics"]["novelty"]["mode"] == "flag" and "unseen" in manifest["metrics"]
 
     # killed during stage 3: the rerun starts from stage 2b's checkpoint and trains stage 3 only
     progress = json.loads((out / "progress.json").read_text())
