@@ -92,7 +92,7 @@ def novelty_experiment(
 
     rng = random.Random(seed)
     templates = sorted(vocabulary.anomalous_only)
-    picks = [normal[rng.randrange(len(normal))] for _ in range(count)] if count < len(normal) else list(normal)
+    picks = rng.sample(list(normal), count) if count < len(normal) else list(normal)  # each window once
     injected = [inject(s.messages, rng.choice(templates), rng, model.max_messages) for s in picks]
     scores, _ = score_distinct(model, injected, batch_size)
     flagged_model = sum(score >= threshold for score in scores)
