@@ -154,7 +154,13 @@ def evaluate_checkpoint(
     for name in benchmarks:
         kind, where, size, step, what = BENCHMARKS[name]
         settings = DataSettings(
-            dataset=kind, data=data / where, window_size=size, window_step=step, seed=split_seed, eval_limit=limit
+            dataset=kind,
+            data=data / where,
+            window_size=size,
+            window_step=step,
+            seed=split_seed,
+            split=manifest.training.get("split", "random"),  # a checkpoint trained on --split distinct is tested so
+            eval_limit=limit,
         )  # type: ignore[call-arg]
         splits = load_splits(settings)
         test, threshold = splits.test, None
