@@ -60,6 +60,7 @@ class Manifest:
     decoder_precision: str = "full"  # "nf4" when the adapters were trained on a 4-bit decoder (QLoRA)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    vocabulary: dict[str, Any] = field(default_factory=dict)  # {"file", "sha256", ...}: model/vocab.py writes it
     version: str = "untrained"
     created_at: str = ""
 
@@ -78,6 +79,7 @@ class Manifest:
             "decoder_precision": self.decoder_precision,
             "training": self.training,
             "metrics": self.metrics,
+            **({"vocabulary": self.vocabulary} if self.vocabulary else {}),
         }
 
     @classmethod
@@ -100,6 +102,7 @@ class Manifest:
                 decoder_precision=str(raw.get("decoder_precision", "full")),
                 training=dict(raw.get("training", {})),
                 metrics=dict(raw.get("metrics", {})),
+                vocabulary=dict(raw.get("vocabulary", {})),
                 version=str(raw.get("version", "unknown")),
                 created_at=str(raw.get("created_at", "")),
             )

@@ -9,6 +9,7 @@ offline scores can be compared with the verdicts the service stores.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from pydantic import Field
 
 from model.cli_args import add_settings_arguments, settings_from_args
 from model.settings import ModelSettings
+from model.vocab import NoveltyMode, Vocabulary
 
 
 class ScoreSettings(ModelSettings):
@@ -38,6 +40,9 @@ class ScoreSettings(ModelSettings):
     on_error: Literal["skip", "fail"] = Field("fail", description="a line that cannot be parsed: skip it or stop")
     explain: bool = Field(False, description="add the top messages of each anomalous window (occlusion) as JSON")
     explain_top_k: int = Field(5, ge=1, description="messages per explanation")
+    novelty: NoveltyMode = Field(
+        "flag", description="templates outside the checkpoint's vocabulary: flag (anomalous), annotate, or off"
+    )
 
 
 def read_contents(path: Path, fmt: str, on_error: str) -> Iterator[str]:
@@ -83,24 +88,41 @@ def add_score_parser(subparsers: argparse._SubParsersAction) -> None:  # type: i
     parser.set_defaults(handler=run_score)
 
 
+def novelty_columns(messages: list[str], score: float, threshold: float, vocabulary: Vocabulary | None,
+                    mode: NoveltyMode) -> str:  # fmt: skip
+    """``label<TAB>reason<TAB>novelty``: the decision with the novelty rule, and the templates it found (JSON)."""
+    from model.vocab import Novelty, decide, window_novelty
+
+    found = window_novelty(messages, vocabulary) if vocabulary is not None and mode != "off" else Novelty()
+    anomalous, reason = decide(score, threshold, found, mode)
+    listed = json.dumps({"novel": found.novel, "known_anomalous": found.known_anomalous}) if found.reason else "-"
+    return f"{'anomalous' if anomalous else 'normal'}\t{reason or '-'}\t{listed}"
+
+
 def run_score(args: argparse.Namespace) -> int:
-    """Print ``window_id<TAB>lines<TAB>score<TAB>label`` per window (``--explain``: and a JSON column)."""
+    """Print ``window_id<TAB>lines<TAB>score<TAB>label<TAB>reason<TAB>novelty`` per window (``--explain``: and a
+    JSON column)."""
     from model.checkpoint import load_checkpoint
     from model.chunked_scoring import score_whole
+    from model.vocab import load_vocabulary
 
     settings = settings_from_args(ScoreSettings, args)
     if not args.file.is_file():
         raise SystemExit(f"logllm score: {args.file}: no such file")
     windows = list(windows_of(args.file, settings))
     model, manifest = load_checkpoint(settings.checkpoint, settings)
+    vocabulary = load_vocabulary(settings.checkpoint) if settings.novelty != "off" else None
+    if settings.novelty != "off" and vocabulary is None:
+        print(f"# novelty off: {settings.checkpoint} has no vocabulary (logllm vocab makes one)", file=sys.stderr)
     scores = score_whole(
         lambda sequences: model.score(sequences, batch_size=settings.batch_size),
         [w for _, w in windows],
         model.max_messages,
     )
-    print("window_id\tlines\tscore\tlabel" + ("\texplanation" if settings.explain else ""))
+    print("window_id\tlines\tscore\tlabel\treason\tnovelty" + ("\texplanation" if settings.explain else ""))
     for (window_id, messages), score in zip(windows, scores, strict=True):
-        row = f"{window_id}\t{len(messages)}\t{score:.6f}\t{model.label(score)}"
+        decision = novelty_columns(messages, score, model.threshold, vocabulary, settings.novelty)
+        row = f"{window_id}\t{len(messages)}\t{score:.6f}\t{decision}"
         if settings.explain:
             row += "\t" + explanation_column(model, messages, score, settings.explain_top_k)
         print(row)
@@ -110,8 +132,6 @@ def run_score(args: argparse.Namespace) -> int:
 
 def explanation_column(model: Any, messages: list[str], score: float, top_k: int) -> str:
     """The service's explanation of an anomalous window, as JSON ([] for a normal one)."""
-    import json
-
     from model.explain import explain, one_pass
 
     if model.label(score) != "anomalous":

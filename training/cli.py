@@ -6,11 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
 from model.cli_args import add_settings_arguments, settings_from_args
+from model.vocab import NoveltyMode, Vocabulary, attach_vocabulary, build_vocabulary, load_vocabulary
+from training.datasets import Splits
 from training.settings import DataSettings, TrainSettings
 
 
@@ -21,7 +23,22 @@ class EvalSettings(DataSettings):
     report: Path | None = Field(None, description="report directory (default: <checkpoint>/eval-<dataset>)")
     batch_size: int = Field(16, gt=0, description="sequences per forward pass")
     threshold: float | None = Field(None, ge=0, le=1, description="override the manifest's threshold")
-    split: str = Field("test", description="which split to score: test or validation")
+    part: Literal["test", "validation"] = Field("test", description="which part of the split to score")
+    prevalence: float | None = Field(
+        None, gt=0, lt=1, description="real share of anomalies for projected precision/F1 (default: HDFS, BGL known)"
+    )
+    novelty: NoveltyMode = Field(
+        "flag", description="novelty vs the checkpoint's vocabulary: flag (also report model + rule), annotate, off"
+    )
+
+
+class VocabSettings(DataSettings):
+    """Which training data the vocabulary of an existing checkpoint is read from."""
+
+
+# The data settings a checkpoint's manifest records and `logllm vocab` reuses, so the split is the trained one.
+SPLIT_FIELDS = ("dataset", "window_size", "window_step", "max_lines", "max_messages", "seed", "split",
+                "validation_fraction")  # fmt: skip
 
 
 def add_training_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,6 +48,33 @@ def add_training_parsers(subparsers: argparse._SubParsersAction) -> None:  # typ
     evaluate = subparsers.add_parser("eval", help="evaluate a checkpoint: F1, FPR, ROC/PR-AUC, plots, speed")
     add_settings_arguments(evaluate, EvalSettings)
     evaluate.set_defaults(handler=run_eval)
+    vocab = subparsers.add_parser(
+        "vocab",
+        help="write a checkpoint's training vocabulary (templates of normal / only anomalous training windows)",
+        description="Reads the checkpoint's training split again: flags given here, else the data settings its"
+        " manifest recorded (dataset, seed, split, window sizes), else the defaults.",
+    )
+    vocab.add_argument("checkpoint_dir", type=Path, metavar="CKPT", help="checkpoint directory")
+    add_settings_arguments(vocab, VocabSettings)
+    vocab.set_defaults(handler=run_vocab)
+
+
+def _prevalence(settings: DataSettings, given: float | None) -> float | None:
+    from training.metrics import PREVALENCE
+
+    return given if given is not None else PREVALENCE.get(settings.dataset)
+
+
+def _seen(splits: Splits) -> set[tuple[str, ...]]:
+    """Message lists of the whole train split (validation included: it picked the threshold)."""
+    return {tuple(s.messages) for s in (*splits.train, *splits.validation)}
+
+
+def training_vocabulary(splits: Splits) -> Vocabulary:
+    """The templates of the windows the model trained on (not the validation part)."""
+    from model.preprocess import PREPROCESS_VERSION
+
+    return build_vocabulary(((s.messages, s.label) for s in splits.train), PREPROCESS_VERSION)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -45,14 +89,24 @@ def run_train(args: argparse.Namespace) -> int:
     splits = load_splits(settings)
     print(f"data: {splits.describe()}", flush=True)
     model, manifest, _ = train(settings, splits.train, splits.validation)
-    result = evaluate(model, splits.test, batch_size=settings.micro_batch_size * 4)
+    vocabulary = training_vocabulary(splits)
+    result = evaluate(
+        model,
+        splits.test,
+        batch_size=settings.micro_batch_size * 4,
+        seen=_seen(splits),
+        prevalence=_prevalence(settings, None),
+        vocabulary=vocabulary,
+        novelty="flag",
+    )
     manifest.metrics = {"dataset": settings.dataset, "split": "test", **result.metrics}
     save_checkpoint(model, settings.output, manifest)
+    attach_vocabulary(settings.output, vocabulary)
     extra: dict[str, Any] = {"dataset": settings.dataset, "split": "test", "model": manifest.version}
     if settings.eval_limit is not None:
         extra["eval_limit"] = settings.eval_limit  # a stratified sample of the split, not all of it
     write_evaluation(settings.output / "eval", result, extra)
-    print(format_table(result.metrics))
+    print(format_table(flat_metrics(result.metrics)))
     print(f"checkpoint written to {settings.output} (version {manifest.version})")
     return 0
 
@@ -65,28 +119,86 @@ def run_eval(args: argparse.Namespace) -> int:
     from training.report import format_table
 
     settings = settings_from_args(EvalSettings, args)
-    if settings.split not in ("test", "validation"):
-        raise SystemExit(f"logllm eval: --split must be test or validation, got {settings.split!r}")
     if settings.threshold is not None and settings.max_fpr is not None:
         raise SystemExit("logllm eval: give --threshold or --max-fpr, not both")
     splits = load_splits(settings)
     print(f"data: {splits.describe()}", file=sys.stderr)
     model, manifest = load_checkpoint(settings.checkpoint, settings)
+    vocabulary = checkpoint_vocabulary(settings.checkpoint, settings.novelty)
     threshold, rule = settings.threshold, "given" if settings.threshold is not None else "manifest"
     if settings.max_fpr is not None:  # re-pick on the validation split, never on the split being scored
         threshold = validation_threshold(model, splits.validation, settings.max_fpr, settings.batch_size)
         rule = f"most recall at validation FPR <= {settings.max_fpr}"
-    result = evaluate(model, getattr(splits, settings.split), settings.batch_size, threshold)
+    result = evaluate(
+        model,
+        getattr(splits, settings.part),
+        settings.batch_size,
+        threshold,
+        seen=_seen(splits) if settings.part == "test" else {tuple(s.messages) for s in splits.train},
+        prevalence=_prevalence(settings, settings.prevalence),
+        vocabulary=vocabulary,
+        novelty=settings.novelty,
+    )
     out = settings.report or settings.checkpoint / f"eval-{settings.dataset}"
     extra: dict[str, Any] = {
         "dataset": settings.dataset,
-        "split": settings.split,
+        "split": settings.part,
+        "split_rule": settings.split,
+        "seed": settings.seed,
         "model": manifest.version,
         "threshold_rule": rule,
     }
     if settings.eval_limit is not None:
         extra["eval_limit"] = settings.eval_limit  # a stratified sample of the split, not all of it
     path = write_evaluation(out, result, extra)
-    print(format_table(result.metrics))
-    print(json.dumps({"report": str(path), "sequences_per_second": result.sequences_per_second}))
+    print(format_table(flat_metrics(result.metrics)))
+    print(json.dumps({"report": str(path), "sequences_per_second": result.metrics["sequences_per_second"]}))
+    return 0
+
+
+def checkpoint_vocabulary(checkpoint: Path, mode: NoveltyMode) -> Vocabulary | None:
+    """The checkpoint's vocabulary when novelty is on; a checkpoint without one says how to make it."""
+    if mode == "off":
+        return None
+    vocabulary = load_vocabulary(checkpoint)
+    if vocabulary is None:
+        print(f"novelty off: {checkpoint} has no vocabulary (make one with `logllm vocab {checkpoint}`)",
+              file=sys.stderr)  # fmt: skip
+    return vocabulary
+
+
+def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested sections (unseen, projected, novelty) as ``unseen.f1`` rows for the terminal table."""
+    flat: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            flat.update(flat_metrics(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def run_vocab(args: argparse.Namespace) -> int:
+    """Write ``vocabulary.json`` for an existing checkpoint from its training split and name it in the manifest."""
+    from model.checkpoint import CheckpointError, Manifest
+    from training.datasets import load_splits
+
+    try:
+        manifest = Manifest.read(args.checkpoint_dir)
+    except CheckpointError as exc:
+        raise SystemExit(f"logllm vocab: {exc}") from None
+    recorded = {k: manifest.training[k] for k in SPLIT_FIELDS if k in manifest.training}
+    given = {k: v for k, v in vars(args).items() if k in VocabSettings.model_fields}
+    settings = settings_from_args(VocabSettings, argparse.Namespace(**{**recorded, **given}))
+    splits = load_splits(settings)
+    print(f"data: {splits.describe()}", file=sys.stderr)
+    if manifest.training.get("train_sequences") not in (None, len(splits.train)):
+        print(
+            f"warning: the manifest records {manifest.training['train_sequences']} training sequences, this split"
+            f" has {len(splits.train)}: is it the data the checkpoint was trained on?",
+            file=sys.stderr,
+        )
+    entry = attach_vocabulary(args.checkpoint_dir, training_vocabulary(splits))
+    used = {k: getattr(settings, k) for k in SPLIT_FIELDS}
+    print(json.dumps({"checkpoint": str(args.checkpoint_dir), **entry, "split_settings": used}))
     return 0

@@ -46,6 +46,7 @@ class LoadReport:
     unlabeled_sessions: int = 0  # HDFS: blocks in the log but not in the label file (left out)
     sessions_without_lines: int = 0  # HDFS: labeled blocks that never appear in the log
     truncated_sequences: int = 0  # sequences cut to max_messages
+    dropped_seen: int = 0  # --split distinct on chronological logs: test windows also in train (left out)
 
     def malformed_line(self, path: Path, number: int, reason: str, on_error: OnError) -> None:
         """Stop on the first bad line, or count it and keep an example."""
@@ -67,6 +68,7 @@ class LoadReport:
             "sessions without a label (left out)": self.unlabeled_sessions,
             "labeled sessions with no lines (left out)": self.sessions_without_lines,
             "sequences cut to max_messages": self.truncated_sequences,
+            "test windows also in train (left out, --split distinct)": self.dropped_seen,
         }
         parts += [f"{count} {what}" for what, count in notes.items() if count]
         return "; ".join(parts)

@@ -18,7 +18,7 @@ from training.data_common import (
     check_max_messages,
     read_lines,
 )
-from training.data_splits import stratified_split
+from training.data_splits import SplitMode, split_sequences
 
 _LABELS = {"normal": 0, "anomaly": 1}
 
@@ -124,11 +124,12 @@ def load_hdfs_keyseq_benchmark(
     max_messages: int = 128,
     on_error: OnError = "skip",
     report: LoadReport | None = None,
+    split: SplitMode = "random",
 ) -> tuple[list[LabeledSequence], list[LabeledSequence]]:
     """``(train, test)`` from DeepLog's HDFS key sequences: hdfs_train normal, hdfs_test_abnormal anomalous.
 
-    The split is random and stratified with ``seed``. ``templates_csv`` defaults to
-    ``HDFS/HDFS_templates.csv`` beside ``data_dir``, the layout of shared/data.
+    The split is stratified with ``seed``: random, or ``distinct`` (identical sequences on one side).
+    ``templates_csv`` defaults to ``HDFS/HDFS_templates.csv`` beside ``data_dir``, the layout of shared/data.
     """
     check_max_messages(max_messages)
     report = report if report is not None else LoadReport()
@@ -147,5 +148,5 @@ def load_hdfs_keyseq_benchmark(
             messages = [events[int(t)] for t in tokens[:max_messages]]
             sequences.append(LabeledSequence(f"{name}:{number}", messages, label))
     report.log_if_notable()
-    train, test = stratified_split(sequences, test_fraction, seed)
+    train, test = split_sequences(sequences, test_fraction, seed, split)
     return train, test

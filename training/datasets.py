@@ -15,6 +15,7 @@ from training.data import (
     split_validation,
     stratified_split,
 )
+from training.data_splits import drop_seen, split_sequences
 from training.settings import DataSettings
 
 LOG_FOLDERS = {"bgl": "BGL", "thunderbird": "Thunderbird", "liberty": "Liberty"}  # Loghub's folder names
@@ -60,6 +61,7 @@ def load_splits(settings: DataSettings) -> Splits:
             _need(templates, "HDFS templates"),
             seed=settings.seed,
             report=report,
+            split=settings.split,
         )
     elif settings.dataset == "hdfs":
         sequences = load_hdfs(
@@ -69,7 +71,7 @@ def load_splits(settings: DataSettings) -> Splits:
             on_error=settings.on_error,
             report=report,
         )
-        train, test = stratified_split(sequences, 0.2, settings.seed)
+        train, test = split_sequences(sequences, 0.2, settings.seed, settings.split)
     elif settings.dataset == "generic":
         sequences = load_generic(
             _need(data, "data file"),
@@ -79,7 +81,7 @@ def load_splits(settings: DataSettings) -> Splits:
             on_error=settings.on_error,
             report=report,
         )
-        train, test = stratified_split(sequences, 0.2, settings.seed)
+        train, test = split_sequences(sequences, 0.2, settings.seed, settings.split)
     else:
         path = data if data.is_file() else _need(data / LOG_FOLDERS[settings.dataset], "log folder")
         if path.is_dir():
@@ -97,7 +99,11 @@ def load_splits(settings: DataSettings) -> Splits:
             on_error=settings.on_error,
             report=report,
         )
-    train, validation = split_validation(train, fraction=settings.validation_fraction, seed=settings.seed)
+        if settings.split == "distinct":  # time order stays; windows seen in train leave the test split
+            test, report.dropped_seen = drop_seen(train, test)
+    train, validation = split_validation(
+        train, fraction=settings.validation_fraction, seed=settings.seed, mode=settings.split
+    )
     if settings.eval_limit is not None:
         validation, test = (_sample(part, settings.eval_limit, settings.seed) for part in (validation, test))
     return Splits(list(train), list(validation), list(test), report)

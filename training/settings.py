@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from model.settings import ModelSettings
+from training.data_splits import SplitMode
 
 DatasetKind = Literal["hdfs-sessions", "hdfs", "bgl", "thunderbird", "liberty", "generic"]
 Stage = Literal["1", "2", "3"]
@@ -24,6 +25,11 @@ class DataSettings(ModelSettings):
     max_messages: int = Field(128, gt=0, description="messages kept per sequence (the first N)")
     on_error: Literal["skip", "fail"] = Field("skip", description="malformed lines: count and skip, or stop")
     seed: int = Field(42, description="seeds the split, sampling, initialisation and dropout")
+    split: SplitMode = Field(
+        "random",
+        description="random: the paper's split; distinct: identical sequences never straddle train and test"
+        " (chronological logs: test windows also in train are dropped)",
+    )
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out for model selection")
     max_fpr: float | None = Field(
         None, ge=0, lt=1, description="threshold = most recall at this validation FPR or below (default: best F1)"

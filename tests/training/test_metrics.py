@@ -172,3 +172,25 @@ def test_summarize_real_metric_dicts() -> None:
     summary = summarize_runs(runs)
     assert summary["f1"]["n"] == 3
     assert summary["f1"]["mean"] == pytest.approx(np.mean([r["f1"] for r in runs]))
+
+
+def test_projection_to_real_prevalence_by_hand() -> None:
+    from training.metrics import project_to_prevalence
+
+    # recall 0.9, FPR 0.01 at 3% anomalies: 0.027 true alarms against 0.0097 false ones
+    projected = project_to_prevalence(0.9, 0.01, 0.03)
+    assert projected["precision"] == pytest.approx(0.027 / (0.027 + 0.0097))
+    p = projected["precision"]
+    assert projected["f1"] == pytest.approx(2 * p * 0.9 / (p + 0.9))
+    assert project_to_prevalence(0.9, 0.0, 0.03)["precision"] == 1.0  # no false alarm: nothing to dilute
+    assert project_to_prevalence(0.0, 0.0, 0.03) == {"prevalence": 0.03, "precision": 0.0, "f1": 0.0}
+    assert project_to_prevalence(0.9, None, 0.03)["f1"] is None  # no normal sequence: no FPR to project
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        project_to_prevalence(0.9, 0.01, 1.0)
+
+
+def test_issue_reference_projection() -> None:
+    """Issue 16's figure: FPR 0.018 with recall ~0.99 at HDFS's 2.93% gives precision ~0.62."""
+    from training.metrics import PREVALENCE, project_to_prevalence
+
+    assert project_to_prevalence(0.99, 0.018, PREVALENCE["hdfs-sessions"])["precision"] == pytest.approx(0.62, abs=0.01)

@@ -94,6 +94,15 @@ def test_each_stage_tunes_its_parts_and_an_interrupted_run_resumes(
     assert set(manifest["metrics"]) >= {"f1", "precision", "recall", "fpr", "roc_auc", "pr_auc"}
     assert 0.0 <= manifest["threshold"] <= 1.0
     assert {p.name for p in (out / "eval").iterdir()} >= {"report.json", "pr_curve.png", "score_histogram.png"}
+    # the trainer records the templates of its training windows, named and hashed in the manifest
+    from model.vocab import load_vocabulary
+
+    vocabulary = load_vocabulary(out)
+    assert vocabulary is not None and manifest["vocabulary"]["file"] == "vocabulary.json"
+    assert set(vocabulary.normal) == {"job <*> finished ok"}
+    assert set(vocabulary.anomalous_only) == {"disk failure on node <*>"}
+    assert sum(vocabulary.windows.values()) == manifest["training"]["train_sequences"]
+    assert manifest["metrics"]["novelty"]["mode"] == "flag" and "unseen" in manifest["metrics"]
 
     # killed during stage 3: the rerun starts from stage 2b's checkpoint and trains stage 3 only
     progress = json.loads((out / "progress.json").read_text())
@@ -114,7 +123,7 @@ def test_each_stage_tunes_its_parts_and_an_interrupted_run_resumes(
 
     # an alert budget instead of best F1: no false alarm on the split the threshold was picked on
     budget = tmp_path / "budget"
-    assert run_cli(*evaluate, "--report", str(budget), "--seed", "7", "--split", "validation", "--max-fpr", "0") == 0
+    assert run_cli(*evaluate, "--report", str(budget), "--seed", "7", "--part", "validation", "--max-fpr", "0") == 0
     report = json.loads((budget / "report.json").read_text())
     assert report["metrics"]["fp"] == 0 and report["extra"]["threshold_rule"].endswith("FPR <= 0.0")
     with pytest.raises(SystemExit, match="--threshold or --max-fpr, not both"):

@@ -1,0 +1,147 @@
+"""The training vocabulary (counts, file named and hashed in the manifest) and the novelty rule."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from model.vocab import (
+    KNOWN_ANOMALOUS,
+    NOVEL,
+    Novelty,
+    VocabularyError,
+    attach_vocabulary,
+    build_vocabulary,
+    decide,
+    load_vocabulary,
+    window_novelty,
+)
+
+DEFAULT = Path(__file__).resolve().parents[2] / "checkpoints" / "default"
+WINDOWS = [
+    (["open <*>", "read <*>", "read <*>", "close <*>"], 0),
+    (["open <*>", "close <*>"], 0),
+    (["open <*>", "disk error <*>", "read <*>"], 1),
+    (["open <*>", "disk error <*>", "panic"], 1),
+]
+
+
+def test_counts_windows_per_template_and_keeps_anomalous_only_apart() -> None:
+    vocabulary = build_vocabulary(WINDOWS, "2")
+    assert vocabulary.normal == {"open <*>": 2, "close <*>": 2, "read <*>": 1}  # a window counts once
+    assert vocabulary.anomalous_only == {"disk error <*>": 2, "panic": 1}  # open/read also occur in normal windows
+    assert vocabulary.windows == {"normal": 2, "anomalous": 2}
+
+
+def test_novelty_sorts_unknown_templates_by_kind_in_order_of_appearance() -> None:
+    vocabulary = build_vocabulary(WINDOWS)
+    assert window_novelty(["open <*>", "read <*>", "close <*>"], vocabulary) == Novelty()
+    found = window_novelty(["open <*>", "fan <*> failed", "panic", "fan <*> failed", "disk error <*>"], vocabulary)
+    assert found == Novelty(novel=("fan <*> failed",), known_anomalous=("panic", "disk error <*>"))
+    assert found.reason == KNOWN_ANOMALOUS
+    assert window_novelty(["fan <*> failed"], vocabulary).reason == NOVEL
+    # a source's learned patterns count as known (the service passes them; offline there are none)
+    assert window_novelty(["fan <*> failed"], vocabulary, learned={"fan <*> failed"}) == Novelty()
+
+
+@pytest.mark.parametrize(
+    ("score", "novelty", "mode", "expected"),
+    [
+        (0.1, Novelty(novel=("x",)), "flag", (True, NOVEL)),
+        (0.9, Novelty(known_anomalous=("x",)), "flag", (True, KNOWN_ANOMALOUS)),
+        (0.1, Novelty(novel=("x",)), "annotate", (False, None)),
+        (0.9, Novelty(novel=("x",)), "annotate", (True, "model")),
+        (0.1, Novelty(novel=("x",)), "off", (False, None)),
+        (0.1, Novelty(), "flag", (False, None)),  # nothing new: the model's call, no extra false positive
+        (0.5, Novelty(), "flag", (True, "model")),
+    ],
+)
+def test_decide(score: float, novelty: Novelty, mode: str, expected: tuple[bool, str | None]) -> None:
+    assert decide(score, 0.5, novelty, mode) == expected  # type: ignore[arg-type]
+
+
+def _checkpoint_copy(tmp_path: Path) -> Path:
+    directory = tmp_path / "ckpt"
+    directory.mkdir()
+    manifest = json.loads((DEFAULT / "manifest.json").read_text())
+    manifest.pop("vocabulary", None)
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    return directory
+
+
+def test_attach_names_and_hashes_the_file_and_load_checks_the_hash(tmp_path: Path) -> None:
+    directory = _checkpoint_copy(tmp_path)
+    assert load_vocabulary(directory) is None  # an old checkpoint: no vocabulary, no error
+    entry = attach_vocabulary(directory, build_vocabulary(WINDOWS, "2"))
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["vocabulary"] == entry and entry["file"] == "vocabulary.json" and len(entry["sha256"]) == 64
+    assert (entry["normal_templates"], entry["anomalous_only_templates"]) == (3, 2)
+    assert manifest["threshold"] == json.loads((DEFAULT / "manifest.json").read_text())["threshold"]  # rest kept
+    assert load_vocabulary(directory) == build_vocabulary(WINDOWS, "2")
+
+    path = directory / "vocabulary.json"
+    path.write_text(path.read_text().replace('"panic": 1', '"panic": 2'))
+    with pytest.raises(VocabularyError, match="SHA-256 differs from the manifest's"):
+        load_vocabulary(directory)
+    path.unlink()
+    with pytest.raises(VocabularyError, match="names vocabulary vocabulary.json, which is missing"):
+        load_vocabulary(directory)
+
+
+def test_manifest_reads_and_writes_the_entry(tmp_path: Path) -> None:
+    from model.checkpoint import Manifest
+
+    directory = tmp_path / "copy"
+    shutil.copytree(DEFAULT, directory, ignore=shutil.ignore_patterns("eval*", "*lora", "*.safetensors"))
+    manifest = Manifest.read(directory)
+    assert manifest.vocabulary["file"] == "vocabulary.json"
+    assert manifest.to_json()["vocabulary"] == manifest.vocabulary
+
+
+def test_default_checkpoint_vocabulary_holds_hdfs_templates() -> None:
+    vocabulary = load_vocabulary(DEFAULT)
+    assert vocabulary is not None
+    assert vocabulary.windows == {"normal": 3496, "anomalous": 12123}  # the seed-42 train split, validation out
+    assert "Receiving block <*> src: <*> dest: <*>" in vocabulary.normal
+    assert "writeBlock <*> received exception <*>" in vocabulary.anomalous_only
+    assert not set(vocabulary.normal) & set(vocabulary.anomalous_only)
+
+
+def test_score_columns_apply_the_rule() -> None:
+    from model.score_cli import novelty_columns
+
+    vocabulary = build_vocabulary(WINDOWS)
+    known = ["open <*>", "close <*>"]
+    assert novelty_columns(known, 0.1, 0.5, vocabulary, "flag") == "normal\t-\t-"
+    assert novelty_columns([*known, "fan <*> failed"], 0.1, 0.5, vocabulary, "flag") == (
+        'anomalous\tnovel_template\t{"novel": ["fan <*> failed"], "known_anomalous": []}'
+    )
+    assert novelty_columns([*known, "panic"], 0.1, 0.5, vocabulary, "annotate").startswith("normal\t-\t{")
+    assert novelty_columns([*known, "panic"], 0.9, 0.5, vocabulary, "off") == "anomalous\tmodel\t-"
+    assert novelty_columns([*known, "panic"], 0.1, 0.5, None, "flag") == "normal\t-\t-"  # no vocabulary: model only
+
+
+@pytest.mark.slow
+def test_logllm_score_flags_a_session_with_an_unseen_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import logllm_cli
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "hdfs" / "HDFS.log"
+    lines = fixture.read_text().splitlines()
+    block = "blk_38865049064139660"
+    unseen = f"081109 203616 148 WARN dfs.DataNode$DataXceiver: Disk quota exceeded while writing {block} to /data"
+    log = tmp_path / "hdfs.log"
+    log.write_text("\n".join([*lines, unseen]) + "\n")
+    argv = ["score", str(log), "--checkpoint", str(DEFAULT), "--log-format", "hdfs", "--window-mode", "session"]
+    with pytest.raises(SystemExit) as exited:
+        logllm_cli.main(argv)
+    assert exited.value.code == 0
+    threshold = json.loads((DEFAULT / "manifest.json").read_text())["threshold"]
+    rows = {r[0]: r for r in (line.split("\t") for line in capsys.readouterr().out.splitlines()[1:])}
+    assert rows[block][3:5] == ["anomalous", "novel_template"]
+    assert json.loads(rows[block][5])["novel"] == ["Disk quota exceeded while writing <*> to <*>"]
+    for score, label, reason, listed in (r[2:] for r in rows.values()):
+        if listed == "-":  # every template known: the model's call alone, never an extra alarm
+            assert (label, reason) == (("anomalous", "model") if float(score) >= threshold else ("normal", "-"))
