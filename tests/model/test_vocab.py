@@ -140,8 +140,9 @@ def test_logllm_score_flags_a_session_with_an_unseen_line(tmp_path: Path, capsys
     assert exited.value.code == 0
     threshold = json.loads((DEFAULT / "manifest.json").read_text())["threshold"]
     rows = {r[0]: r for r in (line.split("\t") for line in capsys.readouterr().out.splitlines()[1:])}
-    assert rows[block][3:5] == ["anomalous", "novel_template"]
-    assert json.loads(rows[block][5])["novel"] == ["Disk quota exceeded while writing <*> to <*>"]
+    window = f"session:default:{block}"  # logllm score names windows as the service does
+    assert rows[window][3:5] == ["anomalous", "novel_template"]
+    assert json.loads(rows[window][5])["novel"] == ["Disk quota exceeded while writing <*> to <*>"]
     for score, label, reason, listed in (r[2:] for r in rows.values()):
         if listed == "-":  # every template known: the model's call alone, never an extra alarm
             assert (label, reason) == (("anomalous", "model") if float(score) >= threshold else ("normal", "-"))
