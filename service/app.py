@@ -20,6 +20,8 @@ from fastapi import FastAPI
 from redis.exceptions import RedisError
 
 from service import routes_ops
+from service.delivery import routes as delivery_routes
+from service.delivery.service import Delivery
 from service.http_errors import install_error_handlers
 from service.intake import routes as intake_routes
 from service.metrics import ServiceMetrics
@@ -49,8 +51,9 @@ def load_scorer(settings: ServiceSettings) -> Scorer:
 class Runtime:
     """The background work of one app: the store's Redis, the sweeper and the classifier."""
 
-    def __init__(self, state: ServiceState, scorer: Scorer | None) -> None:
+    def __init__(self, state: ServiceState, scorer: Scorer | None, publish: Any = None) -> None:
         self.state = state
+        self.publish = publish  # the verdict stream's publish (service/delivery)
         self.given_scorer = scorer
         self.store_ready = False
         self.classifier: ClassifierLoop | None = None
@@ -115,7 +118,7 @@ class Runtime:
             if not await self.ensure_store():
                 await asyncio.sleep(RESTART_DELAY_S)
                 continue
-            self.classifier = ClassifierLoop(state.store, scorer, state.settings, state.metrics)
+            self.classifier = ClassifierLoop(state.store, scorer, state.settings, state.metrics, publish=self.publish)
             try:
                 await self.classifier.run()
             except Exception:
@@ -205,15 +208,18 @@ def create_app(
             active = store if store is not None else await stack.enter_async_context(open_store(settings))
             state = ServiceState(settings=settings, metrics=metrics, store=active)
             app.state.service = state
-            runtime = Runtime(state, scorer)
+            app.state.delivery = delivery = Delivery(state)
+            runtime = Runtime(state, scorer, publish=delivery.stream.publish)
             await runtime.ensure_store()
             runtime.start()
+            delivery.start()
             app.state.runtime = runtime
             try:
                 yield
             finally:
                 log.info("stopping: finishing the batch in flight")
                 await runtime.stop()
+                await delivery.stop()
                 metrics.ready.set(0)
 
     app = FastAPI(
@@ -227,4 +233,5 @@ def create_app(
     app.include_router(intake_routes.router, tags=["logs"])
     app.include_router(records_routes.router, tags=["sequences"])
     app.include_router(routes_ops.router)
+    app.include_router(delivery_routes.router)
     return app

@@ -76,8 +76,10 @@ class ClassifierLoop:
         settings: object | None = None,
         metrics: LoopMetrics | None = None,
         preprocess: Callable[[str], str] | None = None,
+        publish: Callable[[Sequence[tuple[ClosedWindow, Verdict]]], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
+        self.publish = publish  # the verdict stream (service/delivery): called before complete = at-least-once
         self.scorer = scorer
         self.config = settings if isinstance(settings, ClassifierConfig) else ClassifierConfig.from_settings(settings)
         self.metrics = metrics
@@ -209,6 +211,8 @@ class ClassifierLoop:
             )
             for window, score in zip(batch, scores, strict=True)
         ]
+        if self.publish is not None:  # delivery: publish before complete, so a crash between re-publishes
+            await self._retrying(self.publish, verdicts)
         written = set(await self._retrying(self.store.complete, verdicts))
         self._observe(verdicts, written, picked, inference_s)
 
