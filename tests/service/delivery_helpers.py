@@ -22,13 +22,16 @@ from service.settings import ServiceSettings
 
 
 class KeywordScorer:
-    """Stand-in for the model: a window is anomalous iff one of its messages says 'error' (score 0.9)."""
+    """Stand-in for the model: a window is anomalous iff one of its messages says the keyword (score 0.9)."""
 
     threshold = 0.5
     version = "keyword-test"
 
+    def __init__(self, keyword: str = "error") -> None:
+        self.keyword = keyword
+
     def score(self, sequences: Sequence[Sequence[str]]) -> list[float]:
-        return [0.9 if any("error" in m.lower() for m in s) else 0.1 for s in sequences]
+        return [0.9 if any(self.keyword in m.lower() for m in s) else 0.1 for s in sequences]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
