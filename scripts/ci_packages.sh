@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Debian packages the tests need beyond Python (.ci/run calls this as root before the tests):
-#   kubectl: tests/test_deploy.py renders deploy/kubernetes with `kubectl kustomize`.
+# Debian binaries the integration tests run (.ci/run calls this; as root, or through sudo when there is one).
+# Tests that need one skip without it on a developer's machine, but fail under CI=true.
+#   kubectl: tests/test_deploy.py renders deploy/kubernetes with `kubectl kustomize`
+#   prometheus-alertmanager: tests/service/test_delivery_alertmanager.py posts alerts to a real Alertmanager
+#   chromium, chromium-driver: tests/service/test_delivery_ui.py drives the web page in headless Chromium
 set -euo pipefail
-apt-get update
-apt-get install -y --no-install-recommends kubectl
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+$SUDO apt-get update
+$SUDO apt-get install -y --no-install-recommends kubectl prometheus-alertmanager chromium chromium-driver

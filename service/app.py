@@ -24,6 +24,8 @@ from fastapi import APIRouter, FastAPI
 from redis.exceptions import RedisError
 
 from service import routes_ops
+from service.delivery import routes as delivery_routes
+from service.delivery.service import Delivery
 from service.http_errors import install_error_handlers
 from service.intake import routes as intake_routes
 from service.metrics import ServiceMetrics
@@ -55,6 +57,7 @@ def role_routers(role: Role) -> list[tuple[APIRouter, list[str]]]:
         (records_routes.router, ["sequences"]),
         (records_queries.router, ["records"]),
         (records_feedback.router, ["records"]),
+        (delivery_routes.router, []),
         *ops,
     ]
 
@@ -80,8 +83,9 @@ def load_scorer(settings: ServiceSettings) -> Scorer:
 class Runtime:
     """The background work of one app: the store's Redis, the sweeper and the classifier."""
 
-    def __init__(self, state: ServiceState, scorer: Scorer | None) -> None:
+    def __init__(self, state: ServiceState, scorer: Scorer | None, publish: Any = None) -> None:
         self.state = state
+        self.publish = publish  # the verdict stream's publish (service/delivery)
         self.given_scorer = scorer
         self.store_ready = False
         self.classifier: ClassifierLoop | None = None
@@ -152,7 +156,12 @@ class Runtime:
                 await asyncio.sleep(RESTART_DELAY_S)
                 continue
             self.classifier = ClassifierLoop(
-                state.store, scorer, state.settings, state.metrics, records=self._record_keeper()
+                state.store,
+                scorer,
+                state.settings,
+                state.metrics,
+                records=self._record_keeper(),
+                publish=self.publish,
             )
             try:
                 await self.classifier.run()
@@ -263,15 +272,18 @@ def create_app(
             records = RecordStore(active, settings)
             state = ServiceState(settings=settings, metrics=metrics, store=active, records=records)
             app.state.service = state
-            runtime = Runtime(state, scorer)
+            app.state.delivery = delivery = Delivery(state)
+            runtime = Runtime(state, scorer, publish=delivery.stream.publish)
             await runtime.ensure_store()
             runtime.start()
+            delivery.start()
             app.state.runtime = runtime
             try:
                 yield
             finally:
                 log.info("stopping: finishing the batch in flight")
                 await runtime.stop()
+                await delivery.stop()
                 metrics.ready.set(0)
 
     app = FastAPI(

@@ -68,6 +68,17 @@ class ServiceMetrics:
         self.open_windows = Gauge("logllm_open_windows", "windows receiving lines", registry=r)
         self.ready_queue_depth = Gauge("logllm_ready_queue_depth", "closed windows not yet acknowledged", registry=r)
         self.ready = Gauge("logllm_ready", "1 when the model is warm and Redis answers", registry=r)
+        # delivery (service/delivery): kind is "webhook" or "alertmanager", never a URL
+        self.deliveries = Counter("logllm_deliveries", "anomalies pushed and accepted (2xx), by target kind",
+                                  ["kind"], registry=r)  # fmt: skip
+        self.delivery_retries = Counter(
+            "logllm_delivery_retries", "failed pushes that will be tried again, by target kind", ["kind"], registry=r
+        )
+        self.delivery_dead_letters = Counter(
+            "logllm_delivery_dead_letters", "pushes given up after webhook_max_attempts, by target kind", ["kind"],
+            registry=r,
+        )  # fmt: skip
+        self.outbox_pending = Gauge("logllm_outbox_pending", "pushes waiting in the outbox (incl. retries)", registry=r)
         # records (service/records/)
         self.verdicts_by_source = Counter(
             "logllm_source_verdicts",

@@ -16,6 +16,7 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 from pydantic_settings import NoDecode
 
 from model.settings import ModelSettings
+from service.delivery.targets import WebhookTarget
 from service.windows.ids import BadWindowName, check_source
 from service.windows.windowing import DEFAULTS, LogFormat, SourceWindowing, Windowing, WindowMode, compiled_pattern
 
@@ -162,6 +163,23 @@ class ServiceSettings(ModelSettings):
         default=50, gt=0, description="distinct source label values in metrics; later sources count as 'other'"
     )
 
+    # delivery (service/delivery): the verdict stream, webhooks, Alertmanager
+    verdict_stream_maxlen: int = Field(
+        default=100_000, ge=0, description="verdicts kept in the Redis Stream for XREAD and SSE readers (0: off)"
+    )
+    webhooks: Annotated[list[WebhookTarget], NoDecode] = Field(
+        default_factory=list,
+        description='JSON list of {url, min_score?, sources?, secret?}; each anomalous window is POSTed to each'
+        " webhook that wants it (secret: HMAC-SHA256 signature header)",
+    )
+    webhook_max_attempts: int = Field(default=8, ge=1, description="tries of one push before its dead letter")
+    webhook_backoff_s: float = Field(default=1.0, gt=0, description="first retry delay; doubles per try, jittered")
+    webhook_backoff_max_s: float = Field(default=300.0, gt=0, description="longest delay between two tries")
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="one push's HTTP timeout")
+    alertmanager_url: str = Field(default="", description="Alertmanager base URL; each anomaly becomes an alert")
+    alert_resolve_s: float = Field(default=3600.0, gt=0, description="an alert's endsAt: this long after it is sent")
+    public_url: str = Field(default="", description="base URL of this service in pushed links (default http://host:port)")
+
     @field_validator("redis_data_dir", mode="before")
     @classmethod
     def _empty_data_dir_is_temporary(cls, value: object) -> object:
@@ -189,6 +207,25 @@ class ServiceSettings(ModelSettings):
     def windowing(self, source: str | None) -> Windowing:
         """How lines of this source (None: lines that name none) are windowed."""
         return self._windowings.get(source or "", self._windowings[""])
+
+    @field_validator("webhooks", mode="before")
+    @classmethod
+    def _webhooks_json(cls, value: object) -> object:
+        """A JSON list (env var) or flag values that are each a JSON object or list."""
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list):
+            return value
+        out: list[object] = []
+        for item in items:
+            if isinstance(item, str):
+                if not item.strip():
+                    continue
+                try:
+                    item = json.loads(item)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"not JSON: {exc}") from None
+            out.extend(item if isinstance(item, list) else [item])
+        return out
 
     @field_validator("redis_url")
     @classmethod

@@ -95,9 +95,11 @@ class ClassifierLoop:
         metrics: LoopMetrics | None = None,
         preprocess: Callable[[str], str] | None = None,
         records: RecordStep | None = None,
+        publish: Callable[[Sequence[tuple[ClosedWindow, Verdict]]], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.records = records
+        self.publish = publish  # the verdict stream (service/delivery): called before complete = at-least-once
         self.scorer = scorer
         self.config = settings if isinstance(settings, ClassifierConfig) else ClassifierConfig.from_settings(settings)
         self.metrics = metrics
@@ -242,6 +244,8 @@ class ClassifierLoop:
         records: dict[str, str] = {}
         if self.records is not None:  # records, mutes and explanations: a separate step after scoring
             verdicts, records = await self.records.prepare(self.scorer, verdicts)
+        if self.publish is not None:  # delivery: publish before complete, so a crash between re-publishes
+            await self._retrying(self.publish, verdicts)
         written = set(await self._retrying(self.store.complete, verdicts, records))
         self._observe(verdicts, written, picked, inference_s)
         if self.records is not None:

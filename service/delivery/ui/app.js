@@ -1,0 +1,191 @@
+// The logllm page: anomaly feed, window page, verdict chart. Log lines are untrusted input, so text only ever
+// goes in through textContent (never innerHTML), and the server's Content-Security-Policy allows no inline
+// script. With auth on, the token is asked once and kept in sessionStorage (this tab only).
+"use strict";
+
+const TOKEN_KEY = "logllm-token";
+const COLORS = ["anomalous", "muted", "failed", "normal"];
+let nextCursor = null;
+
+function $(id) { return document.getElementById(id); }
+
+function el(tag, text, cls) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (cls) node.className = cls;
+  return node;
+}
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+async function api(path, options) {
+  const headers = Object.assign({ Accept: "application/json" }, (options && options.headers) || {});
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = "Bearer " + token;
+  const response = await fetch(path, Object.assign({}, options || {}, { headers }));
+  if (response.status === 401) {
+    $("token-form").hidden = false;
+    throw new Error("this service needs a bearer token");
+  }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error((body.reason || response.status) + ": " + (body.message || ""));
+  return body;
+}
+
+function when(seconds) {
+  return seconds ? new Date(seconds * 1000).toLocaleString() : "";
+}
+
+function topLine(record) {
+  const top = (record.explanation || [])[0];
+  return top ? (top.line || top.message) : "";
+}
+
+function windowLink(id) {
+  const link = el("a", id);
+  link.href = "#window=" + encodeURIComponent(id);
+  return link;
+}
+
+function feedQuery(cursor) {
+  const params = new URLSearchParams({ limit: "50" });
+  const source = $("f-source").value.trim();
+  if (source) params.set("source", source);
+  for (const [field, name] of [["f-since", "since"], ["f-until", "until"]]) {
+    const value = $(field).value;
+    if (value) params.set(name, String(new Date(value).getTime() / 1000));
+  }
+  if (cursor) params.set("cursor", cursor);
+  return "/anomalies?" + params.toString();
+}
+
+async function loadFeed(more) {
+  const page = await api(feedQuery(more ? nextCursor : null));
+  const body = $("feed").tBodies[0];
+  if (!more) body.replaceChildren();
+  for (const record of page.items) {
+    const row = el("tr");
+    row.dataset.window = record.id;
+    const link = el("td");
+    link.append(windowLink(record.id));
+    row.append(el("td", when(record.scored_at)), el("td", record.source), link,
+      el("td", record.score === null ? "" : record.score.toFixed(3)), el("td", topLine(record), "line"));
+    body.append(row);
+  }
+  nextCursor = page.next_cursor;
+  $("older").hidden = !nextCursor;
+}
+
+async function loadChart() {
+  const data = await api("/verdicts/per-minute?minutes=60");
+  const svg = $("chart");
+  svg.replaceChildren();
+  const width = 600 / data.minutes;
+  const totals = new Array(data.minutes).fill(0);
+  for (const label of Object.keys(data.counts)) data.counts[label].forEach((n, i) => { totals[i] += n; });
+  const top = Math.max(1, ...totals);
+  const stacked = new Array(data.minutes).fill(0);
+  for (const label of COLORS) {
+    const counts = data.counts[label];
+    if (!counts) continue;
+    counts.forEach((n, i) => {
+      if (!n) return;
+      const bar = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+      const height = (n / top) * 115;
+      stacked[i] += height;
+      bar.setAttribute("x", String(i * width));
+      bar.setAttribute("y", String(120 - stacked[i]));
+      bar.setAttribute("width", String(Math.max(1, width - 1)));
+      bar.setAttribute("height", String(height));
+      bar.setAttribute("class", label);
+      const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+      title.textContent = n + " " + label + " at " + new Date((data.start + i * 60) * 1000).toLocaleTimeString();
+      bar.append(title);
+      svg.append(bar);
+    });
+  }
+  const legend = $("legend");
+  legend.replaceChildren();
+  for (const label of COLORS) {
+    const total = (data.counts[label] || []).reduce((a, b) => a + b, 0);
+    legend.append(el("span", "", "swatch " + label), el("span", label + " " + total));
+  }
+}
+
+async function showWindow(id) {
+  $("feed-view").hidden = true;
+  $("window-view").hidden = false;
+  $("w-id").textContent = id;
+  $("w-feedback").textContent = "";
+  const record = await api("/sequences/" + encodeURIComponent(id));
+  const feedback = record.feedback ? " · feedback: " + record.feedback.label : "";
+  $("w-summary").textContent = record.status + " · score " + (record.score === null ? "-" : record.score.toFixed(3)) +
+    " (threshold " + (record.threshold === null ? "-" : record.threshold.toFixed(3)) + ") · " + record.n_lines +
+    " lines · source " + record.source + " · scored " + when(record.scored_at) + feedback;
+  const weight = new Map();
+  for (const c of record.explanation || []) weight.set(c.message, c.contribution);
+  const strongest = Math.max(1e-9, ...Array.from(weight.values()));
+  const list = $("w-lines");
+  list.replaceChildren();
+  for (const line of record.lines || []) {
+    const item = el("li", line.line);
+    const contribution = weight.get(line.message) || 0;
+    if (contribution > 0) {
+      item.style.backgroundColor = "rgba(192, 57, 43, " + (0.1 + 0.6 * contribution / strongest).toFixed(3) + ")";
+      item.title = "contribution " + contribution.toFixed(3);
+    }
+    list.append(item);
+  }
+}
+
+async function sendFeedback(label, mute) {
+  const id = decodeURIComponent(location.hash.slice("#window=".length));
+  const result = await api("/sequences/" + encodeURIComponent(id) + "/feedback", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ label, mute }),
+  });
+  $("w-feedback").textContent = "saved: " + result.label + (result.mute_id ? " (muted " + result.mute_id + ")" : "");
+}
+
+async function route() {
+  showError("");
+  try {
+    if (location.hash.startsWith("#window=")) {
+      await showWindow(decodeURIComponent(location.hash.slice("#window=".length)));
+    } else {
+      $("window-view").hidden = true;
+      $("feed-view").hidden = false;
+      await Promise.all([loadFeed(false), loadChart()]);
+    }
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+function guarded(action) {
+  return (event) => {
+    if (event) event.preventDefault();
+    action().catch((err) => showError(err.message));
+  };
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("token-form").addEventListener("submit", guarded(async () => {
+    sessionStorage.setItem(TOKEN_KEY, $("token").value);
+    $("token").value = "";
+    $("token-form").hidden = true;
+    await route();
+  }));
+  $("filters").addEventListener("submit", guarded(() => loadFeed(false)));
+  $("older").addEventListener("click", guarded(() => loadFeed(true)));
+  $("b-normal").addEventListener("click", guarded(() => sendFeedback("normal", false)));
+  $("b-mute").addEventListener("click", guarded(() => sendFeedback("normal", true)));
+  $("b-confirm").addEventListener("click", guarded(() => sendFeedback("anomalous", false)));
+  window.addEventListener("hashchange", route);
+  route();
+});

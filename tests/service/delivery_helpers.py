@@ -1,0 +1,156 @@
+"""What the delivery tests share: a real HTTP receiver, a keyword scorer, apps on the test Redis, binaries."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import ServiceSettings
+
+
+class KeywordScorer:
+    """Stand-in for the model: a window is anomalous iff one of its messages says the keyword (score 0.9)."""
+
+    threshold = 0.5
+    version = "keyword-test"
+
+    def __init__(self, keyword: str = "error") -> None:
+        self.keyword = keyword
+
+    def score(self, sequences: Sequence[Sequence[str]]) -> list[float]:
+        return [0.9 if any(self.keyword in m.lower() for m in s) else 0.1 for s in sequences]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def require_binary(*names: str) -> str:
+    """The first binary found; skip without it, but fail under CI=true (CI installs it: scripts/ci_packages.sh)."""
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    reason = f"{' / '.join(names)} not installed (Debian: see scripts/ci_packages.sh)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+@dataclass
+class Received:
+    at: float
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+
+@dataclass
+class Receiver:
+    """A real HTTP server answering ``fail_first`` requests with 500, then 200; keeps every request."""
+
+    fail_first: int = 0
+    requests: list[Received] = field(default_factory=list)
+    url: str = ""
+
+    def accepted(self) -> list[Received]:
+        return [r for r in self.requests if r.status == 200]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with lock:
+                status = 500 if len(state.requests) < state.fail_first else 200
+                state.requests.append(Received(time.time(), self.path, dict(self.headers), body, status))
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def make_app(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """Started apps (lifespan run) on the flushed test Redis with fast sweeps and retries; ``stop`` them or
+    they stop at teardown."""
+    clients: list[TestClient] = []
+
+    def make(**overrides: Any) -> TestClient:
+        options: dict[str, Any] = {
+            "redis_url": redis_url, "checkpoint": tmp_path, "sweep_interval_s": 0.05, "max_batch_wait_ms": 5,
+            "webhook_backoff_s": 0.2, "webhook_backoff_max_s": 2.0, "consumer": "delivery-test", **overrides,
+        }  # fmt: skip
+        for name in ("webhooks",):
+            if name in options and not isinstance(options[name], str):
+                options[name] = json.dumps(options[name])
+        client = TestClient(create_app(ServiceSettings(**options), scorer=KeywordScorer()))
+        client.__enter__()
+        clients.append(client)
+        wait_for(lambda: client.get("/health/ready").status_code == 200, what="ready")
+        return client
+
+    yield make
+    for client in reversed(clients):
+        stop(client)
+
+
+def stop(client: TestClient) -> None:
+    """Run the app's shutdown (idempotent), as a service restart does."""
+    if getattr(client, "_stopped", False):
+        return
+    client.__exit__(None, None, None)
+    client._stopped = True  # type: ignore[attr-defined]
+
+
+def plant(client: TestClient, session: str, messages: Sequence[str], source: str | None = None) -> str:
+    """POST the lines of one session, close it; the closed window's id."""
+    lines = [{"message": m, "session_id": session} | ({"source": source} if source else {}) for m in messages]
+    response = client.post("/logs", json={"lines": lines})
+    assert response.status_code == 200, response.text
+    key = f"session:{source or 'default'}:{session}"
+    closed = client.post(f"/sequences/{key}/close")
+    if closed.status_code == 404:  # the store still keys sessions by bare id (before the ids.py switch)
+        closed = client.post(f"/sequences/{session}/close")
+    assert closed.status_code == 200, closed.text
+    return str(closed.json()["id"])

@@ -1,0 +1,120 @@
+"""The page at /ui in a real headless Chromium (Debian chromium + chromium-driver, through selenium).
+
+Needs the anomaly records of #12 (``GET /anomalies``, ``GET /sequences/{id}``, the feedback route): skips
+where the app has none. Log lines are planted with markup in them; they must show as text and run nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from service.app import create_app
+from service.settings import ServiceSettings
+from tests.service.delivery_helpers import KeywordScorer, free_port, require_binary, wait_for
+
+TOKEN = "ui-test-token"
+EVIL = [
+    "<script>window.__pwned = 'script'</script> disk failure on blk_5",
+    "<img src=x onerror=\"window.__pwned = 'img'\"> checksum passed on blk_5",
+    "ordinary line of blk_5",
+]
+
+
+@pytest.fixture
+def server(redis_url: str, tmp_path: Path) -> Iterator[str]:
+    settings = ServiceSettings(
+        redis_url=redis_url, checkpoint=tmp_path, sweep_interval_s=0.05, max_batch_wait_ms=5, auth_token=TOKEN
+    )
+    app = create_app(settings, scorer=KeywordScorer("failure"))  # not "error": the <img> line says onerror
+    if "/anomalies" not in app.openapi()["paths"]:
+        pytest.skip("the page reads the anomaly records of #12 (GET /anomalies), which this app does not have")
+    port = free_port()
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _ready(url), timeout=30, what="the service")
+    yield url
+    uv.should_exit = True
+    thread.join(timeout=30)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url + "/health/ready", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    chromium = require_binary("chromium", "chromium-browser")
+    driver_path = require_binary("chromedriver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1200,900",
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):  # fmt: skip
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def test_feed_window_page_and_feedback_in_chromium(server: str, browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    api = httpx.Client(base_url=server, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    assert api.post("/logs", json={"lines": [{"message": m} for m in EVIL]}).status_code == 200
+    window = api.post("/sequences/blk_5/close").json()["id"]
+    wait_for(lambda: [r for r in api.get("/anomalies").json()["items"] if r["id"] == window], what="the record")
+
+    wait = WebDriverWait(browser, 20)
+    browser.get(server + "/ui")
+    token = wait.until(ec.visibility_of_element_located((By.ID, "token")))  # auth on: asked once
+    token.send_keys(TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "#token-form button").click()
+    row = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, f'#feed tr[data-window="{window}"]')))
+    assert "disk failure on blk_5" in row.text  # the top line
+    assert browser.execute_script("return sessionStorage.getItem('logllm-token')") == TOKEN
+
+    row.find_element(By.TAG_NAME, "a").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#w-lines li")) == len(EVIL))
+    shown = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#w-lines li")]
+    assert shown == EVIL  # the markup is shown as text, character for character
+    assert browser.find_elements(By.CSS_SELECTOR, "#w-lines img, #w-lines script") == []
+    shaded = [li.get_attribute("title") for li in browser.find_elements(By.CSS_SELECTOR, "#w-lines li")]
+    screenshot_dir = Path(os.environ.get("LOGLLM_SCREENSHOT_DIR") or tmp_path)
+    browser.save_screenshot(str(screenshot_dir / "ui-window.png"))
+
+    browser.find_element(By.ID, "b-normal").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "w-feedback"), "saved: normal"))
+    record = api.get(f"/sequences/{window}").json()
+    assert record["feedback"]["label"] == "normal"
+    assert browser.execute_script("return window.__pwned === undefined")  # nothing planted ran
+    # no script error and no CSP violation (the 401 before the token and the favicon's 404 are network entries)
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and e["source"] != "network"]
+    assert errors == [], errors
+    # the one line that made it anomalous is shaded, with its contribution (occlusion: 0.9 -> 0.1)
+    assert shaded == ["contribution 0.800", "", ""]
+
+    browser.get(server + "/ui/#")  # the feed again, with the chart; then a screenshot of it
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart rect"))
+    time.sleep(0.2)
+    browser.save_screenshot(str(screenshot_dir / "ui-feed.png"))
