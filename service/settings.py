@@ -94,7 +94,7 @@ class ServiceSettings(ModelSettings):
         " unset keys and other sources take the global values",
     )
     max_sessions_per_line: int = Field(
-        default=16, gt=0, description="a line naming more session ids than this is rejected (too_many_session_ids)"
+        default=1024, gt=0, description="a line naming more session ids than this is rejected (too_many_session_ids)"
     )
     idle_timeout_s: float = Field(default=30.0, gt=0, description="a window closes after this long without a line")
     sweep_interval_s: float = Field(default=1.0, gt=0, description="how often idle windows are looked for")

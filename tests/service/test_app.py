@@ -303,6 +303,13 @@ def test_session_ids_found_by_the_pattern_are_checked_and_capped(make_client: Ma
     assert [r["reason"] for r in rejected] == ["bad_session_id"]
 
 
+def test_the_default_cap_keeps_hdfs_lines_that_name_a_hundred_blocks(make_client: MakeClient) -> None:
+    """HDFS 'ask ... to delete' lines name up to 100 blocks; each block's session gets the line, as offline."""
+    hdfs = (Path(__file__).parents[1] / "fixtures" / "hdfs" / "HDFS.log").read_bytes()
+    body = make_client(log_format="hdfs").post("/logs", content=hdfs, headers={"Content-Type": "text/plain"}).json()
+    assert body["rejected"] == [] and body["accepted"] == len(hdfs.splitlines())
+
+
 def test_windows_and_verdicts_under_keys_written_before_the_id_scheme_still_work(
     make_client: MakeClient, redis_url: str
 ) -> None:
