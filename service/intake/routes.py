@@ -172,6 +172,19 @@ async def post_logs(
 _PROTOBUF = ("application/x-protobuf", "application/protobuf")
 
 
+def _protobuf_or_json(request: Request, protobuf: str) -> str:
+    """The media type of a protocol body (protobuf or JSON); anything else is 415 before the body is read."""
+    media, _ = media_type(request)
+    if media != "application/json" and media not in _PROTOBUF:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type {media or '(none)'!r}; send {protobuf} or application/json",
+            field="Content-Type",
+        )
+    return media
+
+
 @router.post(
     "/loki/api/v1/push",
     status_code=204,
@@ -192,14 +205,7 @@ _PROTOBUF = ("application/x-protobuf", "application/protobuf")
 )
 async def loki_push(request: Request, state: State) -> Response:
     settings = state.settings
-    media, _ = media_type(request)
-    if media != "application/json" and media not in _PROTOBUF:
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            f"Content-Type {media or '(none)'!r}; send application/x-protobuf (snappy) or application/json",
-            field="Content-Type",
-        )
+    media = _protobuf_or_json(request, "application/x-protobuf (snappy)")
     raw, codings = await _read(request, settings)
     fmt = "loki_json" if media == "application/json" else "loki_protobuf"
 
@@ -250,14 +256,7 @@ async def loki_push(request: Request, state: State) -> Response:
 )
 async def otlp_logs(request: Request, state: State) -> Response:
     settings = state.settings
-    media, _ = media_type(request)
-    if media != "application/json" and media not in _PROTOBUF:
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            f"Content-Type {media or '(none)'!r}; send application/x-protobuf or application/json",
-            field="Content-Type",
-        )
+    media = _protobuf_or_json(request, "application/x-protobuf")
     raw, codings = await _read(request, settings)
     as_json = media == "application/json"
 
