@@ -192,6 +192,8 @@ class WindowStore:
             name: redis.register_script(lib + "\n" + _extra_lib(name) + _load_script(f"{name}.lua"))
             for name in ("append", "close", "sweep", "complete", "drop", "verdict")
         }
+        # not a window script: it takes the stream as its key, not the partition's fixed keys (see _run)
+        self._drop_consumers = redis.register_script(_load_script("drop_consumers.lua"))
         self._partition_of = {self._stream(p): p for p in range(self.config.partitions)}
         # Entries delivered to a consumer but not yet handed out (a multi-stream read may deliver more).
         self._carry: dict[str, deque[_Entry]] = {}
@@ -458,11 +460,10 @@ class WindowStore:
     async def drop_idle_consumers(self, min_idle_ms: int, keep: str) -> list[str]:
         """Remove consumers with nothing pending that have not read for min_idle_ms: dead workers, once their
         windows were reclaimed, so the group does not grow by one name per restart. Atomic per partition."""
-        script = self.redis.register_script(_load_script("drop_consumers.lua"))
         dropped: set[str] = set()
         with _translated():
             for p in range(self.config.partitions):
-                names = await script(keys=[self._stream(p)], args=[GROUP, min_idle_ms, keep])
+                names = await self._drop_consumers(keys=[self._stream(p)], args=[GROUP, min_idle_ms, keep])
                 dropped.update(_text(name) for name in names)
         return sorted(dropped)
 
