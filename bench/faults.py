@@ -1,8 +1,9 @@
 """Faults under load: is any acknowledged line lost, any window scored twice, any queue entry stuck?
 
-Each scenario starts a fresh ``logllm serve`` (bench/fault_scorer.py as the scorer: instant, and it records every
-window it scores) and runs concurrent clients that send N lines of known content, each line tagged with a unique
-word, resending a request until it gets a 200 (as a log shipper does). Meanwhile the scenario's fault happens:
+Each scenario starts a fresh ``logllm serve`` (``bench.scorers:RecordingScorer`` as the scorer: instant, and it
+records every window it scores) and runs concurrent clients that send N lines of known content, each line tagged
+with a unique word, resending a request until it gets a 200 (as a log shipper does). Meanwhile the scenario's fault
+happens:
 - ``service-kill``: the service is SIGKILLed and restarted K times (its embedded Redis dies with it);
 - ``redis-kill``: the embedded redis-server is SIGKILLed (the service's supervisor restarts it);
 - ``external-redis-restart``: the service uses an external Redis (``--redis-url``), which is restarted K times;
@@ -160,7 +161,7 @@ def run_scenario(name: str, load: Load, kills: int, checkpoint: Path, work: Path
     data_dir = work / "redis"
     os.environ["LOGLLM_BENCH_SCORED_LOG"] = str(scored_log)
     settings: dict[str, Any] = {
-        "scorer": "bench.fault_scorer:RecordingScorer",
+        "scorer": "bench.scorers:RecordingScorer",
         "redis_data_dir": data_dir,
         "max_session_lines": 8,
         "idle_timeout_s": 3600,  # windows close by size during the run and explicitly at the end

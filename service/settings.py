@@ -70,7 +70,7 @@ class ServiceSettings(ModelSettings):
         default="",
         pattern=r"^([\w.]+:\w+)?$",
         description="'module:callable' returning a Scorer, used instead of the checkpoint (tests, benchmarks,"
-        " custom models; e.g. bench.fault_scorer:RecordingScorer); the callable gets these settings",
+        " custom models; e.g. bench.scorers:RecordingScorer); the callable gets these settings",
     )
 
     window_mode: WindowMode = Field(default=DEFAULTS.mode, description="'session': by session id; 'fixed': per source")

@@ -20,7 +20,7 @@ def test_the_named_scorer_serves_without_a_checkpoint(
     log = tmp_path / "scored.jsonl"
     monkeypatch.setenv("LOGLLM_BENCH_SCORED_LOG", str(log))
     settings = ServiceSettings(
-        redis_url=redis_url, scorer="bench.fault_scorer:RecordingScorer", checkpoint=tmp_path / "absent",
+        redis_url=redis_url, scorer="bench.scorers:RecordingScorer", checkpoint=tmp_path / "absent",
         max_session_lines=2, explain_top_k=0,  # no explanation: its variants would be scored (and logged) too
     )  # fmt: skip
     with TestClient(create_app(settings)) as client:
@@ -36,4 +36,4 @@ def test_the_named_scorer_serves_without_a_checkpoint(
 
 def test_a_scorer_that_is_not_module_colon_name_is_refused() -> None:
     with pytest.raises(ValidationError, match="scorer"):
-        ServiceSettings(scorer="bench/fault_scorer.py")
+        ServiceSettings(scorer="bench/scorers.py")
