@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from service.settings import ServiceSettings
+from tests.binaries import missing_binary
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILES = [REPO / "docker-compose.yml", REPO / "docker-compose.gpu.yml"]
@@ -335,9 +336,7 @@ def rendered_kubernetes() -> list[dict[str, Any]]:
     """``kubectl kustomize deploy/kubernetes``: skipped without kubectl, but a failure under CI=true."""
     kubectl = tool("kubectl")
     if kubectl is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("kubectl is missing in CI: scripts/ci_packages.sh installs it")
-        pytest.skip("kubectl not installed (Debian: apt-get install kubectl)")
+        missing_binary("kubectl not installed (Debian: see scripts/ci_packages.sh)")
     result = subprocess.run([kubectl, "kustomize", str(KUBERNETES_DIR)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]

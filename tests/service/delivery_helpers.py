@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import threading
 import time
@@ -19,47 +17,19 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import ServiceSettings
-
-
-class KeywordScorer:
-    """Stand-in for the model: a window is anomalous iff one of its messages says the keyword (score 0.9)."""
-
-    threshold = 0.5
-    version = "keyword-test"
-
-    def __init__(self, keyword: str = "error") -> None:
-        self.keyword = keyword
-
-    def score(self, sequences: Sequence[Sequence[str]]) -> list[float]:
-        return [0.9 if any(self.keyword in m.lower() for m in s) else 0.1 for s in sequences]
+from tests.service.test_app import KeywordScorer
+from tests.service.test_app import wait_for as app_wait_for
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    """test_app's wait_for with a longer default: a push goes through the outbox first."""
+    return app_wait_for(predicate, timeout, what)
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def require_binary(*names: str) -> str:
-    """The first binary found; skip without it, but fail under CI=true (CI installs it: scripts/ci_packages.sh)."""
-    for name in names:
-        found = shutil.which(name)
-        if found:
-            return found
-    reason = f"{' / '.join(names)} not installed (Debian: see scripts/ci_packages.sh)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}")
-    pytest.skip(reason)
 
 
 @dataclass

@@ -24,12 +24,13 @@ MakeClient = Callable[..., TestClient]
 
 
 class KeywordScorer:
-    """Deterministic stand-in for the model: anomalous iff a message says 'error'; can stall."""
+    """Deterministic stand-in for the model: anomalous iff a message says the keyword ('error'); can stall."""
 
     threshold = 0.5
     version = "keyword-test"
 
-    def __init__(self) -> None:
+    def __init__(self, keyword: str = "error") -> None:
+        self.keyword = keyword
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()
@@ -39,7 +40,7 @@ class KeywordScorer:
         self.entered.set()
         self.gate.wait(timeout=30)
         self.scored.extend(list(s) for s in sequences)
-        return [0.9 if any("error" in m.lower() for m in s) else 0.1 for s in sequences]
+        return [0.9 if any(self.keyword in m.lower() for m in s) else 0.1 for s in sequences]
 
 
 class BrokenScorer(KeywordScorer):

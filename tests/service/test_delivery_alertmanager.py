@@ -12,7 +12,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.delivery_helpers import free_port, make_app, plant, require_binary, wait_for
+from tests.binaries import require_binary
+from tests.service.delivery_helpers import free_port, make_app, plant, wait_for
 
 __all__ = ["make_app"]  # fixture
 CONFIG = """

@@ -19,7 +19,8 @@ import uvicorn
 
 from service.app import create_app
 from service.settings import ServiceSettings
-from tests.service.delivery_helpers import KeywordScorer, free_port, require_binary, wait_for
+from tests.binaries import require_binary
+from tests.service.delivery_helpers import KeywordScorer, free_port, wait_for
 
 TOKEN = "ui-test-token"
 EVIL = [
