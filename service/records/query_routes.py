@@ -10,7 +10,7 @@ from service.http_errors import ApiError
 from service.records.cursor import BadCursor
 from service.records.query import RecordQuery, query_records
 from service.records.record_store import RecordStore
-from service.records.routes import resolve_key
+from service.records.routes import BareSessionSource, resolve_key
 from service.state import ServiceState, State, require_token
 from service.windows.ids import SOURCE_PATTERN
 
@@ -69,9 +69,7 @@ async def get_record(window_id: str, state: State) -> dict[str, Any]:
 async def session_windows(
     key: str,
     state: State,
-    source: Annotated[
-        str | None, Query(description="source of a bare session id (default 'default'); ignored for a full key")
-    ] = None,
+    source: BareSessionSource = None,
 ) -> dict[str, Any]:
     given = key
     key = resolve_key(given, source)

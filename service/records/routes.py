@@ -36,6 +36,11 @@ class CloseResponse(BaseModel):
     id: str = Field(description="id of the window closed (its verdict id)")
 
 
+BareSessionSource = Annotated[
+    str | None, Query(description="source of a bare session id (default 'default'); ignored for a full key")
+]
+
+
 def resolve_key(name: str, source: str | None) -> str:
     """A window key as given, or the session key of a bare session id in ``source`` (default 'default')."""
     if is_window_key(name):
@@ -93,9 +98,7 @@ async def get_verdict(window_id: str, state: State) -> VerdictResponse:
 async def close_window(
     window_key: str,
     state: State,
-    source: Annotated[
-        str | None, Query(description="source of a bare session id (default 'default'); ignored for a full key")
-    ] = None,
+    source: BareSessionSource = None,
 ) -> CloseResponse:
     key = resolve_key(window_key, source)
     closed = await state.store.close(key)
