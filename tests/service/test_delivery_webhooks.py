@@ -96,3 +96,15 @@ def test_backoff_doubles_with_jitter_and_is_capped() -> None:
         full = min(8.0, 2 ** (n - 1))
         assert full / 2 <= d <= full
     assert len(set(delays)) == len(delays)  # jittered
+
+
+def test_two_replicas_push_each_anomaly_once(make_app: MakeApp, receiver: Receiver) -> None:
+    """The outbox is safe with many replicas by idempotence: one job per (target, window) id, and a claim moves the
+    job's due time a lease ahead atomically, so two delivery loops on one Redis never send a job twice."""
+    hooks = [{"url": receiver.url}]
+    replicas = [make_app(webhooks=hooks, consumer=f"replica-{i}") for i in range(2)]
+    windows = [plant(replicas[i % 2], f"blk_{i}", [f"open blk_{i}", f"disk error on blk_{i}"]) for i in range(6)]
+    wait_for(lambda: len(receiver.accepted()) >= len(windows), timeout=20, what="every anomaly pushed")
+    time.sleep(1.5)  # nothing more may arrive
+    assert [r.status for r in receiver.requests] == [200] * len(windows)
+    assert sorted(json.loads(r.body)["record"]["id"] for r in receiver.requests) == sorted(windows)
