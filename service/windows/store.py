@@ -98,6 +98,11 @@ class ClosedWindow:
     closed_at: float
     window_key: str = ""
     attempts: int = 0  # how often the model has failed on this window (re-reads and reclaims do not count)
+    raw_lines: list[str] = field(default_factory=list)  # the lines as shipped, parallel to lines
+
+    def raw_line(self, i: int) -> str:
+        """Line i as shipped; its content when the raw text was not kept."""
+        return self.raw_lines[i] if i < len(self.raw_lines) else self.lines[i]
 
 
 @dataclass(frozen=True)
