@@ -25,6 +25,7 @@ class Contribution:
     contribution: float  # score of the window minus the score without this message
     count: int  # its occurrences in the window
     line: str | None = None  # the first line that carried it, when lines were given
+    raw: str | None = None  # that line as shipped (header included), when raw lines were given
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,19 +44,24 @@ def explain(
     top_k: int = 5,
     base_score: float | None = None,
     lines: Sequence[str] | None = None,
+    raw_lines: Sequence[str] | None = None,
 ) -> list[Contribution]:
     """The top_k distinct messages by contribution, largest first (ties: first seen first).
 
     ``score`` scores a list of sequences in one call (see ``one_pass``); ``base_score`` is the window's own
     score when the caller has it (else it joins the same batch). A window of one distinct message has no
-    variant to compare with: that message gets the whole score.
+    variant to compare with: that message gets the whole score. ``raw_lines`` (parallel to ``lines``) give each
+    top message the shipped text of its first line too, so an operator sees its timestamp and host.
     """
     counts = Counter(messages)
     distinct = list(counts)
-    first_line: dict[str, str] = {}
+    for given in (lines, raw_lines):
+        if given is not None and len(given) != len(messages):
+            raise ValueError(f"{len(given)} lines for {len(messages)} messages")
+    first_line: dict[str, int] = {}
     if lines is not None:
-        for message, line in zip(messages, lines, strict=True):
-            first_line.setdefault(message, line)
+        for i, message in enumerate(messages):
+            first_line.setdefault(message, i)
     variants = [[m for m in messages if m != d] for d in distinct]
     batch = [v for v in variants if v]
     if base_score is None:
@@ -65,9 +71,19 @@ def explain(
     base = base_score if base_score is not None else next(scores)
     ranked = sorted(
         (
-            Contribution(d, float(base - s), counts[d], first_line.get(d))
+            Contribution(d, float(base - s), counts[d], *_first(d, first_line, lines, raw_lines))
             for d, s in zip(distinct, variant_scores, strict=True)
         ),
         key=lambda c: -c.contribution,
     )
     return ranked[:top_k]
+
+
+def _first(
+    message: str, first_line: dict[str, int], lines: Sequence[str] | None, raw_lines: Sequence[str] | None
+) -> tuple[str | None, str | None]:
+    """The content and the raw text of the first line that carried a message (None where not given)."""
+    i = first_line.get(message)
+    if i is None or lines is None:
+        return None, None
+    return lines[i], raw_lines[i] if raw_lines is not None else None

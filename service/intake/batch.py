@@ -1,4 +1,4 @@
-"""From a POST /logs body to (window key, message content) items; pure, so every rule is testable without
+"""From a POST /logs body to (window key, stored line) items; pure, so every rule is testable without
 HTTP.
 
 A request is rejected as a whole only when its shape is wrong (415, 413, 400, 422); a line that is
@@ -28,6 +28,7 @@ from service.windows.ids import (
     fixed_key,
     session_key,
 )
+from service.windows.line_codec import encode_line
 from service.windows.windowing import Windowing
 
 WindowName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS, pattern=SESSION_PATTERN)]
@@ -72,9 +73,10 @@ class LogsResponse(BaseModel):
 
 @dataclass
 class Batch:
-    """What one request adds: (window key, content) items per windowing, plus what the response reports."""
+    """What one request adds: (window key, stored line) items per windowing (the element of
+    service/windows/line_codec.py: content, and the raw line when it differs), plus what the response reports."""
 
-    groups: dict[Windowing, list[tuple[str, str]]] = field(default_factory=dict)
+    groups: dict[Windowing, list[tuple[str, str | bytes]]] = field(default_factory=dict)
     origins: dict[Windowing, list[int]] = field(default_factory=dict)  # the line index of each group item
     accepted: int = 0
     rejected: list[Rejection] = field(default_factory=list)
@@ -142,7 +144,8 @@ def build_batch(lines: list[tuple[int, LogLine]], settings: ServiceSettings, rep
         except Unwindowable as exc:
             batch.rejected.append(Rejection(index=index, reason=exc.reason, message=str(exc)[:200]))
             continue
-        batch.groups.setdefault(windowing, []).extend((key, content) for key in keys)
+        element = encode_line(message, content)  # content, and the raw line when it differs (for records)
+        batch.groups.setdefault(windowing, []).extend((key, element) for key in keys)
         batch.origins.setdefault(windowing, []).extend(index for _ in keys)
         batch.accepted += 1
     return batch

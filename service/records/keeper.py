@@ -80,7 +80,8 @@ class RecordKeeper:
         for (window, verdict), messages in items:
             started = time.perf_counter()
             try:
-                top = explain(score, messages, self.top_k, base_score=verdict.score, lines=window.lines)
+                raw = [window.raw_line(i) for i in range(len(window.lines))]
+                top = explain(score, messages, self.top_k, base_score=verdict.score, lines=window.lines, raw_lines=raw)
             except Exception:  # the verdict matters more than its explanation: write it without one
                 log.exception("explanation failed for window %s; its record has none", window.window_id)
                 out.append(None)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from service.http_errors import ApiError
 from service.records.cursor import BadCursor
 from service.records.query import RecordQuery, query_records
+from service.records.record_models import RecordResponse
 from service.records.record_store import RecordStore
 from service.records.routes import BareSessionSource, resolve_key
 from service.state import ServiceState, State, require_token
@@ -51,7 +52,9 @@ async def list_anomalies(
 
 @router.get(
     "/sequences/{window_id:path}",
-    summary="A window's record with its lines and explanation",
+    summary="A window's record with its lines (raw and content) and explanation",
+    response_model=RecordResponse,
+    response_model_exclude_unset=True,
     responses={404: {"description": "no record (never scored, or expired)"}},
 )
 async def get_record(window_id: str, state: State) -> dict[str, Any]:

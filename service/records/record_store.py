@@ -19,6 +19,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 
 from service.windows.ids import DEFAULT_SOURCE, parse_window_id
+from service.windows.line_codec import decode_line
 from service.windows.store import ClosedWindow, WindowStore, _text, _translated
 
 STATUSES = ("anomalous", "failed", "muted", "normal")
@@ -118,8 +119,9 @@ def _float(value: str | None) -> float | None:
     return float(value) if value not in (None, "") else None
 
 
-def public_record(f: dict[str, str], lines: list[str] | None = None) -> dict[str, Any]:
-    """A record hash as the API shows it; ``lines`` (with their preprocessed message) when asked for."""
+def public_record(f: dict[str, str], lines: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """A record hash as the API shows it; ``lines`` ((raw, content) pairs, line_codec.decode_line) when asked
+    for, each with its preprocessed message. ``line`` repeats ``content``: the name old clients read it by."""
     out: dict[str, Any] = {
         "id": f["id"],
         "source": f.get("source", DEFAULT_SOURCE),
@@ -151,9 +153,10 @@ def public_record(f: dict[str, str], lines: list[str] | None = None) -> dict[str
     if lines is not None:
         table = json.loads(f["messages"]) if f.get("messages") else None
         out["lines"] = [
-            {"line": line, "message": table["templates"][table["index"][i]] if table else None}
-            for i, line in enumerate(lines)
-        ]
+            {"raw": raw, "content": content, "line": content,
+             "message": table["templates"][table["index"][i]] if table else None}
+            for i, (raw, content) in enumerate(lines)
+        ]  # fmt: skip
     return out
 
 
@@ -202,7 +205,7 @@ class RecordStore:
             pipe.hgetall(prefix + "rec:" + window_id)
             pipe.lrange(prefix + "rec:lines:" + window_id, 0, -1)
             found, lines = await pipe.execute()
-        return public_record(_pairs(found), [_text(x) for x in lines] if with_lines else None) if found else None
+        return public_record(_pairs(found), [decode_line(x) for x in lines] if with_lines else None) if found else None
 
     async def get(self, window_id: str, with_lines: bool = True) -> dict[str, Any] | None:
         with _translated():

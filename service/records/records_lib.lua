@@ -2,7 +2,7 @@
 -- that writes the verdict, so a kept window's lines move to its record before the scored lines are dropped.
 -- Keys, all in the window's partition slot (P = 'logllm:{p<k>}:'):
 --   rec:<id>            hash: the record (fields in service/records/record_store.py)
---   rec:lines:<id>      list: the window's lines (message content), while retention keeps them
+--   rec:lines:<id>      list: the window's lines as buffered (content + raw line, service/windows/line_codec.py)
 --   rec:idx:<status>    zset scored_at -> id, one per status (anomalous, failed, muted, normal)
 --   rec:idx:<status>:<source>   the same per source
 --   rec:idx:feedback    zset feedback time -> id (labeled records)

@@ -27,6 +27,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
 from service.windows.ids import parse_window_id
+from service.windows.line_codec import decode_line
 from service.windows.windowing import DEFAULTS, Windowing
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class ClosedWindow:
     entry_id: str
     partition: int
     window_id: str
-    lines: list[str]
+    lines: list[str]  # each line's content: what the model reads (after preprocessing)
     reason: str
     closed_at: float
     window_key: str = ""
@@ -279,16 +280,17 @@ class WindowStore:
                     " key_prefix (the stored windows stay under the old one)"
                 )
 
-    async def append(self, items: Sequence[tuple[str, str]], mode: Literal["session", "fixed"]) -> AppendResult:
-        """Buffer (window key, content) items in order, windowed by ``mode`` and the configured sizes."""
+    async def append(self, items: Sequence[tuple[str, str | bytes]], mode: Literal["session", "fixed"]) -> AppendResult:
+        """Buffer (window key, line) items in order, windowed by ``mode`` and the configured sizes; a line is its
+        content, or line_codec.encode_line(raw, content) to keep the raw line beside it."""
         cfg = self.config
         windowing = Windowing(
             mode=mode, size=cfg.window_size, step=cfg.window_step, max_session_lines=cfg.max_session_lines
         )
         return await self.append_groups({windowing: items})
 
-    async def append_groups(self, groups: Mapping[Windowing, Sequence[tuple[str, str]]]) -> AppendResult:
-        """Buffer each group's (window key, content) items in order with its own windowing; one call per request.
+    async def append_groups(self, groups: Mapping[Windowing, Sequence[tuple[str, str | bytes]]]) -> AppendResult:
+        """Buffer each group's (window key, line) items in order with its own windowing; one call per request.
 
         The caps hold per partition (``open_share``, ``queue_share``: the cap divided by the partitions, rounded
         up) and are checked twice: for every partition the request touches before any line is written, so a
@@ -301,7 +303,7 @@ class WindowStore:
         owners: list[tuple[Windowing, list[int]]] = []  # per call: the group and its items' indices
         touched: dict[int, set[str]] = {}
         for w, items in groups.items():
-            by_partition: dict[int, tuple[list[str], list[int]]] = {}
+            by_partition: dict[int, tuple[list[str | bytes], list[int]]] = {}
             for index, (key, content) in enumerate(items):
                 p = self.partition(key)
                 pairs, indices = by_partition.setdefault(p, ([], []))
@@ -513,10 +515,11 @@ class WindowStore:
             if not lines:
                 missing.setdefault(e.partition, []).extend((e.entry_id, e.window_id))
                 continue
+            raw_lines, contents = zip(*map(decode_line, lines), strict=True)
             windows.append(
                 ClosedWindow(
-                    e.entry_id, e.partition, e.window_id, [_text(x) for x in lines], e.reason, e.closed_at,
-                    e.window_key, int(attempts or 0),
+                    e.entry_id, e.partition, e.window_id, list(contents), e.reason, e.closed_at,
+                    e.window_key, int(attempts or 0), list(raw_lines),
                 )
             )  # fmt: skip
         if missing:

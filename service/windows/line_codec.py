@@ -1,0 +1,54 @@
+"""One buffered line as one Redis list element: the content the model reads and, when it differs, the line as shipped.
+
+The element is the content alone when the raw line equals it (a ``raw``-format source pays not one byte more),
+and otherwise bytes that start with 0xFF. No UTF-8 text starts with that byte, so a marked element can never be
+mistaken for content, whatever the line holds, and elements written before raw lines were kept (content only)
+still read as they are. Layouts (offsets and lengths count code points of the UTF-8 text after the header):
+
+- ``<content>``: raw line == content, or an element written before this codec;
+- ``\\xff<o>:<raw>``: content = raw[o:], the header-strip case of every shipped log format (o = header length);
+- ``\\xff<o>,<n>:<raw>``: content = raw[o:o+n], content somewhere inside the raw line;
+- ``\\xff!<n>:<content><raw>``: content is not part of the raw line, so both texts are kept.
+
+The header holds only digits, ``,`` and ``!``: its first ``:`` ends it. Lua scripts copy elements as opaque
+strings (sliding windows, records), so only Python encodes and decodes.
+"""
+
+from __future__ import annotations
+
+MARK = b"\xff"
+
+
+def encode_line(raw: str, content: str) -> str | bytes:
+    """The list element for one line; ``str`` (sent as is) when nothing but the content needs keeping."""
+    if raw == content:
+        return content
+    if raw.endswith(content):
+        return b"\xff%d:" % (len(raw) - len(content)) + raw.encode()
+    at = raw.find(content)
+    if at >= 0:
+        return b"\xff%d,%d:" % (at, len(content)) + raw.encode()
+    return b"\xff!%d:" % len(content) + (content + raw).encode()
+
+
+def decode_line(element: bytes | str) -> tuple[str, str]:
+    """(raw line, content) of one element; an unmarked element is content that is also its raw line."""
+    if isinstance(element, str):
+        return element, element
+    if not element.startswith(MARK):
+        text = element.decode("utf-8", errors="replace")
+        return text, text
+    head, _, body = element.partition(b":")
+    text = body.decode("utf-8", errors="replace")
+    spec = head[1:]
+    try:
+        if spec.startswith(b"!"):
+            n = int(spec[1:])
+            return text[n:], text[:n]
+        if b"," in spec:
+            start, n = (int(x) for x in spec.split(b","))
+            return text, text[start : start + n]
+        return text, text[int(spec) :]
+    except ValueError:  # not written by encode_line (a hand-made element): show it whole rather than fail
+        whole = element.decode("utf-8", errors="replace")
+        return whole, whole
