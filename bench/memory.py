@@ -5,7 +5,8 @@ A real ``logllm serve`` runs on a Redis started here. Peak RSS is the kernel's h
 closed windows. Redis memory: INFO used_memory before and after opening N sessions of M lines (phase A), and
 after M more lines each (phase B): per line = (B - A) / (N*M), per session = what A costs beyond its lines.
 MEMORY USAGE of one session's keys is shown beside it. Lines are real HDFS_2k lines; Redis stores their
-content (header cut by the hdfs format), whose mean length is reported, as per-line memory depends on it.
+content (header cut by the hdfs format) and the raw line beside it; the mean content length is reported, as
+per-line memory depends on it.
 
     python -m bench.memory --sessions 10000 --lines 20 --score-windows 64
 
@@ -13,6 +14,12 @@ Kept anomalous windows (``--kept-windows``, also alone with ``--records-only``):
 write N anomalous windows of M lines exactly as the classifier does (verdict, record with preprocessed messages
 and a top-5 explanation, lines kept); bytes per kept window = INFO used_memory after / N, against an empty
 Redis. No model is needed for this part: the record's size does not depend on the score.
+
+Raw lines beside their content (service/windows/line_codec.py), side by side in one run on one Redis (flushed
+between): each store-level measurement runs twice, with the list elements the store wrote before (content only)
+and those it writes now (content + raw line): bytes per kept anomalous window, and per buffered line of
+open sessions (WindowStore.append of N sessions x M lines, then M more: (B - A) / (N*M)); and the mean element
+size over all HDFS_2k lines, which has no noise.
 
     python -m bench.memory --records-only --kept-windows 2000 --lines 20
 """
@@ -70,11 +77,58 @@ def used_memory(redis_client: Any) -> int:
     return int(redis_client.info("memory")["used_memory"])
 
 
-async def kept_anomalies(url: str, templates: list[str], n: int, m: int) -> dict[str, Any]:
+VARIANTS = {"content only (before)": False, "content + raw (now)": True}
+
+
+def element(raw: str, keep_raw: bool) -> str | bytes:
+    """The list element of one HDFS line: its content, or (keep_raw) what the intake stores now."""
+    from model.log_formats import parse_line
+    from service.windows.line_codec import encode_line
+
+    content = parse_line(raw, "hdfs").content
+    return encode_line(raw, content) if keep_raw else content
+
+
+def element_sizes(templates: list[str]) -> dict[str, float]:
+    """Mean bytes of one line's element per variant, over every template (exact, no allocator noise)."""
+    sizes = {}
+    for name, keep_raw in VARIANTS.items():
+        elements = [element(with_session(t, "blk_6000000"), keep_raw) for t in templates]
+        sizes[name] = sum(len(e if isinstance(e, bytes) else e.encode()) for e in elements) / len(elements)
+    return sizes
+
+
+async def open_lines(url: str, templates: list[str], n: int, m: int, keep_raw: bool) -> dict[str, Any]:
+    """Bytes per buffered line of n open sessions (store only, no HTTP), as the service part measures it."""
+    from redis.asyncio import Redis
+
+    from service.windows.store import StoreConfig, WindowStore
+
+    client = Redis.from_url(url)
+    store = WindowStore(client, StoreConfig(max_ready_queue=10**9, max_open_windows=10**9, max_session_lines=10**9))
+    await store.setup()
+    sync = __import__("redis").Redis.from_url(url)
+    phases = [used_memory(sync)]
+    for offset in (0, m):
+        for first in range(0, n, 500):
+            items = [
+                (f"blk_{6000000 + s}", element(with_session(templates[(offset + s * 7 + i) % len(templates)],
+                                                            f"blk_{6000000 + s}"), keep_raw))
+                for i in range(m) for s in range(first, min(n, first + 500))
+            ]  # fmt: skip
+            await store.append(items, "session")
+        phases.append(used_memory(sync))
+    sync.close()
+    await client.aclose()
+    per_line = (phases[2] - phases[1]) / (n * m)
+    return {"sessions": n, "lines": 2 * m, "used_memory": phases, "per_buffered_line": per_line,
+            "per_open_session": (phases[1] - phases[0] - n * m * per_line) / n}  # fmt: skip
+
+
+async def kept_anomalies(url: str, templates: list[str], n: int, m: int, keep_raw: bool = True) -> dict[str, Any]:
     """Write n anomalous windows of m real HDFS lines through WindowStore.complete with their records."""
     from redis.asyncio import Redis
 
-    from model.log_formats import parse_line
     from model.preprocess import preprocess
     from service.records.record_store import RecordConfig, RecordStore
     from service.windows.store import StoreConfig, Verdict, WindowStore
@@ -88,8 +142,8 @@ async def kept_anomalies(url: str, templates: list[str], n: int, m: int) -> dict
     for first in range(0, n, 500):
         sessions = range(first, min(n, first + 500))
         items = [
-            (f"blk_{7000000 + s}", parse_line(with_session(templates[(s * 7 + i) % len(templates)],
-                                                           f"blk_{7000000 + s}"), "hdfs").content)
+            (f"blk_{7000000 + s}", element(with_session(templates[(s * 7 + i) % len(templates)],
+                                                        f"blk_{7000000 + s}"), keep_raw))
             for s in sessions for i in range(m)
         ]  # fmt: skip
         await store.append(items, "session")
@@ -100,6 +154,7 @@ async def kept_anomalies(url: str, templates: list[str], n: int, m: int) -> dict
         for w in windows:
             messages = [preprocess(line) for line in w.lines]
             top = [{"message": t, "contribution": 0.1, "count": messages.count(t), "line": w.lines[messages.index(t)]}
+                   | ({"raw": w.raw_line(messages.index(t))} if keep_raw else {})
                    for t in list(dict.fromkeys(messages))[:5]]  # fmt: skip
             verdicts.append((w, Verdict(w.window_id, "anomalous", 0.9, 0.5, m, "bench", w.closed_at, time.time())))
             payloads[w.window_id] = records.payload(w, "anomalous", messages, top)
@@ -115,17 +170,36 @@ async def kept_anomalies(url: str, templates: list[str], n: int, m: int) -> dict
             "bytes_per_kept_window": (after - base) / n, "memory_usage_one_window": usage}  # fmt: skip
 
 
-def print_kept(kept: dict[str, Any]) -> None:
-    print(
-        table(
-            ["Redis, kept anomalous windows", "bytes"],
-            [
-                [f"per kept window ({kept['windows']} windows x {kept['lines_per_window']} lines, all keys)",
-                 kept["bytes_per_kept_window"]],
-                *[[f"MEMORY USAGE {k}<id> (one window)", float(v)] for k, v in kept["memory_usage_one_window"].items()],
-            ],
-        )
-    )  # fmt: skip
+def raw_side_by_side(url: str, templates: list[str], args: Any) -> dict[str, Any]:
+    """Every store-level figure once per element variant, on one Redis flushed in between."""
+    import redis
+
+    out: dict[str, Any] = {"element_bytes": element_sizes(templates), "kept": {}, "open": {}}
+    with redis.Redis.from_url(url) as sync:
+        for name, keep_raw in VARIANTS.items():
+            sync.flushall()
+            out["kept"][name] = asyncio.run(kept_anomalies(url, templates, args.kept_windows, args.lines, keep_raw))
+            sync.flushall()
+            out["open"][name] = asyncio.run(open_lines(url, templates, args.open_sessions, args.lines, keep_raw))
+        sync.flushall()
+    return out
+
+
+def print_kept(raw: dict[str, Any]) -> None:
+    names = list(VARIANTS)
+    kept, opened = raw["kept"], raw["open"]
+    first = kept[names[0]]
+    rows = [
+        ["mean list element per HDFS_2k line", *(raw["element_bytes"][n] for n in names)],
+        [f"per kept anomalous window ({first['windows']} x {first['lines_per_window']} lines, all keys)",
+         *(kept[n]["bytes_per_kept_window"] for n in names)],
+        *[[f"MEMORY USAGE {k}<id> (one kept window)", *(float(kept[n]["memory_usage_one_window"][k]) for n in names)]
+          for k in first["memory_usage_one_window"]],
+        [f"per buffered line ({opened[names[0]]['sessions']} open sessions x {2 * first['lines_per_window']} lines)",
+         *(opened[n]["per_buffered_line"] for n in names)],
+        ["per open session (beyond its lines)", *(opened[n]["per_open_session"] for n in names)],
+    ]  # fmt: skip
+    print(table(["Redis bytes (store level, same run)", *names], rows))
 
 
 def main() -> None:
@@ -136,10 +210,11 @@ def main() -> None:
     parser.add_argument("--score-windows", type=int, default=64, help="sessions closed and scored for peak RSS")
     parser.add_argument("--score-timeout-s", type=float, default=600)
     parser.add_argument("--kept-windows", type=int, default=2000, help="anomalous windows kept (records part)")
-    parser.add_argument("--records-only", action="store_true", help="measure only the kept anomalous windows")
+    parser.add_argument("--open-sessions", type=int, default=5000, help="open sessions (store-level raw comparison)")
+    parser.add_argument("--records-only", action="store_true", help="measure only the store-level parts (no model)")
     args = parser.parse_args()
     if args.quick:
-        args.sessions, args.lines, args.score_windows, args.kept_windows = 500, 10, 8, 200
+        args.sessions, args.lines, args.score_windows, args.kept_windows, args.open_sessions = 500, 10, 8, 200, 200
     if args.records_only and not args.name:
         args.name = "memory-records-quick" if args.quick else "memory-records"
     import httpx
@@ -152,11 +227,12 @@ def main() -> None:
     print(machine_line(info))
     templates = hdfs_lines(args.data)
     with EmbeddedRedis() as server:
-        kept = asyncio.run(kept_anomalies(server.url, templates, args.kept_windows, args.lines))
+        raw = raw_side_by_side(server.url, templates, args)
+    kept = raw["kept"][list(VARIANTS)[-1]]
     if args.records_only:
-        print_kept(kept)
+        print_kept(raw)
         print(machine_line(info))
-        write_result(result_name(args), {"quick": args.quick, "kept_anomalous_windows": kept}, info)
+        write_result(result_name(args), {"quick": args.quick, "kept_anomalous_windows": kept, "raw_lines": raw}, info)
         return
     checkpoint = resolve_checkpoint(args.checkpoint)
     n, m = args.sessions, args.lines
@@ -232,7 +308,7 @@ def main() -> None:
             ],
         )
     )
-    print_kept(kept)
+    print_kept(raw)
     print(f"mean stored line content: {mean_content:.0f} characters (HDFS_2k, hdfs format)")
     print(machine_line(info))
     write_result(
@@ -256,6 +332,7 @@ def main() -> None:
             },
             "mean_line_content_chars": mean_content,
             "kept_anomalous_windows": kept,
+            "raw_lines": raw,
         },
         info,
     )

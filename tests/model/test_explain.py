@@ -35,6 +35,16 @@ def test_each_distinct_message_is_removed_everywhere_in_one_batched_pass() -> No
     assert model.batches[-1] == 3  # with the score given, only the variants are scored
 
 
+def test_top_messages_carry_the_raw_text_of_their_first_line() -> None:
+    window = ["ok a", "bad b", "bad b"]
+    raw = ["10:00 h1 ok a", "10:01 h2 bad b", "10:02 h3 bad b"]
+    top = explain(one_pass(ShareOf()), window, top_k=1, lines=window, raw_lines=raw)
+    assert (top[0].message, top[0].line, top[0].raw) == ("bad b", "bad b", "10:01 h2 bad b")
+    assert explain(one_pass(ShareOf()), window, top_k=1, lines=window)[0].raw is None
+    with pytest.raises(ValueError, match="2 lines for 3 messages"):
+        explain(one_pass(ShareOf()), window, lines=window, raw_lines=raw[:2])
+
+
 def test_a_window_of_one_message_gives_it_the_whole_score() -> None:
     (only,) = explain(one_pass(ShareOf()), ["bad x", "bad x"], top_k=3)
     assert (only.message, only.contribution, only.count) == ("bad x", pytest.approx(1.0), 2)

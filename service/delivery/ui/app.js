@@ -42,7 +42,7 @@ function when(seconds) {
 
 function topLine(record) {
   const top = (record.explanation || [])[0];
-  return top ? (top.line || top.message) : "";
+  return top ? (top.raw || top.line || top.message) : "";  // raw: the line as shipped (records since #12)
 }
 
 function windowLink(id) {
@@ -132,7 +132,7 @@ async function showWindow(id) {
   const list = $("w-lines");
   list.replaceChildren();
   for (const line of record.lines || []) {
-    const item = el("li", line.line);
+    const item = el("li", line.raw || line.line);  // as shipped; old records have only line (the content)
     const contribution = weight.get(line.message) || 0;
     if (contribution > 0) {
       item.style.backgroundColor = "rgba(192, 57, 43, " + (0.1 + 0.6 * contribution / strongest).toFixed(3) + ")";
