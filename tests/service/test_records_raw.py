@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -82,3 +83,22 @@ def test_a_raw_format_source_stores_the_content_alone(make_client: MakeClient, r
     with redis.Redis.from_url(redis_url) as r:
         (key,) = r.keys("*:lines:session:default:blk_5")
         assert r.lrange(key, 0, -1) == [line.encode()]  # not one byte beside the content
+
+
+def test_failed_and_kept_normal_windows_keep_raw_lines_too(make_client: MakeClient) -> None:
+    class FailsOnDisk(KeywordScorer):
+        def score(self, sequences: Any) -> list[float]:
+            if any("disk" in m for s in sequences for m in s):
+                raise RuntimeError("tensor shape mismatch")
+            return super().score(sequences)
+
+    client = make_client(
+        scorer=FailsOnDisk(), log_format="hdfs", normal_lines_retention_s=60, reclaim_idle_ms=50, max_deliveries=2
+    )
+    failing = HDFS[0].replace("terminating", "disk full").replace("blk_42", "blk_43")
+    client.post("/logs", json={"lines": [{"message": HDFS[0]}, {"message": failing}]})
+    normal = client.post("/sequences/blk_42/close").json()["id"]
+    failed = client.post("/sequences/blk_43/close").json()["id"]
+    assert scored(client, normal)["status"] == "normal" and scored(client, failed)["status"] == "failed"
+    assert [(x["raw"], x["content"]) for x in record(client, normal)["lines"]] == [(HDFS[0], CONTENT[0])]
+    assert [(x["raw"], x["content"]) for x in record(client, failed)["lines"]] == [(failing, failing.split(": ", 1)[1])]
