@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class RecordLine(BaseModel):
     raw: str = Field(description="the line as shipped (timestamp, host, level...); = content for raw-format sources")
-    content: str = Field(description="what the source's log format cut out of it: what the model reads, preprocessed")
+    content: str = Field(description="what the source's log format cut out of it (the model reads it preprocessed)")
     line: str = Field(description="the same as content (the field's name before raw lines were kept)")
     message: str | None = Field(default=None, description="the preprocessed message (template) the model read")
 
