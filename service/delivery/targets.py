@@ -79,8 +79,9 @@ def _iso(seconds: float) -> str:
 def alert_body(record: dict[str, Any], record_url: str, now: float, resolve_after_s: float) -> bytes:
     """One alert for Alertmanager's ``POST /api/v2/alerts``; ``endsAt`` makes it resolve by itself."""
     lines = "\n".join(
-        f"{c.get('contribution', 0):+.3f} {c.get('line') or c.get('message', '')}"[:300] for c in top_lines(record)
-    )
+        f"{c.get('contribution', 0):+.3f} {c.get('raw') or c.get('line') or c.get('message', '')}"[:300]
+        for c in top_lines(record)
+    )  # the line as shipped where the record kept it
     score = record.get("score")
     alert = {
         "labels": {"alertname": "LogAnomaly", "source": str(record.get("source", "")), "window": record["id"]},
