@@ -227,3 +227,23 @@ def test_every_patterns_endpoint_needs_the_token(make_client: MakeClient) -> Non
         assert response.json()["field"] == "Authorization"
     ok = client.get("/patterns", headers={"Authorization": "Bearer s3cret"})
     assert ok.status_code == 200 and ok.json() == {"items": [], "next_cursor": None}
+
+
+@pytest.mark.anyio
+async def test_the_example_is_the_line_as_shipped(make_store: Any) -> None:
+    from service.patterns.keeper import PatternKeeper
+    from service.patterns.pattern_store import PatternStore
+    from service.windows.store import ClosedWindow, Verdict
+
+    store = await make_store()
+    patterns = PatternStore(store)
+    keeper = PatternKeeper(patterns, VocabularyScorer.vocabulary, "flag", 0.0)
+    window = ClosedWindow("1-0", 0, "session:default:x", ["fan 7 failed"], "explicit", 0.0, "session:default:x",
+                          raw_lines=["<12>Nov 23 host fand[1]: fan 7 failed"])  # fmt: skip
+    pairs = [(window, Verdict(window.window_id, "normal", 0.1, 0.5, 1, "t", 0.0, 0.0))]
+    decided = await keeper.decide(pairs, [["fan <*> failed"]])
+    assert (decided[0][1].label, decided[0][1].reason) == ("anomalous", "novel_template")
+    await keeper.record(decided, [["fan <*> failed"]])
+    (found,) = await patterns.get(template_id("fan <*> failed"), "default")
+    assert found["example"] == "<12>Nov 23 host fand[1]: fan 7 failed"  # raw_line(i), not the content
+    assert found["recent_windows"] == ["session:default:x"]

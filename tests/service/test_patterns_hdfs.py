@@ -82,7 +82,7 @@ def test_an_unseen_hdfs_line_is_flagged_first_and_normal_once_learned_or_muted(c
     lead = client.get(f"/sequences/{flagged['id']}").json()["explanation"][0]
     assert (lead["message"], lead["novelty"]) == (QUOTA, "novel") and "Disk quota exceeded" in lead["line"]
     quota = client.get(f"/patterns/{template_id(QUOTA)}", params={"source": "default"}).json()["sources"][0]
-    assert quota["new"] and quota["example"].startswith("Disk quota exceeded while writing blk_2001")
+    assert quota["new"] and "Disk quota exceeded while writing blk_2001 to /data" in quota["example"]  # raw_line(i)
     assert client.post(f"/patterns/{template_id(QUOTA)}/learn").status_code == 200
 
     again = stream(client, "blk_2002", QUOTA_LINE)
