@@ -17,11 +17,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
+from redis.exceptions import ResponseError
+
 from model.vocab import NoveltyMode, Vocabulary, decide, window_novelty
 from service.metrics import ServiceMetrics
 from service.patterns.pattern_store import PatternStore, TemplateUse, template_id
 from service.records.record_store import window_parts
-from service.windows.store import ClosedWindow, Verdict
+from service.windows.store import ClosedWindow, StoreUnavailable, Verdict
 
 Pair = tuple[ClosedWindow, Verdict]
 log = logging.getLogger(__name__)
@@ -59,7 +61,13 @@ class PatternKeeper:
             asked: dict[str, set[str]] = {}
             for (window, _), messages in zip(pairs, sequences, strict=True):
                 asked.setdefault(source_of(window), set()).update(template_id(m) for m in messages)
-            now, states = await self.patterns.lookup(asked)
+            try:
+                now, states = await self.patterns.lookup(asked)
+            except StoreUnavailable:
+                raise  # the loop retries through short outages
+            except ResponseError:  # a script error must not cost the verdicts: the model decides this batch
+                log.exception("novelty lookup failed; this batch is decided by the model alone")
+                return [(w, replace(v, reason="model" if v.label == "anomalous" else None)) for w, v in pairs]
             learned = {source: state.learned for source, state in states.items()}
             warming = {source for source, state in states.items() if now - state.first_seen < self.warmup_s}
         out: list[Pair] = []
@@ -97,7 +105,13 @@ class PatternKeeper:
                     use.windows.append(window.window_id)
                 if learns and message not in anomalous_only:
                     use.learn = LEARNED_FROM_WINDOW
-        new = await self.patterns.update({source: list(found.values()) for source, found in uses.items()})
+        try:
+            new = await self.patterns.update({source: list(found.values()) for source, found in uses.items()})
+        except StoreUnavailable:
+            raise
+        except ResponseError:  # counts are not worth a verdict
+            log.exception("pattern update failed; this batch's templates are not counted")
+            return
         if self.metrics is not None:
             for source, count in new.items():
                 if count:
