@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from model.vocab import build_vocabulary
@@ -44,7 +45,7 @@ def pattern(client: TestClient, template: str, source: str = "default") -> dict[
 
 
 def test_an_unseen_template_flags_its_window_and_leads_the_explanation_until_learned(
-    make_client: MakeClient,
+    make_client: MakeClient, redis_url: str
 ) -> None:
     client = novelty_client(make_client)
     normal = scored(client, session(client, "n1", KNOWN))
@@ -60,6 +61,9 @@ def test_an_unseen_template_flags_its_window_and_leads_the_explanation_until_lea
     lead = rec["explanation"][0]
     assert (lead["message"], lead["line"], lead["novelty"]) == ("fan <*> failed", FAN, "novel")
     assert flagged in [r["id"] for r in client.get("/anomalies").json()["items"]]
+    with redis.Redis.from_url(redis_url, decode_responses=True) as r:  # the verdict stream says why, too
+        entries = {e["id"]: e for _, e in r.xrange("logllm:{delivery}:verdicts")}
+    assert entries[flagged]["verdict_reason"] == "novel_template" and entries[normal["id"]]["verdict_reason"] == ""
 
     fan = pattern(client, "fan <*> failed")
     assert (fan["count"], fan["example"], fan["learned"], fan["new"]) == (1, FAN, None, True)
