@@ -30,6 +30,7 @@ from service.http_errors import install_error_handlers
 from service.intake import routes as intake_routes
 from service.metrics import ServiceMetrics
 from service.openapi import install_openapi
+from service.patterns import routes as patterns_routes
 from service.records import feedback_routes as records_feedback
 from service.records import query_routes as records_queries
 from service.records import routes as records_routes
@@ -37,6 +38,8 @@ from service.settings import Role, ServiceSettings
 from service.state import ServiceState
 
 if TYPE_CHECKING:
+    from model.vocab import Vocabulary
+    from service.patterns.keeper import PatternKeeper
     from service.records.keeper import RecordKeeper
     from service.scoring.classifier import ClassifierLoop, Scorer
     from service.windows.store import WindowStore
@@ -57,9 +60,20 @@ def role_routers(role: Role) -> list[tuple[APIRouter, list[str]]]:
         (records_routes.router, ["sequences"]),
         (records_queries.router, ["records"]),
         (records_feedback.router, ["records"]),
+        (patterns_routes.router, ["patterns"]),
         (delivery_routes.router, []),
         *ops,
     ]
+
+
+def load_vocabulary_of(settings: ServiceSettings, scorer: Scorer, from_checkpoint: bool) -> Vocabulary | None:
+    """The training vocabulary of the novelty rule: the served checkpoint's (None for one made before
+    vocabularies), or a stand-in scorer's ``vocabulary`` attribute (None without one)."""
+    if not from_checkpoint:
+        return getattr(scorer, "vocabulary", None)
+    from model.vocab import load_vocabulary
+
+    return load_vocabulary(settings.checkpoint)
 
 
 def load_scorer(settings: ServiceSettings) -> Scorer:
@@ -145,6 +159,8 @@ class Runtime:
             if scorer is None:
                 scorer = await asyncio.to_thread(load_scorer, state.settings)
             await asyncio.to_thread(scorer.score, WARMUP_SEQUENCE)
+            from_checkpoint = self.given_scorer is None and not state.settings.scorer
+            vocabulary = await asyncio.to_thread(load_vocabulary_of, state.settings, scorer, from_checkpoint)
         except Exception as exc:
             state.model_error = f"model failed to load: {type(exc).__name__}: {str(exc)[:300]}"
             log.exception("model failed to load from %s", state.settings.checkpoint)
@@ -162,6 +178,7 @@ class Runtime:
                 state.metrics,
                 records=self._record_keeper(),
                 publish=self.publish,
+                patterns=self._pattern_keeper(vocabulary),
             )
             try:
                 await self.classifier.run()
@@ -177,6 +194,15 @@ class Runtime:
 
         records = self.state.records
         return RecordKeeper(records, preprocess, self.state.metrics) if records is not None else None
+
+    def _pattern_keeper(self, vocabulary: Vocabulary | None) -> PatternKeeper | None:
+        from service.patterns.keeper import PatternKeeper
+
+        state = self.state
+        if state.patterns is None:
+            return None
+        settings = state.settings
+        return PatternKeeper(state.patterns, vocabulary, settings.novelty, settings.novelty_warmup_s, state.metrics)
 
     async def stop(self) -> None:
         """Finish the batch in flight and ack it; what is still queued waits in Redis for the next start."""
@@ -267,10 +293,12 @@ def create_app(
             check_checkpoint(settings)
         async with contextlib.AsyncExitStack() as stack:
             active = store if store is not None else await stack.enter_async_context(open_store(settings))
+            from service.patterns.pattern_store import PatternStore
             from service.records.record_store import RecordStore
 
             records = RecordStore(active, settings)
-            state = ServiceState(settings=settings, metrics=metrics, store=active, records=records)
+            patterns = PatternStore(active, settings)
+            state = ServiceState(settings=settings, metrics=metrics, store=active, records=records, patterns=patterns)
             app.state.service = state
             app.state.delivery = delivery = Delivery(state)
             runtime = Runtime(state, scorer, publish=delivery.stream.publish)

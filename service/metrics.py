@@ -91,6 +91,10 @@ class ServiceMetrics:
         self.explanation_seconds = Histogram(
             "logllm_explanation_seconds", "occlusion explanation of one window", buckets=_SECONDS, registry=r
         )
+        self.new_templates = Counter(
+            "logllm_new_templates", "templates seen for the first time in a source (bounded source names)",
+            ["source"], registry=r,
+        )  # fmt: skip
         self.embedding_cache_hit_ratio = Gauge(
             "logllm_embedding_cache_hit_ratio", "message vectors found in the model's cache, since start", registry=r
         )

@@ -16,6 +16,7 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 from pydantic_settings import NoDecode
 
 from model.settings import ModelSettings
+from model.vocab import NoveltyMode
 from service.delivery.targets import WebhookTarget
 from service.windows.ids import BadWindowName, check_source
 from service.windows.windowing import DEFAULTS, LogFormat, SourceWindowing, Windowing, WindowMode, compiled_pattern
@@ -161,6 +162,25 @@ class ServiceSettings(ModelSettings):
     )
     metrics_max_sources: int = Field(
         default=50, gt=0, description="distinct source label values in metrics; later sources count as 'other'"
+    )
+
+    # patterns and novelty (service/patterns/)
+    novelty: NoveltyMode = Field(
+        default="flag",
+        description="windows holding a template in neither the checkpoint's normal vocabulary nor the source's"
+        " learned patterns: 'flag' makes them anomalous (reason novel_template / known_anomalous_template),"
+        " 'annotate' only lists the templates, 'off' ignores them",
+    )
+    novelty_warmup_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="a source first seen less than this long ago learns its patterns without flagging novelty",
+    )
+    max_templates_per_source: int = Field(
+        default=10_000, gt=0, description="templates kept per source; the rarest, then least recently seen, go first"
+    )
+    pattern_recent_windows: int = Field(
+        default=20, gt=0, description="ids of the latest windows kept per template (GET /patterns/{id})"
     )
 
     # delivery (service/delivery): the verdict stream, webhooks, Alertmanager

@@ -14,6 +14,7 @@ from service.metrics import ServiceMetrics
 from service.settings import ServiceSettings
 
 if TYPE_CHECKING:
+    from service.patterns.pattern_store import PatternStore
     from service.records.record_store import RecordStore
     from service.scoring.classifier import Scorer
     from service.windows.store import WindowStore
@@ -29,6 +30,7 @@ class ServiceState:
     scorer: Scorer | None = None
     model_error: str | None = None
     records: RecordStore | None = None
+    patterns: PatternStore | None = None
 
 
 def get_state(request: Request) -> ServiceState:

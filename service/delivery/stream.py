@@ -70,7 +70,7 @@ class VerdictStream:
                         "id": v.window_id, "label": v.label, "score": "" if v.score is None else repr(v.score),
                         "threshold": "" if v.threshold is None else repr(v.threshold), "source": source_of(window),
                         "n_lines": v.n_lines, "closed_at": repr(v.closed_at), "scored_at": repr(v.scored_at),
-                        "model_version": v.model_version, "reason": window.reason,
+                        "model_version": v.model_version, "reason": window.reason, "verdict_reason": v.reason or "",
                     }  # fmt: skip
                     pipe.xadd(self.key, entry, maxlen=self.maxlen, approximate=True)
                 await pipe.execute()

@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field
 
 from service.http_errors import ApiError
 from service.records.query_routes import records_of
-from service.state import State, require_token
+from service.state import ServiceState, State, require_token
+from service.windows.ids import DEFAULT_SOURCE
 
 router = APIRouter(dependencies=[Depends(require_token)])
 MAX_EXPORT = 100_000
@@ -55,7 +56,19 @@ async def post_feedback(window_id: str, body: FeedbackBody, state: State) -> dic
     if body.mute:
         mute_id = await records.add_mute(stored, body.note or "", now)
         state.metrics.mutes_created.inc()
-    return {"id": window_id, "label": body.label, "at": now, "mute_id": mute_id}
+    learned = await learn_novelty(state, stored, "mute" if body.mute else "feedback") if body.label == "normal" else []
+    return {"id": window_id, "label": body.label, "at": now, "mute_id": mute_id, "learned": learned}
+
+
+async def learn_novelty(state: ServiceState, record: dict[str, str], how: str) -> list[str]:
+    """A window said to be normal teaches its source the templates the novelty rule found in it; their ids.
+
+    Not in feedback.lua: a source's patterns live in its own partition slot, the record in its window's."""
+    if state.patterns is None or not record.get("novelty"):
+        return []
+    found = json.loads(record["novelty"])
+    templates = [*found.get("known_anomalous", ()), *found.get("novel", ())]
+    return await state.patterns.learn(record.get("source") or DEFAULT_SOURCE, templates, how)
 
 
 @router.get(

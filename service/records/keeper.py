@@ -16,13 +16,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from model.explain import explain, one_pass
+from model.explain import Contribution, explain, one_pass
 from service.metrics import ServiceMetrics
 from service.records.record_store import RecordStore, mute_id, window_parts
 from service.windows.store import ClosedWindow, Verdict
 
 Pair = tuple[ClosedWindow, Verdict]
 log = logging.getLogger(__name__)
+
+
+def lead_with(top: Sequence[Contribution], verdict: Verdict, top_k: int) -> list[dict[str, Any]]:
+    """The explanation as stored: the templates the novelty rule found first (tagged with their kind), then the
+    rest by contribution, top_k of those; a window without novelty keeps the occlusion order."""
+    kinds = {m: "known_anomalous" for m in verdict.known_anomalous} | {m: "novel" for m in verdict.novel}
+    first = sorted((c for c in top if c.message in kinds), key=lambda c: kinds[c.message] != "known_anomalous")
+    rest = [c.to_json() for c in top if c.message not in kinds][: max(top_k - len(first), 0)]
+    return [{**c.to_json(), "novelty": kinds[c.message]} for c in first] + rest
 
 
 class RecordKeeper:
@@ -60,7 +69,7 @@ class RecordKeeper:
             found = await asyncio.to_thread(self._explain, scorer, [(out[i], messages[i]) for i in to_explain])
             explanations = dict(zip(to_explain, found, strict=True))
         payloads = {
-            w.window_id: self.records.payload(w, v.label, messages.get(i), explanations.get(i))
+            w.window_id: self.records.payload(w, v.label, messages.get(i), explanations.get(i), v)
             for i, (w, v) in enumerate(out)
         }
         return out, payloads
@@ -79,16 +88,18 @@ class RecordKeeper:
         out: list[list[dict[str, Any]] | None] = []
         for (window, verdict), messages in items:
             started = time.perf_counter()
+            leading = [*verdict.known_anomalous, *verdict.novel]  # the novelty rule's templates lead
+            k = len(set(messages)) if leading else self.top_k
             try:
                 raw = [window.raw_line(i) for i in range(len(window.lines))]
-                top = explain(score, messages, self.top_k, base_score=verdict.score, lines=window.lines, raw_lines=raw)
+                top = explain(score, messages, k, base_score=verdict.score, lines=window.lines, raw_lines=raw)
             except Exception:  # the verdict matters more than its explanation: write it without one
                 log.exception("explanation failed for window %s; its record has none", window.window_id)
                 out.append(None)
                 continue
             if self.metrics is not None:
                 self.metrics.explanation_seconds.observe(time.perf_counter() - started)
-            out.append([c.to_json() for c in top])
+            out.append(lead_with(top, verdict, self.top_k))
         return out
 
     def observe(self, pairs: Sequence[Pair], written: set[str], scorer: Any) -> None:

@@ -10,6 +10,7 @@ when every partition is exhausted.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -53,20 +54,27 @@ async def query_records(records: RecordStore, q: RecordQuery, limit: int, cursor
 
     with _translated():
         replies = await asyncio.gather(*(one(p) for p in range(records.partitions)))
-    found: list[tuple[tuple[float, str], dict[str, str]]] = []
+    page, next_position = merge_pages(replies, limit)
+    items = [public_record(fields) for _, fields in page]
+    return Page(items, encode_cursor(records.secret, fp, next_position) if next_position else None)
+
+
+Row = tuple[tuple[float, str], dict[str, str]]
+
+
+def merge_pages(replies: Sequence[Any], limit: int) -> tuple[list[Row], tuple[float, str] | None]:
+    """Merge per-partition replies ``[done, last time, last member, [[member, time, HGETALL]...]]`` newest
+    first: the rows at or above the frontier (the highest position where an unfinished partition stopped), up
+    to ``limit``, and the position the next page starts after (None: every partition is exhausted)."""
+    found: list[Row] = []
     frontier: tuple[float, str] | None = None
     for done, last_t, last_id, rows in replies:
-        for window_id, t, fields in rows:
-            found.append(((float(_text(t)), _text(window_id)), _pairs(fields)))
+        for member, t, fields in rows:
+            found.append(((float(_text(t)), _text(member)), _pairs(fields)))
         if not int(done) and _text(last_id):
             stop = (float(_text(last_t)), _text(last_id))
             frontier = stop if frontier is None else max(frontier, stop)
     found.sort(key=lambda item: item[0], reverse=True)
     complete = [item for item in found if frontier is None or item[0] >= frontier]
     page = complete[:limit]
-    if len(complete) > limit:
-        next_position: tuple[float, str] | None = page[-1][0]
-    else:
-        next_position = frontier
-    items = [public_record(fields) for _, fields in page]
-    return Page(items, encode_cursor(records.secret, fp, next_position) if next_position else None)
+    return page, (page[-1][0] if len(complete) > limit else frontier)

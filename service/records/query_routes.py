@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -17,6 +19,15 @@ from service.windows.ids import SOURCE_PATTERN
 
 router = APIRouter(dependencies=[Depends(require_token)])
 MAX_LIMIT = 500
+
+
+@contextmanager
+def cursor_checked() -> Iterator[None]:
+    """A cursor this service did not issue for this query is the client's error: 400 naming ``cursor``."""
+    try:
+        yield
+    except BadCursor as exc:
+        raise ApiError(400, "invalid_cursor", str(exc), field="cursor") from None
 
 
 def records_of(state: ServiceState) -> RecordStore:
@@ -43,10 +54,8 @@ async def list_anomalies(
     if since is not None and until is not None and since > until:
         raise ApiError(400, "invalid_range", f"since ({since:g}) is after until ({until:g})", field="since")
     query = RecordQuery(status=status, source=source, since=since, until=until, min_score=min_score)
-    try:
+    with cursor_checked():
         page = await query_records(records_of(state), query, limit, cursor)
-    except BadCursor as exc:
-        raise ApiError(400, "invalid_cursor", str(exc), field="cursor") from None
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 

@@ -20,7 +20,7 @@ from redis.commands.core import AsyncScript
 
 from service.windows.ids import DEFAULT_SOURCE, parse_window_id
 from service.windows.line_codec import decode_line
-from service.windows.store import ClosedWindow, WindowStore, _text, _translated
+from service.windows.store import ClosedWindow, Verdict, WindowStore, _text, _translated
 
 STATUSES = ("anomalous", "failed", "muted", "normal")
 
@@ -88,8 +88,10 @@ def record_payload(
     partitions: int,
     messages: Sequence[str] | None = None,
     explanation: list[dict[str, Any]] | None = None,
+    verdict: Verdict | None = None,
 ) -> str:
-    """The JSON records_lib.lua writes: where the window came from, retention and, when kept, its messages."""
+    """The JSON records_lib.lua writes: where the window came from, retention and, when kept, its messages;
+    with the verdict, why it is anomalous and the templates the novelty rule found (service/patterns)."""
     parts = window_parts(window.window_id, window.window_key)
     keep = status in ("anomalous", "failed")
     payload: dict[str, Any] = {
@@ -106,6 +108,11 @@ def record_payload(
         payload["messages"] = json.dumps(template_table(messages), separators=(",", ":"))
     if explanation is not None:
         payload["explanation"] = json.dumps(explanation, separators=(",", ":"))
+    if verdict is not None and verdict.reason:
+        payload["verdict_reason"] = verdict.reason
+    if verdict is not None and (verdict.novel or verdict.known_anomalous):
+        novelty = {"novel": list(verdict.novel), "known_anomalous": list(verdict.known_anomalous)}
+        payload["novelty"] = json.dumps(novelty, separators=(",", ":"))
     return json.dumps(payload, separators=(",", ":"))
 
 
@@ -138,6 +145,8 @@ def public_record(f: dict[str, str], lines: Sequence[tuple[str, str]] | None = N
         "lines_kept": f.get("lines_kept") == "1",
         "explanation": json.loads(f["explanation"]) if f.get("explanation") else None,
         "feedback": None,
+        "reason": f.get("verdict_reason") or None,
+        "novelty": json.loads(f["novelty"]) if f.get("novelty") else None,
     }
     if out["kind"] == "session":
         out["session_key"], out["window_number"] = f.get("key"), int(f.get("number") or 0)
@@ -175,7 +184,7 @@ class RecordStore:
         self.mutes_key = f"{store.config.key_prefix}:mutes"
         self._secret_key = f"{store.config.key_prefix}:cursor-secret"
         self.secret = self.config.cursor_secret.encode()
-        self.query_script: AsyncScript = self.redis.register_script(_lua("query.lua"))
+        self.query_script: AsyncScript = self.redis.register_script(_lua("page_lib.lua") + "\n" + _lua("query.lua"))
         self._feedback_script: AsyncScript = self.redis.register_script(_lua("feedback.lua"))
 
     async def setup(self) -> None:
@@ -187,8 +196,8 @@ class RecordStore:
             self.secret = _text(await self.redis.get(self._secret_key)).encode()
 
     def payload(self, window: ClosedWindow, status: str, messages: Sequence[str] | None = None,
-                explanation: list[dict[str, Any]] | None = None) -> str:  # fmt: skip
-        return record_payload(window, status, self.config, self.partitions, messages, explanation)
+                explanation: list[dict[str, Any]] | None = None, verdict: Verdict | None = None) -> str:  # fmt: skip
+        return record_payload(window, status, self.config, self.partitions, messages, explanation, verdict)
 
     # --- one record ------------------------------------------------------------------------------------
 

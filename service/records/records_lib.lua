@@ -59,6 +59,8 @@ local function write_record(id, v, payload)
   if v[8] ~= '' then redis.call('HSET', rk, 'error', v[8]) end
   if r.messages then redis.call('HSET', rk, 'messages', r.messages) end
   if r.explanation then redis.call('HSET', rk, 'explanation', r.explanation) end
+  if r.verdict_reason then redis.call('HSET', rk, 'verdict_reason', r.verdict_reason) end
+  if r.novelty then redis.call('HSET', rk, 'novelty', r.novelty) end
   redis.call('EXPIRE', rk, r.ttl)
   local closed = closed_key(id)
   if r.lines_ttl > 0 and redis.call('EXISTS', closed) == 1 then

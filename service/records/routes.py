@@ -14,6 +14,11 @@ from service.windows.ids import DEFAULT_SOURCE, BadWindowName, is_window_key, se
 router = APIRouter(prefix="/sequences", dependencies=[Depends(require_token)])
 
 
+class NoveltyFound(BaseModel):
+    novel: list[str] = Field(description="templates in neither the checkpoint's normal vocabulary nor learned")
+    known_anomalous: list[str] = Field(description="templates training saw only in anomalous windows")
+
+
 class VerdictResponse(BaseModel):
     id: str
     status: Literal["pending", "normal", "anomalous", "muted", "failed"] = Field(
@@ -30,6 +35,12 @@ class VerdictResponse(BaseModel):
     closed_at: float | None = Field(default=None, description="unix seconds")
     scored_at: float | None = Field(default=None, description="unix seconds")
     error: str | None = Field(default=None, description="why the window failed (status failed only)")
+    reason: Literal["model", "novel_template", "known_anomalous_template"] | None = Field(
+        default=None,
+        description="why it is anomalous: the model's score, or a template neither the checkpoint nor the source knew"
+        " (novel_template) or that training saw only in anomalous windows (known_anomalous_template)",
+    )
+    novelty: NoveltyFound | None = Field(default=None, description="the templates the novelty rule found")
 
 
 class CloseResponse(BaseModel):
@@ -83,6 +94,10 @@ async def get_verdict(window_id: str, state: State) -> VerdictResponse:
         model_version=found.model_version,
         closed_at=found.closed_at,
         scored_at=found.scored_at,
+        reason=found.reason if found.reason in ("model", "novel_template", "known_anomalous_template") else None,
+        novelty=NoveltyFound(novel=list(found.novel), known_anomalous=list(found.known_anomalous))
+        if found.novel or found.known_anomalous
+        else None,
     )
 
 

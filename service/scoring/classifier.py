@@ -67,6 +67,18 @@ class RecordStep(Protocol):
     def observe(self, pairs: Sequence[tuple[ClosedWindow, Verdict]], written: set[str], scorer: Any) -> None: ...
 
 
+class PatternStep(Protocol):
+    """The novelty rule and the per-source template counts (service/patterns/keeper.py's PatternKeeper)."""
+
+    async def decide(
+        self, pairs: Sequence[tuple[ClosedWindow, Verdict]], sequences: Sequence[Sequence[str]]
+    ) -> list[tuple[ClosedWindow, Verdict]]: ...
+
+    async def record(
+        self, pairs: Sequence[tuple[ClosedWindow, Verdict]], sequences: Sequence[Sequence[str]]
+    ) -> None: ...
+
+
 @dataclass(frozen=True)
 class ClassifierConfig:
     """The settings the loop needs; ``from_settings`` takes them by name from ``ServiceSettings``."""
@@ -96,9 +108,11 @@ class ClassifierLoop:
         preprocess: Callable[[str], str] | None = None,
         records: RecordStep | None = None,
         publish: Callable[[Sequence[tuple[ClosedWindow, Verdict]]], Awaitable[None]] | None = None,
+        patterns: PatternStep | None = None,
     ) -> None:
         self.store = store
         self.records = records
+        self.patterns = patterns
         self.publish = publish  # the verdict stream (service/delivery): called before complete = at-least-once
         self.scorer = scorer
         self.config = settings if isinstance(settings, ClassifierConfig) else ClassifierConfig.from_settings(settings)
@@ -205,7 +219,7 @@ class ClassifierLoop:
                 return
         picked = time.time()
         try:
-            scores, inference_s = await asyncio.to_thread(self._infer, batch)
+            sequences, scores, inference_s = await asyncio.to_thread(self._infer, batch)
         except Exception as exc:
             if len(batch) > 1:
                 log.warning("model failed on a batch of %d windows; trying its halves alone", len(batch))
@@ -241,9 +255,13 @@ class ClassifierLoop:
             )
             for window, score in zip(batch, scores, strict=True)
         ]
+        if self.patterns is not None:  # the novelty rule: before mutes and explanations, which see its label
+            verdicts = await self._retrying(self.patterns.decide, verdicts, sequences)
         records: dict[str, str] = {}
         if self.records is not None:  # records, mutes and explanations: a separate step after scoring
             verdicts, records = await self.records.prepare(self.scorer, verdicts)
+        if self.patterns is not None:  # counted before complete: a crash between counts a batch twice, loses none
+            await self._retrying(self.patterns.record, verdicts, sequences)
         if self.publish is not None:  # delivery: publish before complete, so a crash between re-publishes
             await self._retrying(self.publish, verdicts)
         written = set(await self._retrying(self.store.complete, verdicts, records))
@@ -264,15 +282,15 @@ class ClassifierLoop:
             if self.metrics is not None:
                 self.metrics.windows_dropped.labels(reason=reason).inc(count)
 
-    def _infer(self, batch: list[ClosedWindow]) -> tuple[list[float], float]:
-        """Runs in a worker thread: preprocessing is CPU work too."""
+    def _infer(self, batch: list[ClosedWindow]) -> tuple[list[list[str]], list[float], float]:
+        """Runs in a worker thread: preprocessing is CPU work too. The preprocessed windows and their scores."""
         sequences = [[self.preprocess(line) for line in window.lines] for window in batch]
         started = time.perf_counter()
         scores = score_whole(self.scorer.score, sequences, getattr(self.scorer, "max_messages", None))
         elapsed = time.perf_counter() - started
         if len(scores) != len(batch):
             raise ValueError(f"scorer returned {len(scores)} scores for {len(batch)} sequences")
-        return list(scores), elapsed
+        return sequences, list(scores), elapsed
 
     def _observe(
         self,

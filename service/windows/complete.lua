@@ -3,12 +3,13 @@
 -- Label 'failed' is the dead-letter path: no score, the error is kept, and the lines are renamed to
 -- failed:<id> (same TTL) for inspection instead of being dropped. scored_at is the Redis clock.
 -- ARGV: prefix, group, ttl, then per window: entry id, window id, window key, label, score, threshold,
--- n_lines, n_scored, model_version, closed_at, error, record (JSON or ''; service/records/records_lib.lua).
+-- n_lines, n_scored, model_version, closed_at, error, record (JSON or ''; service/records/records_lib.lua),
+-- extra verdict fields (JSON object of strings, or ''; e.g. the novelty reason of service/patterns).
 -- Returns the window ids whose verdict this call wrote.
 local group = ARGV[2]
 local ttl = tonumber(ARGV[3])
 local written = {}
-for i = 4, #ARGV, 12 do
+for i = 4, #ARGV, 13 do
   local entry, id, key, label = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local verdict = P .. 'verdict:' .. id
   if redis.call('EXISTS', verdict) == 0 then
@@ -18,6 +19,9 @@ for i = 4, #ARGV, 12 do
       redis.call('HSET', verdict, 'error', ARGV[i + 10])
     else
       redis.call('HSET', verdict, 'score', ARGV[i + 4], 'threshold', ARGV[i + 5], 'n_scored', ARGV[i + 7])
+    end
+    if ARGV[i + 12] ~= '' then
+      for field, value in pairs(cjson.decode(ARGV[i + 12])) do redis.call('HSET', verdict, field, value) end
     end
     redis.call('EXPIRE', verdict, ttl)
     written[#written + 1] = id

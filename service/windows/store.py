@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import re
@@ -120,6 +121,18 @@ class Verdict:
     scored_at: float
     error: str = ""
     n_scored: int | None = None  # lines the model saw; None for verdicts written before this was recorded
+    reason: str | None = None  # why anomalous: "model", "novel_template", "known_anomalous_template" (service/patterns)
+    novel: tuple[str, ...] = ()  # templates neither the checkpoint nor the source knew
+    known_anomalous: tuple[str, ...] = ()  # templates training saw only in anomalous windows
+
+    def extra_fields(self) -> str:
+        """The verdict hash's optional fields as complete.lua takes them: JSON, or '' when there are none."""
+        extra: dict[str, str] = {}
+        if self.reason:
+            extra["reason"] = self.reason
+        if self.novel or self.known_anomalous:
+            extra["novelty"] = json.dumps({"novel": list(self.novel), "known_anomalous": list(self.known_anomalous)})
+        return json.dumps(extra) if extra else ""
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,11 @@ class _Entry:
 
 def _number(value: float | None) -> str:
     return "" if value is None else repr(value)
+
+
+def _novelty_fields(text: str | None) -> dict[str, tuple[str, ...]]:
+    found = json.loads(text) if text else {}
+    return {"novel": tuple(found.get("novel", ())), "known_anomalous": tuple(found.get("known_anomalous", ()))}
 
 
 def _text(value: Any) -> str:
@@ -559,7 +577,7 @@ class WindowStore:
                 (
                     window.entry_id, window.window_id, window.window_key, v.label, _number(v.score),
                     _number(v.threshold), v.n_lines, v.n_lines if v.n_scored is None else v.n_scored,
-                    v.model_version, repr(v.closed_at), v.error, records.get(window.window_id, ""),
+                    v.model_version, repr(v.closed_at), v.error, records.get(window.window_id, ""), v.extra_fields(),
                 )
             )  # fmt: skip
         if not by_partition:
@@ -613,6 +631,8 @@ class WindowStore:
                 scored_at=float(f["scored_at"]),
                 error=f.get("error", ""),
                 n_scored=int(f["n_scored"]) if "n_scored" in f else None,
+                reason=f.get("reason"),
+                **_novelty_fields(f.get("novelty")),
             )
         return None
 

@@ -1,0 +1,118 @@
+"""The classifier's pattern step: the novelty rule before the verdicts are final, the per-source counts after.
+
+``decide`` runs right after scoring: it asks Redis which templates each source has learned and when the source
+was first seen, then applies model/vocab.py's ``window_novelty`` and ``decide``, the same two functions
+``logllm score`` uses, so offline and online verdicts follow one rule. ``record`` runs once the verdicts are
+final (mutes applied) and before they are written: it counts every template per source and learns the
+templates of windows that came out normal or muted. Lookup before update means a template first seen in the
+window being scored is not yet learned, in that window or in any other of the same batch.
+
+A template the checkpoint saw only in anomalous windows is never learned from a window's outcome, only
+explicitly (feedback "normal", a mute, ``POST /patterns/{id}/learn``): it is the signal novelty exists for.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+
+from redis.exceptions import ResponseError
+
+from model.vocab import NoveltyMode, Vocabulary, decide, window_novelty
+from service.metrics import ServiceMetrics
+from service.patterns.pattern_store import PatternStore, TemplateUse, template_id
+from service.records.record_store import window_parts
+from service.windows.store import ClosedWindow, StoreUnavailable, Verdict
+
+Pair = tuple[ClosedWindow, Verdict]
+log = logging.getLogger(__name__)
+LEARNED_FROM_WINDOW = "normal_window"
+
+
+def source_of(window: ClosedWindow) -> str:
+    return window_parts(window.window_id, window.window_key).source
+
+
+class PatternKeeper:
+    """One per classifier loop; ``vocabulary`` None (a checkpoint without one) turns the novelty rule off."""
+
+    def __init__(
+        self,
+        patterns: PatternStore,
+        vocabulary: Vocabulary | None,
+        mode: NoveltyMode = "flag",
+        warmup_s: float = 0.0,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self.patterns = patterns
+        self.vocabulary = vocabulary
+        self.mode: NoveltyMode = mode if vocabulary is not None else "off"
+        self.warmup_s = warmup_s
+        self.metrics = metrics
+        if vocabulary is None and mode != "off":
+            log.warning("novelty off: the checkpoint has no vocabulary (logllm vocab makes one); patterns still kept")
+
+    async def decide(self, pairs: Sequence[Pair], sequences: Sequence[Sequence[str]]) -> list[Pair]:
+        """The verdicts with the novelty rule applied: label, reason and the templates it found."""
+        learned: dict[str, frozenset[str]] = {}
+        warming: set[str] = set()
+        if self.mode != "off":
+            asked: dict[str, set[str]] = {}
+            for (window, _), messages in zip(pairs, sequences, strict=True):
+                asked.setdefault(source_of(window), set()).update(template_id(m) for m in messages)
+            try:
+                now, states = await self.patterns.lookup(asked)
+            except StoreUnavailable:
+                raise  # the loop retries through short outages
+            except ResponseError:  # a script error must not cost the verdicts: the model decides this batch
+                log.exception("novelty lookup failed; this batch is decided by the model alone")
+                return [(w, replace(v, reason="model" if v.label == "anomalous" else None)) for w, v in pairs]
+            learned = {source: state.learned for source, state in states.items()}
+            warming = {source for source, state in states.items() if now - state.first_seen < self.warmup_s}
+        out: list[Pair] = []
+        for (window, verdict), messages in zip(pairs, sequences, strict=True):
+            if verdict.score is None or self.vocabulary is None or self.mode == "off":
+                out.append((window, replace(verdict, reason="model" if verdict.label == "anomalous" else None)))
+                continue
+            source = source_of(window)
+            ids = learned.get(source, frozenset())
+            novelty = window_novelty(messages, self.vocabulary, {m for m in messages if template_id(m) in ids})
+            mode: NoveltyMode = "annotate" if source in warming else self.mode
+            anomalous, reason = decide(verdict.score, float(verdict.threshold or 0.0), novelty, mode)
+            out.append((window, replace(
+                verdict, label="anomalous" if anomalous else "normal", reason=reason, novel=novelty.novel,
+                known_anomalous=novelty.known_anomalous,
+            )))  # fmt: skip
+        return out
+
+    async def record(self, pairs: Sequence[Pair], sequences: Sequence[Sequence[str]]) -> None:
+        """Count each source's templates of this batch, with an example line and the windows that held them."""
+        uses: dict[str, dict[str, TemplateUse]] = {}
+        anomalous_only = self.vocabulary.anomalous_only if self.vocabulary is not None else {}
+        normal = self.vocabulary.normal if self.vocabulary is not None else {}
+        for (window, verdict), messages in zip(pairs, sequences, strict=True):
+            by_template = uses.setdefault(source_of(window), {})
+            learns = verdict.label in ("normal", "muted")
+            for i, message in enumerate(messages):
+                use = by_template.get(message)
+                if use is None:
+                    vocab = "normal" if message in normal else "anomalous_only" if message in anomalous_only else ""
+                    use = by_template[message] = TemplateUse(message, example=window.raw_line(i), windows=[],
+                                                             vocab=vocab)  # fmt: skip
+                use.count += 1
+                if use.windows is not None and window.window_id not in use.windows:
+                    use.windows.append(window.window_id)
+                if learns and message not in anomalous_only:
+                    use.learn = LEARNED_FROM_WINDOW
+        try:
+            new = await self.patterns.update({source: list(found.values()) for source, found in uses.items()})
+        except StoreUnavailable:
+            raise
+        except ResponseError:  # counts are not worth a verdict
+            log.exception("pattern update failed; this batch's templates are not counted")
+            return
+        if self.metrics is not None:
+            for source, count in new.items():
+                if count:
+                    self.metrics.new_templates.labels(source=self.metrics.source_label(source)).inc(count)
