@@ -18,9 +18,9 @@ from service.http_errors import ApiError
 from service.intake import loki, otlp
 from service.intake.batch import (
     Batch,
-    LogLine,
     LogsRequest,
     LogsResponse,
+    PlainLine,
     Rejection,
     SourceName,
     build_batch,
@@ -120,7 +120,7 @@ def _logs_batch(body: bytes, media: str, charset: str | None, source: str | None
     raw, replaced = text_lines(body, charset)
     if not raw:
         raise ApiError(400, "empty_body", "the body has no non-blank line")
-    return build_batch([(i, LogLine(message=line, source=source)) for i, line in raw], settings, replaced)
+    return build_batch([(i, PlainLine(line, None, source)) for i, line in raw], settings, replaced)
 
 
 LOGS_MEDIA = {"application/json": "json", "application/x-ndjson": "ndjson", "text/plain": "text"}
