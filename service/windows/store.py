@@ -134,12 +134,11 @@ class AppendResult:
 @dataclass(frozen=True)
 class PreparedAppend:
     """A request's items by partition, serialized (``WindowStore.prepare``): per call its script arguments and
-    the group and item indices it carries; per partition the caps script's arguments (the window keys it
-    touches)."""
+    the group and item indices it carries; per partition the window keys it touches."""
 
     calls: list[tuple[int, list[Any]]]
     owners: list[tuple[Windowing, list[int]]]
-    touched: dict[int, list[Any]]
+    touched: dict[int, list[str]]
     total: int
 
 
@@ -244,8 +243,8 @@ class WindowStore:
 
         The pipeline sends EVALSHA itself: redis-py's pipelined scripts would first ask SCRIPT EXISTS, one more
         round trip per call. A call answered NOSCRIPT (Redis restarted without its scripts) did not run, so it
-        is sent again alone, which loads the script. A cluster pipeline would not reload a script a failed-over
-        node lacks; single calls do (NOSCRIPT).
+        is sent again alone, which loads the script. A cluster pipeline refuses EVALSHA; single calls reload a
+        script a failed-over node lacks (NOSCRIPT).
         """
         if self.cluster:
             return list(await asyncio.gather(*(self._run(name, p, args) for p, args in calls)))
@@ -347,8 +346,7 @@ class WindowStore:
         touched: dict[int, list[str]] = {}
         for key, p in partition_of.items():
             touched.setdefault(p, []).append(key)
-        caps = {p: [self.open_share, len(keys), orjson.dumps(keys)] for p, keys in touched.items()}
-        return PreparedAppend(calls, owners, caps, sum(len(items) for items in groups.values()))
+        return PreparedAppend(calls, owners, touched, sum(len(items) for items in groups.values()))
 
     async def append_prepared(self, prepared: PreparedAppend) -> AppendResult:
         """Store a prepared request.
@@ -386,13 +384,20 @@ class WindowStore:
             f" ({self.open_share} per partition, {cfg.partitions} partitions)"
         )
 
-    async def _check_caps(self, touched: Mapping[int, list[Any]]) -> None:
+    async def _check_caps(self, touched: Mapping[int, list[str]]) -> None:
         """One round trip: queue depth and open count of each partition touched, and how many of its keys have
-        no open window (caps.lua, one script call per partition; it counts them only near the cap)."""
+        no open window. One server: caps.lua per partition, which counts the keys only near the cap. Cluster: a
+        cluster pipeline (it refuses EVALSHA) of XLEN, GET and one HGET per key; concurrent single script calls
+        as a request's first command made redis-py's cluster client fail on connections it was still opening
+        (tests/service/test_cluster.py, 40 concurrent requests)."""
         order = sorted(touched)
         with _translated():
-            replies = await self._run_each("caps", [(p, touched[p]) for p in order])
-        for p, (depth, open_now, new) in zip(order, replies, strict=True):
+            if self.cluster:
+                counts = await self._cap_counts_pipelined(touched, order)
+            else:
+                calls = [(p, [self.open_share, len(touched[p]), orjson.dumps(touched[p])]) for p in order]
+                counts = await self._run_each("caps", calls)
+        for p, (depth, open_now, new) in zip(order, counts, strict=True):
             if int(depth) >= self.queue_share:
                 self._refuse("queue_full")
             if int(new) > 0 and int(open_now) + int(new) > self.open_share:
@@ -400,6 +405,23 @@ class WindowStore:
                     "too_many_sessions",
                     f"{open_now} windows open in partition {p}, this request would open {new} more;",
                 )
+
+    async def _cap_counts_pipelined(self, touched: Mapping[int, list[str]], order: list[int]) -> list[list[int]]:
+        """(depth, open, new keys) per partition in ``order``, from plain commands in one pipeline."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in order:
+                pipe.xlen(self._stream(p))
+                pipe.get(self.prefix(p) + "open")
+                for key in touched[p]:
+                    pipe.hget(self.prefix(p) + "meta:" + key, "open")
+            replies = list(await pipe.execute())
+        counts, at = [], 0
+        for p in order:
+            flags = replies[at + 2 : at + 2 + len(touched[p])]
+            new = sum(1 for r in flags if r is None or _text(r) != "1")
+            counts.append([int(replies[at]), int(replies[at + 1] or 0), new])
+            at += 2 + len(touched[p])
+        return counts
 
     async def close(self, window_key: str) -> str | None:
         """Close the open window of a key; its id, or None if none was open."""
