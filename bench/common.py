@@ -178,14 +178,43 @@ def with_session(line: str, session: str) -> str:
 
 
 # -- a real service process -------------------------------------------------------------------------------------------
+def checkout(rev: str) -> Path:
+    """The repository's files at ``rev`` (``git archive``), exported once under $TMPDIR: the "before" code of a
+    bench that runs two versions side by side. A ServiceProcess started with ``repo=`` runs that code."""
+    sha = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    target = Path(tempfile.gettempdir()) / f"logllm-checkout-{sha[:12]}"
+    if not (target / "logllm_cli.py").is_file():
+        partial = target.with_name(target.name + ".partial")
+        subprocess.run(["rm", "-rf", str(partial)], check=True)
+        partial.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", sha], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(partial)], input=archive, check=True)
+        partial.rename(target)
+    return target
+
+
 class ServiceProcess:
     """``logllm serve`` as a subprocess on a free loopback port; settings go in as LOGLLM_* env vars.
 
     An embedded Redis (``redis_url`` empty) gets a temporary data directory unless ``redis_data_dir`` is given.
+    ``repo``: the code it runs (``python -m logllm_cli`` from there; default this checkout).
     """
 
-    def __init__(self, checkpoint: Path, settings: dict[str, Any] | None = None, log_path: Path | None = None):
+    def __init__(
+        self,
+        checkpoint: Path,
+        settings: dict[str, Any] | None = None,
+        log_path: Path | None = None,
+        repo: Path = REPO,
+    ):
         from service.windows.embedded_redis import free_port
+
+        self.repo = repo
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -209,7 +238,7 @@ class ServiceProcess:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "logllm_cli", "serve"],
-                cwd=REPO,
+                cwd=self.repo,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

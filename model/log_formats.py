@@ -11,6 +11,7 @@ normal and anything else names an alert category.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -52,23 +53,63 @@ def _fields(line: str, count: int, fmt: str) -> list[str]:
     return parts
 
 
+def _hdfs_match(line: str) -> re.Match[str]:
+    match = _HDFS.match(line)
+    if match is None:
+        expected = "<date> <time> <pid> <level> <component>: ..."
+        raise LogFormatError(f"hdfs: not '{expected}': {_short(line)!r}")
+    return match
+
+
+def _component_content(parts: list[str]) -> str:
+    """Thunderbird/Liberty: the content after ``<Component>(\\[<PID>\\])?: `` of the 9th field on."""
+    rest = parts[8] if len(parts) > 8 else ""
+    match = _COMPONENT.match(rest)
+    return match["content"] if match else rest
+
+
 def parse_line(line: str, fmt: str) -> ParsedLine:
     """The content of one line in format ``fmt``; raises LogFormatError naming the format and the line."""
     line = line.rstrip("\r\n")
     if fmt == "raw":
         return ParsedLine(line)
     if fmt == "hdfs":
-        match = _HDFS.match(line)
-        if match is None:
-            expected = "<date> <time> <pid> <level> <component>: ..."
-            raise LogFormatError(f"hdfs: not '{expected}': {_short(line)!r}")
-        return ParsedLine(match["content"], None, line[:13])
+        return ParsedLine(_hdfs_match(line)["content"], None, line[:13])
     if fmt == "bgl":
         parts = _fields(line, 9, fmt)
         return ParsedLine(parts[9] if len(parts) > 9 else "", parts[0], parts[1])
     if fmt in ("thunderbird", "liberty"):
         parts = _fields(line, 8, fmt)
-        rest = parts[8] if len(parts) > 8 else ""
-        match = _COMPONENT.match(rest)
-        return ParsedLine(match["content"] if match else rest, parts[0], parts[1])
+        return ParsedLine(_component_content(parts), parts[0], parts[1])
+    raise LogFormatError(f"unknown log format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def _raw_content(line: str) -> str:
+    return line.rstrip("\r\n")
+
+
+def _hdfs_content(line: str) -> str:
+    return _hdfs_match(line.rstrip("\r\n"))["content"]
+
+
+def _bgl_content(line: str) -> str:
+    parts = _fields(line.rstrip("\r\n"), 9, "bgl")
+    return parts[9] if len(parts) > 9 else ""
+
+
+def _component_parser(fmt: str) -> Callable[[str], str]:
+    return lambda line: _component_content(_fields(line.rstrip("\r\n"), 8, fmt))
+
+
+def content_parser(fmt: str) -> Callable[[str], str]:
+    """``parse_line(line, fmt).content`` as one function per format, without building a ParsedLine: the
+    service's intake calls it for every line it ingests. Same content, same LogFormatError."""
+    if fmt == "raw":
+        return _raw_content
+    if fmt == "hdfs":
+        return _hdfs_content
+    if fmt == "bgl":
+        return _bgl_content
+    if fmt in ("thunderbird", "liberty"):
+        return _component_parser(fmt)
     raise LogFormatError(f"unknown log format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -23,7 +23,9 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 def session_ids(text: str, pattern: str | re.Pattern[str] = HDFS_BLOCK_PATTERN) -> list[str]:
     """Distinct session ids in order of appearance; a line naming several ids belongs to each."""
     regex = _compiled(pattern) if isinstance(pattern, str) else pattern
-    return list(dict.fromkeys(match.group(0) for match in regex.finditer(text)))
+    # findall gives whole matches only for a pattern without groups; either way one C call in the common case
+    found = regex.findall(text) if regex.groups == 0 else [match.group(0) for match in regex.finditer(text)]
+    return found if len(found) < 2 else list(dict.fromkeys(found))
 
 
 def group_sessions(

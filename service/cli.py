@@ -7,6 +7,7 @@ the classifier finish and ack its batch in flight. Windows still queued stay in 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 
@@ -14,6 +15,7 @@ from model.cli_args import add_settings_arguments, settings_from_args
 from service.settings import ServiceSettings
 
 GRACEFUL_SHUTDOWN_S = 30
+SWITCH_INTERVAL_S = 0.001
 
 
 def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -45,6 +47,12 @@ def run_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     server = uvicorn.Server(config)
+    # Everything imported and built so far lives as long as the process: moved out of the collector's sight,
+    # a full collection (which holds the GIL, so it stalls the event loop) only walks what requests allocate.
+    gc.freeze()
+    # Big bodies are parsed in worker threads; the event loop waits for the GIL at most this long (default 5 ms)
+    # each time it needs it, and answering one request needs it several times.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         server.run()
     except KeyboardInterrupt:

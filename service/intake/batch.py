@@ -8,14 +8,16 @@ its index and reason, and the other lines go through.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from model.log_formats import LogFormatError, parse_line
+from model.log_formats import LogFormatError, content_parser
 from model.windows import session_ids
 from service.intake.body import decode_text, split_lines
 from service.settings import ServiceSettings
@@ -25,8 +27,9 @@ from service.windows.ids import (
     SESSION_PATTERN,
     SOURCE_PATTERN,
     BadWindowName,
+    check_session,
     fixed_key,
-    session_key,
+    session_prefix,
 )
 from service.windows.line_codec import encode_line
 from service.windows.windowing import Windowing
@@ -104,49 +107,107 @@ class Batch:
         self.accepted -= len(reasons)
 
 
+LineFields = tuple[int, str, str | None, str | None]
+"""(index, message, session_id, source) of one line: what build_batch reads. A plain tuple of strings and ints,
+which the garbage collector stops tracking after one pass: a 10 MiB body holds ~80,000 of them at once, and
+tracked objects (models, named tuples) made every full collection of the heap a stall of the event loop."""
+
+
+def line_fields(lines: Iterable[tuple[int, LogLine]]) -> list[LineFields]:
+    """The fields of validated ``LogLine`` models (NDJSON, Loki, OTLP), for build_batch."""
+    return [(index, line.message, line.session_id, line.source) for index, line in lines]
+
+
 def text_lines(body: bytes, charset: str | None) -> tuple[list[tuple[int, str]], int]:
     """(index, line) of the non-blank lines, and how many lines had undecodable bytes replaced; the whole body
     is decoded first (body.decode_text), then split."""
     text, replaced_any = decode_text(body, charset)
-    lines = [(index, line) for index, line in enumerate(split_lines(text)) if line.strip()]
+    lines = [(index, line) for index, line in enumerate(split_lines(text)) if line and not line.isspace()]
     replaced = sum("\ufffd" in line for _, line in lines) if replaced_any else 0
     return lines, replaced
 
 
-def json_lines(body: bytes, default_source: str | None) -> list[tuple[int, LogLine]]:
-    """Validate a JSON body; a schema error raises pydantic's ValidationError (-> 422 naming the field)."""
+_SESSION_NAME = re.compile(SESSION_PATTERN.strip("^$"))
+_SOURCE_NAME = re.compile(SOURCE_PATTERN.strip("^$"))
+
+
+def _plain_name(value: Any, pattern: re.Pattern[str]) -> bool:
+    """A name the request model would accept too: a string of the right length that fullmatches its pattern."""
+    return type(value) is str and 0 < len(value) <= MAX_NAME_CHARS and pattern.fullmatch(value) is not None
+
+
+def plain_lines(body: bytes, default_source: str | None) -> list[LineFields] | None:
+    """The lines of a JSON body whose every line is plainly valid, or None to let the model decide.
+
+    Plainly valid: ``message`` a string; ``session_id``/``source`` absent, null or a name that fullmatches its
+    pattern (Python's \\s covers the model's, so nothing accepted here is refused there); ``timestamp`` absent,
+    null, a string or a number (not a bool). Anything else, or JSON orjson will not read, goes to the model.
+    """
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    raw = document.get("lines") if type(document) is dict else None
+    if type(raw) is not list or not raw:
+        return None
+    lines: list[LineFields] = []
+    for index, item in enumerate(raw):
+        if type(item) is not dict:
+            return None
+        message, session_id, source = item.get("message"), item.get("session_id"), item.get("source")
+        if type(message) is not str:
+            return None
+        if session_id is not None and not _plain_name(session_id, _SESSION_NAME):
+            return None
+        if source is not None and not _plain_name(source, _SOURCE_NAME):
+            return None
+        timestamp = item.get("timestamp")
+        if timestamp is not None and type(timestamp) not in (str, float, int):
+            return None
+        lines.append((index, message, session_id, source or default_source))
+    return lines
+
+
+def json_lines(body: bytes, default_source: str | None) -> list[LineFields]:
+    """Validate a JSON body; a schema error raises pydantic's ValidationError (-> 422 naming the field).
+
+    Bodies whose every line is plainly valid (json_fast.plain_lines) skip the pydantic model; any other body is
+    validated by the model, so what is accepted and every error message stay the model's.
+    """
+    plain = plain_lines(body, default_source)
+    if plain is not None:
+        return plain
     request = LogsRequest.model_validate_json(body)
-    return [
-        (i, line if line.source or not default_source else line.model_copy(update={"source": default_source}))
-        for i, line in enumerate(request.lines)
-    ]
+    return [(i, line.message, line.session_id, line.source or default_source) for i, line in enumerate(request.lines)]
 
 
-def build_batch(lines: list[tuple[int, LogLine]], settings: ServiceSettings, replaced: int = 0) -> Batch:
+def build_batch(lines: Iterable[LineFields], settings: ServiceSettings, replaced: int = 0) -> Batch:
     """Truncate, parse and key every line; a line naming several sessions joins each of them."""
     batch = Batch(replaced=replaced)
-    for index, line in lines:
-        message = line.message.rstrip("\r\n")
-        if not message.strip():
+    max_chars = settings.max_line_chars
+    routes: dict[str | None, SourceRoute] = {}
+    for index, message, session_id, source in lines:
+        message = message.rstrip("\r\n")
+        if not message or message.isspace():
             batch.rejected.append(Rejection(index=index, reason="empty", message="blank message"))
             continue
-        if len(message) > settings.max_line_chars:
-            message = message[: settings.max_line_chars]
+        if len(message) > max_chars:
+            message = message[:max_chars]
             batch.truncated += 1
-        windowing = settings.windowing(line.source)
+        route = routes.get(source)
+        if route is None:
+            route = routes[source] = SourceRoute(settings, source, batch)
         try:
-            content = parse_line(message, windowing.log_format).content
+            content = route.content(message)
         except LogFormatError as exc:
             batch.rejected.append(Rejection(index=index, reason="bad_format", message=str(exc)[:200]))
             continue
         try:
-            keys = window_keys(line, content, windowing, settings.max_sessions_per_line)
+            keys = route.keys(session_id, content)
         except Unwindowable as exc:
             batch.rejected.append(Rejection(index=index, reason=exc.reason, message=str(exc)[:200]))
             continue
-        element = encode_line(message, content)  # content, and the raw line when it differs (for records)
-        batch.groups.setdefault(windowing, []).extend((key, element) for key in keys)
-        batch.origins.setdefault(windowing, []).extend(index for _ in keys)
+        route.add(index, keys, message, content)
         batch.accepted += 1
     return batch
 
@@ -159,25 +220,65 @@ class Unwindowable(ValueError):
         self.reason = reason
 
 
-def window_keys(line: LogLine, content: str, windowing: Windowing, max_sessions: int) -> list[str]:
-    """The keys (service/windows/ids.py) of the windows a line joins.
+class SourceRoute:
+    """Where the lines of one source go in one batch: its windowing, content parser, key prefix and group.
 
-    Session ids found by the pattern pass the same check as a ``session_id`` field. A line naming more than
-    ``max_sessions`` ids is rejected rather than cut to the first ones: joining only some of its sessions would
-    leave the others' windows silently incomplete, while a rejection tells the sender.
+    Everything that depends on the source alone is worked out once per batch, not once per line.
     """
-    source = line.source or DEFAULT_SOURCE
-    if windowing.mode == "fixed":
-        return [fixed_key(source)]
-    sessions = [line.session_id] if line.session_id else session_ids(content, windowing.session_pattern)
-    if not sessions:
-        raise Unwindowable("no_session_id", f"no session_id field and no match of {windowing.session_pattern!r}")
-    if len(sessions) > max_sessions:
-        raise Unwindowable(
-            "too_many_session_ids",
-            f"the line names {len(sessions)} session ids (max_sessions_per_line={max_sessions})",
-        )
-    try:
-        return [session_key(source, sid) for sid in sessions]
-    except BadWindowName as exc:
-        raise Unwindowable("bad_session_id", f"{exc} (found by {windowing.session_pattern!r})") from None
+
+    def __init__(self, settings: ServiceSettings, source: str | None, batch: Batch) -> None:
+        self.windowing = windowing = settings.windowing(source)
+        self.content = content_parser(windowing.log_format)
+        self.max_sessions = settings.max_sessions_per_line
+        self.pattern = re.compile(windowing.session_pattern)
+        self.items = batch.groups.setdefault(windowing, [])
+        self.origins = batch.origins.setdefault(windowing, [])
+        name = source or DEFAULT_SOURCE
+        self.fixed: str | None = None
+        self.prefix = ""
+        self.bad_source: BadWindowName | None = None  # raised for every line, as session_key/fixed_key would
+        try:
+            if windowing.mode == "fixed":
+                self.fixed = fixed_key(name)
+            else:
+                self.prefix = session_prefix(name)
+        except BadWindowName as exc:
+            self.bad_source = exc
+
+    def keys(self, session_id: str | None, content: str) -> list[str]:
+        """The keys (service/windows/ids.py) of the windows a line joins.
+
+        Session ids found by the pattern pass the same check as a ``session_id`` field. A line naming more than
+        ``max_sessions`` ids is rejected rather than cut to the first ones: joining only some of its sessions
+        would leave the others' windows silently incomplete, while a rejection tells the sender.
+        """
+        if self.windowing.mode == "fixed":
+            if self.fixed is None:
+                raise self.bad_source or BadWindowName("no fixed key")
+            return [self.fixed]
+        sessions = [session_id] if session_id else session_ids(content, self.pattern)
+        if not sessions:
+            raise Unwindowable(
+                "no_session_id", f"no session_id field and no match of {self.windowing.session_pattern!r}"
+            )
+        if len(sessions) > self.max_sessions:
+            raise Unwindowable(
+                "too_many_session_ids",
+                f"the line names {len(sessions)} session ids (max_sessions_per_line={self.max_sessions})",
+            )
+        try:
+            if self.bad_source is not None:
+                raise self.bad_source
+            return [self.prefix + check_session(sid) for sid in sessions]
+        except BadWindowName as exc:
+            raise Unwindowable("bad_session_id", f"{exc} (found by {self.windowing.session_pattern!r})") from None
+
+    def add(self, index: int, keys: list[str], raw: str, content: str) -> None:
+        """The line's items: one (window key, stored element) per window it joins."""
+        element = encode_line(raw, content)  # content, and the raw line when it differs (for records)
+        if len(keys) == 1:
+            self.items.append((keys[0], element))
+            self.origins.append(index)
+        else:
+            self.items.extend((key, element) for key in keys)
+            self.origins.extend(index for _ in keys)

@@ -167,8 +167,9 @@ def decode_text(body: bytes, charset: str | None) -> tuple[str, bool]:
 
 
 def split_lines(text: str) -> list[str]:
-    """Lines split on \\n, \\r\\n or \\r only (str.splitlines would also cut on form feeds and U+2028)."""
-    lines = _NEWLINE.split(text)
+    """Lines split on \\n, \\r\\n or \\r only (str.splitlines would also cut on form feeds and U+2028).
+    Without a \\r, str.split does the same several times faster (and holds the GIL that much shorter)."""
+    lines = _NEWLINE.split(text) if "\r" in text else text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return lines

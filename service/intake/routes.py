@@ -25,12 +25,14 @@ from service.intake.batch import (
     SourceName,
     build_batch,
     json_lines,
+    line_fields,
     text_lines,
 )
 from service.intake.body import content_encodings, decode_body, decode_text, media_type, read_raw
 from service.intake.ndjson import ndjson_lines
 from service.settings import ServiceSettings
 from service.state import ServiceState, State, require_token
+from service.windows.store import PreparedAppend
 
 router = APIRouter(dependencies=[Depends(require_token)])
 OFFLOAD_BYTES = 64 * 1024  # bodies past this (or compressed ones) are parsed off the event loop
@@ -85,6 +87,19 @@ async def _off_loop(raw: bytes, codings: list[str], parse: Callable[[], T]) -> T
     return parse()
 
 
+def _prepared(state: ServiceState, batch: Batch) -> tuple[Batch, PreparedAppend]:
+    """The batch with its store call prepared (split by partition, serialized): the per-line part of storing
+    it, done inside ``parse`` so that a big body does it in the worker thread as well."""
+    return batch, state.store.prepare(batch.groups)
+
+
+def _model_batch(
+    state: ServiceState, lines: list[tuple[int, LogLine]], rejected: list[Rejection]
+) -> tuple[Batch, PreparedAppend]:
+    """build_batch of lines a format validated as ``LogLine`` models, with that format's own rejections."""
+    return _prepared(state, _merge(build_batch(line_fields(lines), state.settings), rejected))
+
+
 def _merge(batch: Batch, rejected: list[Rejection]) -> Batch:
     """Rejections found before build_batch (undecodable entries) joined with its own, in index order."""
     if rejected:
@@ -92,11 +107,11 @@ def _merge(batch: Batch, rejected: list[Rejection]) -> Batch:
     return batch
 
 
-async def store_batch(state: ServiceState, batch: Batch, fmt: str) -> list[str]:
+async def store_batch(state: ServiceState, batch: Batch, prepared: PreparedAppend, fmt: str) -> list[str]:
     """The one path to the store for every format: caps (429), Redis failures (503), counters by format."""
     closed: list[str] = []
     if batch.groups:
-        result = await state.store.append_groups(batch.groups)
+        result = await state.store.append_prepared(prepared)
         closed = list(result.closed)
         batch.refuse(result.refused)
     metrics = state.metrics
@@ -116,11 +131,11 @@ def _logs_batch(body: bytes, media: str, charset: str | None, source: str | None
         lines, rejected = ndjson_lines(text, source)
         if not lines and not rejected:
             raise ApiError(400, "empty_body", "the body has no non-blank line")
-        return _merge(build_batch(lines, settings), rejected)
+        return _merge(build_batch(line_fields(lines), settings), rejected)
     raw, replaced = text_lines(body, charset)
     if not raw:
         raise ApiError(400, "empty_body", "the body has no non-blank line")
-    return build_batch([(i, LogLine(message=line, source=source)) for i, line in raw], settings, replaced)
+    return build_batch([(i, line, None, source) for i, line in raw], settings, replaced)
 
 
 LOGS_MEDIA = {"application/json": "json", "application/x-ndjson": "ndjson", "text/plain": "text"}
@@ -154,12 +169,12 @@ async def post_logs(
         decode_text(b"", charset)  # an unknown charset is 415 before the body is read
     raw, codings = await _read(request, settings)
 
-    def parse() -> Batch:
+    def parse() -> tuple[Batch, PreparedAppend]:
         body = decode_body(raw, codings, settings.max_body_bytes)
-        return _logs_batch(body, media, charset, source, settings)
+        return _prepared(state, _logs_batch(body, media, charset, source, settings))
 
-    batch = await _off_loop(raw, codings, parse)
-    closed = await store_batch(state, batch, LOGS_MEDIA[media])
+    batch, prepared = await _off_loop(raw, codings, parse)
+    closed = await store_batch(state, batch, prepared, LOGS_MEDIA[media])
     return LogsResponse(
         accepted=batch.accepted,
         rejected=batch.rejected,
@@ -209,17 +224,17 @@ async def loki_push(request: Request, state: State) -> Response:
     raw, codings = await _read(request, settings)
     fmt = "loki_json" if media == "application/json" else "loki_protobuf"
 
-    def parse() -> tuple[Batch, list[str]]:
+    def parse() -> tuple[Batch, PreparedAppend, list[str]]:
         body = decode_body(raw, codings, settings.max_body_bytes, text=fmt == "loki_json")
         if fmt == "loki_json":
             streams = loki.streams_from_json(body)
         else:
             streams = loki.streams_from_protobuf(body, settings.max_body_bytes)
         entries = loki.loki_lines(streams, settings)
-        return _merge(build_batch(entries.lines, settings), entries.rejected), entries.where
+        return *_model_batch(state, entries.lines, entries.rejected), entries.where
 
-    batch, where = await _off_loop(raw, codings, parse)
-    await store_batch(state, batch, fmt)
+    batch, prepared, where = await _off_loop(raw, codings, parse)
+    await store_batch(state, batch, prepared, fmt)
     if batch.rejected:
         first = batch.rejected[0]
         problems = "; ".join(f"{where[r.index]}: {r.reason} ({r.message})" for r in batch.rejected[:5])
@@ -260,13 +275,13 @@ async def otlp_logs(request: Request, state: State) -> Response:
     raw, codings = await _read(request, settings)
     as_json = media == "application/json"
 
-    def parse() -> tuple[Batch, list[str]]:
+    def parse() -> tuple[Batch, PreparedAppend, list[str]]:
         body = decode_body(raw, codings, settings.max_body_bytes, text=as_json) if raw or as_json else raw
         message = otlp.request_from_json(body) if as_json else otlp.request_from_protobuf(body)
         records = otlp.otlp_lines(message, settings)
-        return _merge(build_batch(records.lines, settings), records.rejected), records.where
+        return *_model_batch(state, records.lines, records.rejected), records.where
 
-    batch, where = await _off_loop(raw, codings, parse)
-    await store_batch(state, batch, "otlp_json" if as_json else "otlp_protobuf")
+    batch, prepared, where = await _off_loop(raw, codings, parse)
+    await store_batch(state, batch, prepared, "otlp_json" if as_json else "otlp_protobuf")
     content, content_type = otlp.response(batch.rejected, where, as_json)
     return Response(content=content, media_type=content_type)

@@ -1,35 +1,46 @@
 -- Append lines to windows of one partition, closing those that fill up.
 -- ARGV: prefix, mode ('session'|'fixed'), max_session_lines, window_size, window_step, open_share, queue_share,
--- then key, line pairs. The caps are checked here, atomically with the writes, against this partition's share
--- of max_open_windows and max_ready_queue: concurrent requests cannot pass them together.
+-- then one JSON array [key, line, key, line, ...] (one argument: the client serializes it in C, not one
+-- protocol argument per line in Python). A line is a string, or [text] for a line_codec element marked with
+-- byte 0xFF (JSON cannot carry that byte; the script puts it back, so the stored element is the codec's). The caps are checked here, atomically with the writes, against this
+-- partition's share of max_open_windows and max_ready_queue: concurrent requests cannot pass them together.
 -- Returns {'ok', ids closed...}, or {'queue_full'} / {'too_many_sessions'} having written nothing.
+-- Each window's meta (open, mode) is read once per call and kept in `state`, updated with every open and close
+-- this script makes; last-seen times are written once per window at the end (every line of one call has the
+-- same time), which leaves the same sorted set as one ZADD per line and a ZREM per close would.
 local mode = ARGV[2] == 'fixed' and 'f' or 's'
 local max_lines = tonumber(ARGV[3])
 local size = tonumber(ARGV[4])
 local step = tonumber(ARGV[5])
 local open_share = tonumber(ARGV[6])
 local queue_share = tonumber(ARGV[7])
-local FIRST = 8
+local items = cjson.decode(ARGV[8])
 
 if redis.call('XLEN', STREAM) >= queue_share then return {'queue_full'} end
-local new, counted = 0, {}
-for i = FIRST, #ARGV, 2 do
-  local key = ARGV[i]
-  if not counted[key] then
-    counted[key] = true
-    if redis.call('HGET', meta_key(key), 'open') ~= '1' then new = new + 1 end
+local state, order, new = {}, {}, 0
+for i = 1, #items, 2 do
+  local key = items[i]
+  if not state[key] then
+    local f = redis.call('HMGET', meta_key(key), 'open', 'mode')
+    state[key] = {f[1] == '1', f[2]}
+    order[#order + 1] = key
+    if f[1] ~= '1' then new = new + 1 end
   end
 end
 if new > 0 and (tonumber(redis.call('GET', OPEN)) or 0) + new > open_share then return {'too_many_sessions'} end
 
 local closed = {'ok'}
 
-local function append_session(key, content)
-  local meta = meta_key(key)
-  if redis.call('HGET', meta, 'open') ~= '1' then mark_open(key, meta, 's') end
+local function append_session(key, content, s)
+  if not s[1] then
+    mark_open(key, meta_key(key), 's')
+    s[1], s[2] = true, 's'
+  end
   local len = redis.call('RPUSH', lines_key(key), content)
-  redis.call('ZADD', LASTSEEN, NOW_TEXT, key)
-  if len >= max_lines then return close_session(key, 'size') end
+  if len >= max_lines then
+    s[1] = false
+    return close_session(key, 'size')
+  end
   return false
 end
 
@@ -40,17 +51,17 @@ local function copy_head(src, dst, count)
   end
 end
 
-local function append_fixed(key, content)
+local function append_fixed(key, content, s)
   local meta = meta_key(key)
   local lines = lines_key(key)
-  if redis.call('HGET', meta, 'open') ~= '1' then
+  if not s[1] then
     local nxt = tonumber(redis.call('HGET', meta, 'next')) or 0
     mark_open(key, meta, 'f')
+    s[1], s[2] = true, 'f'
     redis.call('HSET', meta, 'start', nxt, 'next', nxt)
   end
   local len = redis.call('RPUSH', lines, content)
   local nxt = redis.call('HINCRBY', meta, 'next', 1)
-  redis.call('ZADD', LASTSEEN, NOW_TEXT, key)
   if len < size then return false end
   local start = tonumber(redis.call('HGET', meta, 'start'))
   local id = key .. ':' .. start
@@ -58,6 +69,7 @@ local function append_fixed(key, content)
     redis.call('RENAME', lines, closed_key(id))
     redis.call('HSET', meta, 'start', nxt, 'covered', nxt)
     mark_closed(key, meta)
+    s[1] = false
   else  -- sliding: copy the window out, keep the overlap for the next one
     copy_head(lines, closed_key(id), size)
     redis.call('LTRIM', lines, step, -1)
@@ -67,15 +79,31 @@ local function append_fixed(key, content)
   return id
 end
 
-for i = FIRST, #ARGV, 2 do
-  local key, content = ARGV[i], ARGV[i + 1]
-  local f = redis.call('HMGET', meta_key(key), 'open', 'mode')
-  if f[1] == '1' and f[2] ~= mode then  -- a key of the old scheme, windowed the other way before: finish it
+for i = 1, #items, 2 do
+  local key, content = items[i], items[i + 1]
+  if type(content) == 'table' then content = '\255' .. content[1] end
+  local s = state[key]
+  if s[1] and s[2] ~= mode then  -- a key of the old scheme, windowed the other way before: finish it
     local id = close_window(key, 'mode')
     if id then closed[#closed + 1] = id end
+    s[1] = false
   end
   local id
-  if mode == 'f' then id = append_fixed(key, content) else id = append_session(key, content) end
+  if mode == 'f' then id = append_fixed(key, content, s) else id = append_session(key, content, s) end
   if id then closed[#closed + 1] = id end
 end
+
+-- last seen: the windows still open after their last line of this call (a closed one was ZREMed by its close)
+local seen = {}
+for _, key in ipairs(order) do
+  if state[key][1] then
+    seen[#seen + 1] = NOW_TEXT
+    seen[#seen + 1] = key
+    if #seen >= 1000 then
+      redis.call('ZADD', LASTSEEN, unpack(seen))
+      seen = {}
+    end
+  end
+end
+if #seen > 0 then redis.call('ZADD', LASTSEEN, unpack(seen)) end
 return closed

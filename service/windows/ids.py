@@ -49,8 +49,13 @@ def check_session(session_id: str) -> str:
     return session_id
 
 
+def session_prefix(source: str) -> str:
+    """``session:<source>:``, what every session key of a source starts with."""
+    return f"session:{check_source(source)}:"
+
+
 def session_key(source: str, session_id: str) -> str:
-    return f"session:{check_source(source)}:{check_session(session_id)}"
+    return session_prefix(source) + check_session(session_id)
 
 
 def fixed_key(source: str) -> str:

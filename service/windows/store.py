@@ -23,12 +23,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
+import orjson
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
 from service.windows.ids import parse_window_id
-from service.windows.line_codec import decode_line
+from service.windows.line_codec import MARK, decode_line
 from service.windows.windowing import DEFAULTS, Windowing
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,17 @@ class AppendResult:
 
 
 @dataclass(frozen=True)
+class PreparedAppend:
+    """A request's items by partition, serialized (``WindowStore.prepare``): per call its script arguments and
+    the group and item indices it carries; per partition the window keys it touches."""
+
+    calls: list[tuple[int, list[Any]]]
+    owners: list[tuple[Windowing, list[int]]]
+    touched: dict[int, list[str]]
+    total: int
+
+
+@dataclass(frozen=True)
 class _Entry:
     """A stream entry as read, before its lines are fetched."""
 
@@ -191,6 +203,14 @@ def _translated() -> Iterator[None]:
         raise
 
 
+def _json_line(element: object) -> list[str]:
+    """orjson's hook for a line_codec element marked with byte 0xFF, which JSON cannot carry: [its text after the
+    mark]; append.lua puts the mark back."""
+    if isinstance(element, bytes) and element.startswith(MARK):
+        return [element[len(MARK) :].decode("utf-8")]
+    raise TypeError(f"not a stored line element: {type(element).__name__}")
+
+
 def _load_script(name: str) -> str:
     # Beside this module, not importlib.resources.files("service"): under pytest, tests/service can shadow
     # the package name with a namespace package, and files() would then look in the wrong directory.
@@ -214,7 +234,7 @@ class WindowStore:
         lib = _load_script("windows_lib.lua")
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(lib + "\n" + _extra_lib(name) + _load_script(f"{name}.lua"))
-            for name in ("append", "close", "sweep", "complete", "drop", "verdict")
+            for name in ("append", "caps", "close", "sweep", "complete", "drop", "verdict")
         }
         # not a window script: it takes the stream as its key, not the partition's fixed keys (see _run)
         self._drop_consumers = redis.register_script(_load_script("drop_consumers.lua"))
@@ -237,22 +257,36 @@ class WindowStore:
     def _stream(self, partition: int) -> str:
         return self.prefix(partition) + "ready"
 
-    async def _run(self, name: str, partition: int, args: Sequence[Any], client: Any = None) -> Any:
+    async def _run(self, name: str, partition: int, args: Sequence[Any]) -> Any:
         """Call a script by SHA (redis-py loads it again on NOSCRIPT) with the partition's fixed keys."""
-        keys = [self._stream(partition), self.prefix(partition) + "lastseen", self.prefix(partition) + "open"]
-        return await self._scripts[name](keys=keys, args=[self.prefix(partition), *args], client=client)
+        return await self._scripts[name](keys=self._keys(partition), args=[self.prefix(partition), *args])
+
+    def _keys(self, partition: int) -> list[str]:
+        """The fixed keys every window script declares: the partition's stream, last-seen set and open counter."""
+        return [self._stream(partition), self.prefix(partition) + "lastseen", self.prefix(partition) + "open"]
 
     async def _run_each(self, name: str, calls: Sequence[tuple[int, Sequence[Any]]]) -> list[Any]:
         """One script call per (partition, args): pipelined on one server, concurrent on a cluster.
 
-        A cluster pipeline would not reload a script a failed-over node lacks; single calls do (NOSCRIPT).
+        The pipeline sends EVALSHA itself: redis-py's pipelined scripts would first ask SCRIPT EXISTS, one more
+        round trip per call. A call answered NOSCRIPT (Redis restarted without its scripts) did not run, so it
+        is sent again alone, which loads the script. A cluster pipeline refuses EVALSHA; single calls reload a
+        script a failed-over node lacks (NOSCRIPT).
         """
         if self.cluster:
             return list(await asyncio.gather(*(self._run(name, p, args) for p, args in calls)))
+        sha = self._scripts[name].sha
         async with self.redis.pipeline(transaction=False) as pipe:
             for p, args in calls:
-                await self._run(name, p, args, client=pipe)
-            return list(await pipe.execute())
+                pipe.evalsha(sha, 3, *self._keys(p), self.prefix(p), *args)
+            results = list(await pipe.execute(raise_on_error=False))
+        for i, ((p, args), result) in enumerate(zip(calls, results, strict=True)):
+            if isinstance(result, redis_errors.NoScriptError):
+                results[i] = await self._run(name, p, args)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results
 
     # --- setup and ingestion ------------------------------------------------------------------------------
 
@@ -310,6 +344,41 @@ class WindowStore:
     async def append_groups(self, groups: Mapping[Windowing, Sequence[tuple[str, str | bytes]]]) -> AppendResult:
         """Buffer each group's (window key, line) items in order with its own windowing; one call per request.
 
+        ``prepare`` then ``append_prepared``; a caller with a big request runs ``prepare`` in a worker thread.
+        """
+        return await self.append_prepared(self.prepare(groups))
+
+    def prepare(self, groups: Mapping[Windowing, Sequence[tuple[str, str | bytes]]]) -> PreparedAppend:
+        """Split the items by partition and serialize each partition's share (no I/O, thread-safe).
+
+        This is the per-line work of an append on the Python side: it runs off the event loop for big bodies,
+        and hands the event loop one JSON argument per partition instead of two protocol arguments per line.
+        """
+        n = self.config.partitions
+        partition_of: dict[str, int] = {}
+        calls: list[tuple[int, list[Any]]] = []
+        owners: list[tuple[Windowing, list[int]]] = []
+        for w, items in groups.items():
+            by_partition: dict[int, tuple[list[str | bytes], list[int]]] = {}
+            for index, (key, content) in enumerate(items):
+                p = partition_of.get(key)
+                if p is None:
+                    p = partition_of[key] = zlib.crc32(key.encode("utf-8")) % n
+                pairs, indices = by_partition.setdefault(p, ([], []))
+                pairs += (key, content)
+                indices.append(index)
+            for p, (pairs, indices) in sorted(by_partition.items()):
+                args = [w.mode, w.max_session_lines, w.size, w.step, self.open_share, self.queue_share]
+                calls.append((p, [*args, orjson.dumps(pairs, default=_json_line)]))
+                owners.append((w, indices))
+        touched: dict[int, list[str]] = {}
+        for key, p in partition_of.items():
+            touched.setdefault(p, []).append(key)
+        return PreparedAppend(calls, owners, touched, sum(len(items) for items in groups.values()))
+
+    async def append_prepared(self, prepared: PreparedAppend) -> AppendResult:
+        """Store a prepared request.
+
         The caps hold per partition (``open_share``, ``queue_share``: the cap divided by the partitions, rounded
         up) and are checked twice: for every partition the request touches before any line is written, so a
         refused request normally accepts nothing (QueueFull / TooManySessions); and again inside each
@@ -317,38 +386,22 @@ class WindowStore:
         together. A partition that refuses in such a race writes nothing and its items come back in
         ``refused``; when every partition refused, the request is refused as a whole.
         """
-        calls: list[tuple[int, list[Any]]] = []
-        owners: list[tuple[Windowing, list[int]]] = []  # per call: the group and its items' indices
-        touched: dict[int, set[str]] = {}
-        for w, items in groups.items():
-            by_partition: dict[int, tuple[list[str | bytes], list[int]]] = {}
-            for index, (key, content) in enumerate(items):
-                p = self.partition(key)
-                pairs, indices = by_partition.setdefault(p, ([], []))
-                pairs.extend((key, content))
-                indices.append(index)
-                touched.setdefault(p, set()).add(key)
-            for p, (pairs, indices) in sorted(by_partition.items()):
-                calls.append(
-                    (p, [w.mode, w.max_session_lines, w.size, w.step, self.open_share, self.queue_share, *pairs])
-                )
-                owners.append((w, indices))
-        if not calls:
+        if not prepared.calls:
             return AppendResult(0, [])
-        await self._check_caps(touched)
+        await self._check_caps(prepared.touched)
         with _translated():
-            results = await self._run_each("append", calls)
+            results = await self._run_each("append", prepared.calls)
         closed: list[str] = []
         refused: list[tuple[Windowing, int, str]] = []
-        for (w, indices), result in zip(owners, results, strict=True):
+        for (w, indices), result in zip(prepared.owners, results, strict=True):
             status = _text(result[0])
             if status == "ok":
                 closed.extend(_text(i) for i in result[1:])
             else:
                 refused.extend((w, i, status) for i in indices)
-        if len(refused) == sum(len(items) for items in groups.values()):
+        if len(refused) == prepared.total:
             self._refuse(refused[0][2])
-        return AppendResult(sum(len(items) for items in groups.values()) - len(refused), closed, refused)
+        return AppendResult(prepared.total - len(refused), closed, refused)
 
     def _refuse(self, reason: str, detail: str = "") -> NoReturn:
         cfg = self.config
@@ -359,30 +412,44 @@ class WindowStore:
             f" ({self.open_share} per partition, {cfg.partitions} partitions)"
         )
 
-    async def _check_caps(self, touched: Mapping[int, set[str]]) -> None:
-        """One round trip: queue depth and open count of each partition touched, and which of its keys are open."""
+    async def _check_caps(self, touched: Mapping[int, list[str]]) -> None:
+        """One round trip: queue depth and open count of each partition touched, and how many of its keys have
+        no open window. One server: caps.lua per partition, which counts the keys only near the cap. Cluster: a
+        cluster pipeline (it refuses EVALSHA) of XLEN, GET and one HGET per key; concurrent single script calls
+        as a request's first command made redis-py's cluster client fail on connections it was still opening
+        (tests/service/test_cluster.py, 40 concurrent requests)."""
         order = sorted(touched)
         with _translated():
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for p in order:
-                    pipe.xlen(self._stream(p))
-                    pipe.get(self.prefix(p) + "open")
-                    for key in sorted(touched[p]):
-                        pipe.hget(self.prefix(p) + "meta:" + key, "open")
-                replies = list(await pipe.execute())
-        at = 0
-        for p in order:
-            depth, open_now = int(replies[at]), int(replies[at + 1] or 0)
-            flags = replies[at + 2 : at + 2 + len(touched[p])]
-            at += 2 + len(touched[p])
-            if depth >= self.queue_share:
+            if self.cluster:
+                counts = await self._cap_counts_pipelined(touched, order)
+            else:
+                calls = [(p, [self.open_share, len(touched[p]), orjson.dumps(touched[p])]) for p in order]
+                counts = await self._run_each("caps", calls)
+        for p, (depth, open_now, new) in zip(order, counts, strict=True):
+            if int(depth) >= self.queue_share:
                 self._refuse("queue_full")
-            new = sum(1 for r in flags if r is None or _text(r) != "1")
-            if new and open_now + new > self.open_share:
+            if int(new) > 0 and int(open_now) + int(new) > self.open_share:
                 self._refuse(
                     "too_many_sessions",
                     f"{open_now} windows open in partition {p}, this request would open {new} more;",
                 )
+
+    async def _cap_counts_pipelined(self, touched: Mapping[int, list[str]], order: list[int]) -> list[list[int]]:
+        """(depth, open, new keys) per partition in ``order``, from plain commands in one pipeline."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in order:
+                pipe.xlen(self._stream(p))
+                pipe.get(self.prefix(p) + "open")
+                for key in touched[p]:
+                    pipe.hget(self.prefix(p) + "meta:" + key, "open")
+            replies = list(await pipe.execute())
+        counts, at = [], 0
+        for p in order:
+            flags = replies[at + 2 : at + 2 + len(touched[p])]
+            new = sum(1 for r in flags if r is None or _text(r) != "1")
+            counts.append([int(replies[at]), int(replies[at + 1] or 0), new])
+            at += 2 + len(touched[p])
+        return counts
 
     async def close(self, window_key: str) -> str | None:
         """Close the open window of a key; its id, or None if none was open."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from model.log_formats import LogFormatError, is_anomalous_label, parse_line
+from model.log_formats import LogFormatError, content_parser, is_anomalous_label, parse_line
 
 
 @pytest.mark.parametrize(("folder", "fmt"), [("BGL", "bgl"), ("Thunderbird", "thunderbird"), ("HDFS", "hdfs")])
@@ -45,3 +45,28 @@ def test_bad_lines_name_the_format_and_the_line() -> None:
         parse_line("- 1117838570", "bgl")
     with pytest.raises(LogFormatError, match="unknown log format 'syslog'"):
         parse_line("x", "syslog")
+
+
+BAD_LINES = ["", "   ", "no header here", "081109 203518 148 INFO no component colon", "- 1 2 3", "x\r\n"]
+
+
+@pytest.mark.parametrize(
+    ("folder", "fmt"),
+    [("BGL", "bgl"), ("Thunderbird", "thunderbird"), ("Thunderbird", "liberty"), ("HDFS", "hdfs"), ("HDFS", "raw")],
+)
+def test_content_parser_is_parse_line_content(shared_data: Path, folder: str, fmt: str) -> None:
+    """The intake's per-format parser gives parse_line's content, and its error, on every sample line."""
+    log = shared_data / folder / f"{folder}_2k.log"
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True) + BAD_LINES
+    parse = content_parser(fmt)
+    for line in lines:
+        try:
+            expected: str | LogFormatError = parse_line(line, fmt).content
+        except LogFormatError as exc:
+            expected = exc
+        if isinstance(expected, LogFormatError):
+            with pytest.raises(LogFormatError) as raised:
+                parse(line)
+            assert str(raised.value) == str(expected)
+        else:
+            assert parse(line) == expected

@@ -12,6 +12,7 @@ def test_session_ids_in_order_and_distinct() -> None:
     assert session_ids(line) == ["blk_-1608999687919862906", "blk_7503483334202473044"]
     assert session_ids("no block here") == []
     assert session_ids("req=abc-12 done", r"req=([\w-]+)") == ["req=abc-12"]
+    assert session_ids("req=a req=b req=a", r"req=(\w)") == ["req=a", "req=b"]  # whole matches, with groups
 
 
 def test_a_line_naming_several_sessions_joins_each() -> None:

@@ -106,6 +106,10 @@ def test_text_is_decoded_before_it_is_split(body: bytes, charset: str | None) ->
 
 def test_split_lines_cuts_on_newlines_only() -> None:
     assert split_lines("a\r\nb\rc\nd\x0ce\u2028f\n") == ["a", "b", "c", "d\x0ce\u2028f"]
+    # without a \r the fast path (str.split) cuts the same places, blank lines and a missing last \n included
+    assert split_lines("a\n\nd\x0ce\u2028f\n") == ["a", "", "d\x0ce\u2028f"]
+    assert split_lines("a\nb") == ["a", "b"]
+    assert split_lines("") == []
 
 
 # --- on the live app ----------------------------------------------------------------------------------------

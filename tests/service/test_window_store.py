@@ -394,3 +394,52 @@ async def test_a_partition_refusing_in_a_race_reports_its_items_and_writes_nothi
     assert await store.verdict(full[2]) is None
     with pytest.raises(TooManySessions):  # every partition refused: the request as a whole
         await store.append([(full[2], "b")], "session")
+
+
+async def lastseen(store: WindowStore) -> set[str]:
+    """Every window key in the partitions' last-seen sets (the idle sweep's view of what is open)."""
+    found: set[str] = set()
+    for p in range(store.config.partitions):
+        found |= {k.decode() for k in await store.redis.zrange(store.prefix(p) + "lastseen", 0, -1)}
+    return found
+
+
+async def test_windows_closed_and_reopened_within_one_call_keep_meta_and_last_seen_right(make_store: MakeStore) -> None:
+    """append.lua reads each window's meta once per call and writes last-seen once per window at the end: a
+    window that closes and reopens within the call is open and seen after it, one that closes is neither."""
+    store = await make_store(max_session_lines=2, idle_timeout_s=0.3)
+    a, b = "session:default:a", "session:default:b"
+    result = await store.append([(a, "1"), (b, "x"), (a, "2"), (a, "3"), (b, "y")], "session")
+    assert (result.accepted, result.closed) == (5, [a, b])
+    assert await store.open_windows() == 1
+    assert await lastseen(store) == {a}
+    await asyncio.sleep(0.4)
+    assert await store.sweep_idle() == [f"{a}#1"]
+    assert await lastseen(store) == set()
+    assert await drain(store) == {a: ["1", "2"], b: ["x", "y"], f"{a}#1": ["3"]}
+
+
+async def test_a_key_windowed_the_other_way_before_is_closed_first(make_store: MakeStore) -> None:
+    """A key open as a session window that now arrives in fixed mode (the old id scheme): its window closes
+    (reason mode) and the line opens a fixed window; both within one call, as before the meta was cached."""
+    store = await make_store(window_size=2, window_step=2)
+    await store.append([("src", "s1")], "session")
+    result = await store.append([("src", "f1"), ("src", "f2"), ("src", "f3")], "fixed")
+    assert result.closed == ["src", "src:0"]
+    windows = await store.read_batch("c", 10, 100, 0)
+    assert [(w.window_id, w.lines, w.reason) for w in windows] == [
+        ("src", ["s1"], "mode"),
+        ("src:0", ["f1", "f2"], "size"),
+    ]
+    assert await lastseen(store) == {"src"} and await store.open_windows() == 1
+
+
+async def test_the_caps_pre_check_counts_new_windows_only_near_the_cap(make_store: MakeStore) -> None:
+    """caps.lua skips the per-key count when the cap holds even if every key were new; near the cap it counts,
+    so a request of windows already open still passes at the cap."""
+    store = await make_store(max_open_windows=3, partitions=1)
+    await store.append([("a", "1"), ("b", "1"), ("c", "1")], "session")
+    await store.append([("a", "2"), ("b", "2"), ("c", "2")], "session")  # 3 open + 3 keys > 3: counted, none new
+    with pytest.raises(TooManySessions, match="3 windows open in partition 0, this request would open 1 more"):
+        await store.append([("a", "3"), ("d", "1")], "session")
+    assert await store.open_windows() == 3
