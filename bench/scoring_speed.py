@@ -144,6 +144,9 @@ def main() -> None:
         f"{model.cache.hits / max(model.cache.hits + model.cache.misses, 1):.3f}; "
         f"max |score(cache off) - score(cache warm)| = {max_diff:.2e}"
     )
+    gpu_peak_mib = torch.cuda.max_memory_allocated() / 2**20 if model.device.type == "cuda" else None
+    if gpu_peak_mib is not None:
+        print(f"GPU memory: peak {gpu_peak_mib:.0f} MiB allocated by torch ({torch.cuda.get_device_name()})")
     if is_untrained(checkpoint):
         print("UNTRAINED checkpoint: speed is real; label agreement says little (the answer text may be neither)")
     print(machine_line(info))
@@ -161,6 +164,8 @@ def main() -> None:
             "methods": methods,
             "agreement": agreement,
             "max_score_difference_cache_on_off": max_diff,
+            "device": str(model.device),
+            "gpu_peak_mib": gpu_peak_mib,
         },
         info,
     )

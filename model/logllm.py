@@ -177,12 +177,29 @@ class LogLLM(nn.Module):
         return DecoderBatch(embeds, mask, position_ids, labels if answers is not None else None)
 
     # -- training ------------------------------------------------------------------------------------------------
+    def training_mask(self, attention_mask: Tensor) -> Tensor:
+        """The causal + padding mask as a 4D boolean mask in which each padding position attends to itself.
+
+        With left padding, a padding query otherwise sees no key at all. The fused SDPA kernels on CUDA can make such
+        a fully masked row NaN, and the backward pass then carries the NaN into the real tokens' gradients: the
+        likely cause of the NaN loss our QLoRA run on an H200 hit with batches of mixed lengths (README, "On a GPU").
+        Real positions never attend to padding either way, so their outputs are the same as with the 2D mask.
+        Other attention implementations take the 2D mask as before.
+        """
+        if getattr(self.decoder.config, "_attn_implementation", None) != "sdpa":
+            return attention_mask
+        width = attention_mask.shape[1]
+        causal = torch.ones(width, width, dtype=torch.bool, device=attention_mask.device).tril()
+        keep = causal & attention_mask.bool()[:, None, :]
+        keep |= torch.eye(width, dtype=torch.bool, device=attention_mask.device)
+        return keep[:, None]
+
     def loss(self, sequences: Sequence[Sequence[str]], labels: Sequence[int]) -> Tensor:
         """Cross-entropy on the answer tokens ("The sequence is normal." / "... anomalous.")."""
         batch = self.build_batch(sequences, [self._answers[int(label)] for label in labels])
         out = self.decoder(
             inputs_embeds=batch.embeds,
-            attention_mask=batch.attention_mask,
+            attention_mask=self.training_mask(batch.attention_mask),
             position_ids=batch.position_ids,
             labels=batch.labels,
         )

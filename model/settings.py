@@ -25,8 +25,9 @@ class ModelSettings(BaseSettings):
     device: str = Field("auto", description="'auto' (cuda when present), 'cpu', 'cuda', 'cuda:1', ...")
     quantize: Literal["auto", "4bit", "int8", "none"] = Field(
         "auto",
-        description="'auto': 4-bit NF4 (QLoRA) on CUDA, else full precision; '4bit' forces it (CPU too); 'int8':"
-        " dynamic int8 linears on the CPU, for scoring only (faster, scores shift slightly)",
+        description="'auto': a checkpoint loads as it was trained, a fresh model (training) in 4-bit NF4 (QLoRA)"
+        " on CUDA and full precision elsewhere; '4bit' forces NF4 (CPU too); 'int8': dynamic int8 linears on the"
+        " CPU, for scoring only (faster, scores shift slightly)",
     )
     merge_lora: bool = Field(
         True, description="fold the LoRA adapters into the weights when loading a checkpoint to score (not to train)"

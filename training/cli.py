@@ -83,12 +83,15 @@ def run_train(args: argparse.Namespace) -> int:
     from training.datasets import load_splits
     from training.evaluate import evaluate, write_evaluation
     from training.report import format_table
-    from training.trainer import train
+    from training.trainer import TrainingError, train
 
     settings = settings_from_args(TrainSettings, args)
     splits = load_splits(settings)
     print(f"data: {splits.describe()}", flush=True)
-    model, manifest, _ = train(settings, splits.train, splits.validation)
+    try:
+        model, manifest, _ = train(settings, splits.train, splits.validation)
+    except TrainingError as exc:
+        raise SystemExit(f"logllm train: {exc}") from None
     vocabulary = training_vocabulary(splits)
     result = evaluate(
         model,

@@ -106,8 +106,10 @@ def best_f1_threshold(labels: ArrayLike, scores: ArrayLike) -> float:
     """The threshold that maximises F1 on the validation split (never the test split).
 
     Ties go to the highest threshold (fewest false alarms). The returned value lies halfway between the lowest
-    score flagged and the highest score not flagged, so the boundary is not glued to a single validation
-    sample. Without both classes F1 says nothing about the boundary: 0.5 is returned, with a warning.
+    score flagged and the highest score not flagged (or 0, when every score is flagged), so the boundary is not
+    glued to a single validation sample: a test window equal to that sample must not flip on the ~1e-7 a merged
+    adapter moves its score. Without both classes F1 says nothing about the boundary: 0.5 is returned, with a
+    warning.
     """
     y, s = as_arrays(labels, scores)
     if not 0 < int(y.sum()) < y.size:
@@ -124,9 +126,9 @@ def best_f1_threshold(labels: ArrayLike, scores: ArrayLike) -> float:
     best = np.flatnonzero(f1 >= f1.max() - 1e-12)
     chosen = float(thresholds[best].max())
     below = s[s < chosen]
+    midpoint = (chosen + (float(below.max()) if below.size else 0.0)) / 2
     if not below.size:
-        return chosen
-    midpoint = (chosen + float(below.max())) / 2
+        return midpoint if midpoint < chosen else chosen  # chosen is 0.0: nothing lies below
     return midpoint if midpoint > below.max() else chosen  # adjacent floats: the midpoint rounds down
 
 
@@ -149,8 +151,8 @@ def fpr_bounded_threshold(labels: ArrayLike, scores: ArrayLike, max_fpr: float) 
         return float(s.min())  # the budget covers every normal sequence: flag everything
     boundary = float(normal[allowed])  # the highest normal score that must stay below the threshold
     above = s[s > boundary]
-    if not above.size:
-        return float(np.nextafter(boundary, np.inf))  # nothing scores higher: nothing is flagged
+    if not above.size:  # nothing scores higher: nothing is flagged, halfway to the top of the score range
+        return max((boundary + 1.0) / 2, float(np.nextafter(boundary, np.inf)))
     midpoint = (boundary + float(above.min())) / 2
     return midpoint if midpoint > boundary else float(above.min())
 

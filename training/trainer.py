@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -25,6 +26,10 @@ from training.sampling import oversample_minority, seed_everything
 from training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """A stage could not train (its loss or gradients kept going non-finite); the message says where."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,12 @@ def sample_order(n: int, samples: int, rng: random.Random) -> list[int]:
 def run_stage(
     model: LogLLM, plan: StagePlan, data: Sequence[LabeledSequence], settings: TrainSettings, seed: int
 ) -> float:
-    """Train one stage with AdamW and gradient accumulation; returns the mean loss of its last 10 steps."""
+    """Train one stage with AdamW and gradient accumulation; returns the mean loss of its last 10 steps.
+
+    A step whose loss or gradient norm is not finite is skipped, so one bad batch cannot turn every weight into NaN.
+    Past 1% of the stage's steps (at least 3) the stage stops with an error and nothing of it is saved: a run that
+    keeps producing NaN has a real fault (precision, kernel, data), and a NaN checkpoint would only hide it.
+    """
     model.train()
     model.set_trainable(projector=plan.projector, encoder_lora=plan.encoder_lora, decoder_lora=plan.decoder_lora)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -75,6 +85,8 @@ def run_stage(
     order = sample_order(len(data), plan.samples, random.Random(seed))
     use_bf16 = model.device.type == "cuda" and torch.cuda.is_bf16_supported()
     recent: list[float] = []
+    steps = math.ceil(len(order) / settings.batch_size)
+    skipped, allowed = 0, max(3, steps // 100)
     started = time.perf_counter()
     bar = tqdm(total=len(order), desc=f"stage {plan.name}", unit="seq", dynamic_ncols=True)
     for start in range(0, len(order), settings.batch_size):
@@ -87,13 +99,27 @@ def run_stage(
                 loss = model.loss([s.messages for s in part], [s.label for s in part]) * (len(part) / len(batch))
             loss.backward()
             total += float(loss)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        norm = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
+        bar.update(len(batch))
+        if not (math.isfinite(total) and math.isfinite(norm)):
+            skipped += 1
+            lengths = sorted(len(s.messages) for s in batch)
+            log.warning("stage %s step %d skipped: loss %s, gradient norm %s (messages per sequence %s)",
+                        plan.name, start // settings.batch_size + 1, total, norm, lengths)  # fmt: skip
+            if skipped > allowed:
+                bar.close()
+                raise TrainingError(
+                    f"stage {plan.name}: loss or gradients not finite in {skipped} steps (more than {allowed} of"
+                    f" {steps}); stopped without saving the stage. Last batch: messages per sequence {lengths}."
+                )
+            continue
         optimizer.step()
         recent = (recent + [total])[-10:]
-        bar.update(len(batch))
         rate = bar.n / max(time.perf_counter() - started, 1e-9)
-        bar.set_postfix(loss=f"{total:.4f}", seq_s=f"{rate:.1f}")
+        bar.set_postfix(loss=f"{total:.4f}", seq_s=f"{rate:.1f}", skipped=skipped)
     bar.close()
+    if skipped:
+        log.warning("stage %s: %d of %d steps skipped for a non-finite loss or gradient", plan.name, skipped, steps)
     return sum(recent) / max(len(recent), 1)
 
 

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from model.checkpoint import CheckpointError, Manifest, load_checkpoint
+from model.checkpoint import CheckpointError, Manifest, as_trained, load_checkpoint
 from model.logllm import LogLLM
+from model.settings import ModelSettings
+from tests.conftest import DEFAULT_CHECKPOINT
 
 pytestmark = pytest.mark.slow
 
@@ -62,3 +64,13 @@ def test_missing_or_malformed_manifest(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "logllm-checkpoint/1"}))
     with pytest.raises(CheckpointError, match="malformed manifest"):
         Manifest.read(tmp_path)
+
+
+def test_auto_loads_a_full_precision_checkpoint_in_full_precision_on_a_gpu_too() -> None:
+    full, nf4 = Manifest.read(DEFAULT_CHECKPOINT), Manifest.read(DEFAULT_CHECKPOINT)
+    nf4.decoder_precision = "nf4"
+    assert full.decoder_precision == "full"
+    assert as_trained(ModelSettings(device="cuda"), full).quantize == "none"  # auto alone would mean NF4 on CUDA
+    assert as_trained(ModelSettings(device="cuda"), nf4).quantize == "auto"  # a QLoRA checkpoint: NF4 on CUDA
+    for explicit in ("4bit", "int8", "none"):
+        assert as_trained(ModelSettings(quantize=explicit), full).quantize == explicit

@@ -85,3 +85,24 @@ def test_sequences_are_capped(fresh_model: LogLLM) -> None:
     batch = fresh_model.build_batch([long], None)
     prompt = len(fresh_model._prefix_ids) + len(fresh_model._question_ids)
     assert batch.embeds.shape[1] == prompt + fresh_model.max_messages
+
+
+def test_training_mask_leaves_no_row_empty_and_the_loss_unchanged(fresh_model: LogLLM) -> None:
+    sequences, labels = [["a"], ["a", "b", "c", "d"], SEQUENCES[0]], [0, 1, 0]
+    batch = fresh_model.build_batch(sequences, [fresh_model._answers[label] for label in labels])
+    real = batch.attention_mask.bool()
+    mask = fresh_model.training_mask(batch.attention_mask)
+    width = real.shape[1]
+    assert mask.shape == (3, 1, width, width) and mask.dtype == torch.bool
+    assert mask.any(-1).all(), "a fully masked row is what SDPA's CUDA kernels can turn into NaN"
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    for row in range(3):  # a real position sees exactly the real positions up to itself
+        assert torch.equal(mask[row, 0][real[row]], (causal & real[row][None, :])[real[row]])
+    with torch.no_grad():
+        plain = fresh_model.decoder(
+            inputs_embeds=batch.embeds,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            labels=batch.labels,
+        ).loss
+        assert float(fresh_model.loss(sequences, labels)) == pytest.approx(float(plain), abs=1e-6)

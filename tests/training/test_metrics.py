@@ -86,8 +86,15 @@ def test_ties_go_to_the_higher_threshold() -> None:
     assert best_f1_threshold(tied_labels, tied_scores) == pytest.approx(0.85)
 
 
-def test_best_threshold_with_lowest_score_flagged_returns_that_score() -> None:
-    assert best_f1_threshold([1, 1, 0], [0.9, 0.2, 0.2]) == pytest.approx(0.2)
+def test_best_threshold_flagging_every_score_lies_halfway_to_zero() -> None:
+    # glued to 0.2, a window equal to the validation one would flip on the ~1e-7 a merged adapter moves its score
+    t = best_f1_threshold([1, 1, 0], [0.9, 0.2, 0.2])
+    assert t == pytest.approx(0.1) and t <= 0.2 - 1e-7
+
+
+def test_fpr_bounded_threshold_flagging_nothing_lies_halfway_to_one() -> None:
+    t = fpr_bounded_threshold([0, 0, 1], [0.9, 0.4, 0.2], 0.0)
+    assert t == pytest.approx(0.95) and t > 0.9 + 1e-7
 
 
 def test_best_threshold_on_separable_scores_lies_in_the_gap() -> None:

@@ -1,12 +1,15 @@
 """The three-stage recipe end to end through ``logllm train`` / ``logllm eval`` on the real backbones, with a
 handful of steps: each stage tunes only its parts, every stage is checkpointed, an interrupted run resumes
-after its last completed stage, and QLoRA (4-bit NF4 via bitsandbytes) trains and reloads on the CPU too.
+after its last completed stage, and QLoRA (4-bit NF4 via bitsandbytes) trains and reloads on the CPU, and on CUDA
+where a GPU is present.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +17,10 @@ import torch
 from safetensors.torch import load_file
 
 import logllm_cli
+from model.logllm import LogLLM
+from training.data import LabeledSequence
 from training.settings import TrainSettings
-from training.trainer import plan_stages
+from training.trainer import StagePlan, TrainingError, plan_stages, run_stage
 
 pytestmark = pytest.mark.slow
 STAGES = ["1-decoder", "2a-projector", "2b-encoder", "3-all"]
@@ -130,7 +135,12 @@ def test_each_stage_tunes_its_parts_and_an_interrupted_run_resumes(
         run_cli(*evaluate, "--threshold", "0.5", "--max-fpr", "0.01")
 
 
-def test_qlora_trains_and_reloads_in_4bit_on_the_cpu(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_qlora_trains_and_reloads_in_4bit(device: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The QLoRA path end to end; CI runs it on the CPU, a lent GPU on CUDA (README's GPU section)."""
     from bitsandbytes.nn import Linear4bit
 
     from model.checkpoint import load_checkpoint, save_checkpoint
@@ -140,7 +150,7 @@ def test_qlora_trains_and_reloads_in_4bit_on_the_cpu(tmp_path: Path, caplog: pyt
     settings = TrainSettings(
         dataset="generic", data=write_sessions(tmp_path / "sessions.jsonl", 15), output=tmp_path / "qlora",
         stages=["1", "3"], stage1_samples=2, max_train_samples=2, stage3_epochs=1, batch_size=2,
-        micro_batch_size=2, device="cpu", quantize="4bit",
+        micro_batch_size=2, device=device, quantize="4bit",
     )  # fmt: skip
     splits = load_splits(settings)
     model, manifest, losses = train(settings, splits.train, splits.validation)
@@ -152,10 +162,49 @@ def test_qlora_trains_and_reloads_in_4bit_on_the_cpu(tmp_path: Path, caplog: pyt
     assert any(v.any() for k, v in weights(settings.output, "decoder_lora").items() if "lora_B" in k)
 
     reloaded, manifest = load_checkpoint(settings.output, settings)
-    assert manifest.decoder_precision == "nf4"
+    assert manifest.decoder_precision == "nf4" and reloaded.device.type == device
     assert isinstance(reloaded.decoder.get_base_model().model.layers[0].self_attn.q_proj.base_layer, Linear4bit)
     assert reloaded.score(sequences) == pytest.approx(trained, abs=1e-4)
 
     caplog.clear()
     load_checkpoint(settings.output, settings.model_copy(update={"quantize": "none"}))
     assert "trained on a decoder in 4-bit NF4 and is loaded in full precision" in caplog.text
+
+
+@contextlib.contextmanager
+def nan_after_projector(model: LogLLM, calls: set[int]) -> Iterator[None]:
+    """Turns the projector's output into NaN on the given forward calls (0-based), as a broken kernel would."""
+    seen = [0]
+
+    def hook(_module: torch.nn.Module, _args: object, output: torch.Tensor) -> torch.Tensor | None:
+        seen[0] += 1
+        return output * float("nan") if seen[0] - 1 in calls else None
+
+    handle = model.projector.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def test_a_non_finite_step_is_skipped_and_a_run_of_them_stops_the_stage(
+    fresh_model: LogLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = [LabeledSequence(f"s{i}", ["job <*> finished ok"] * (1 + i % 3), i % 2) for i in range(8)]
+    settings = TrainSettings(batch_size=2, micro_batch_size=2)
+    # lr 0 keeps the shared model as it was, yet AdamW would still write 0 * NaN = NaN into every weight it steps
+    plan = StagePlan("1-decoder", False, False, True, lr=0.0, samples=8)
+    lora = [p for n, p in fresh_model.decoder.named_parameters() if "lora_" in n]
+    try:
+        with nan_after_projector(fresh_model, {1}):
+            loss = run_stage(fresh_model, plan, data, settings, seed=0)
+        assert loss == loss and "step 2 skipped: loss nan" in caplog.text
+        assert lora and all(torch.isfinite(p).all() for p in lora), "the NaN step must not reach the weights"
+
+        stops = pytest.raises(TrainingError, match=r"stage 1-decoder: loss or gradients not finite in 4 steps")
+        with nan_after_projector(fresh_model, set(range(100))), stops:
+            run_stage(fresh_model, plan, data, settings, seed=0)
+        assert all(torch.isfinite(p).all() for p in lora)
+    finally:
+        fresh_model.eval()
+        fresh_model.zero_grad(set_to_none=True)
