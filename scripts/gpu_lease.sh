@@ -4,7 +4,10 @@
 #
 # The machine's image has torch, transformers and accelerate; what it lacks (bitsandbytes, gguf, pydantic, peft at
 # our version, the two PyPI backbones) comes as /tmp/c00.. : pieces of one xz tar of a site-packages folder
-# (the tool carries at most 64 MiB a call, so the pieces travel in consecutive calls). The data comes as .dev/data.
+# (the tool carries at most 64 MiB a call, so the pieces travel in consecutive calls, each moving its piece to
+# /tmp, and the machine must stay warm between them). The data comes as .dev/data: HDFS, HDFS_deeplog_keyseq, BGL
+# and Thunderbird from shared/data, with the Loghub licence files. Only 8 files come back from $OUT, so the logs
+# travel as one tar.
 #
 #   DEADLINE=540 bash scripts/gpu_lease.sh     # seconds from start to the last copy into $OUT
 set -uo pipefail
@@ -17,7 +20,7 @@ left() { echo $(( DEADLINE - $(elapsed) )); }
 step() { echo "[$(elapsed)s] $*" | tee -a "$OUT/steps.log"; }
 
 step "unpacking packages"
-cat /tmp/c0* | python3 -c 'import sys, tarfile; tarfile.open(fileobj=sys.stdin.buffer, mode="r|xz").extractall("/tmp", filter="data")'
+[ -d /tmp/devsite/bitsandbytes ] || cat /tmp/c0* | python3 -c 'import sys, tarfile; tarfile.open(fileobj=sys.stdin.buffer, mode="r|xz").extractall("/tmp", filter="data")'
 export PYTHONPATH=/tmp/devsite:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 mkdir -p ../shared && ln -sfn "$PWD/.dev/data" ../shared/data
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
@@ -45,7 +48,7 @@ step "pytest rc=$? ($(tail -1 "$OUT/pytest.log"))"
 wait $train
 step "train rc=$?"
 tar cf "$OUT/run-gpu-seed42.tar" -C /tmp --exclude='*.partial*' run-gpu-seed42 2>/dev/null
-ls -la "$OUT" >> "$OUT/steps.log"
 step "done"
-tail -4 "$OUT"/scoring-bs*.log; grep -E "^\|" "$OUT"/scoring-bs*.log | head -30; tail -25 "$OUT/train.log"
-tail -15 "$OUT/pytest.log"
+tail -n 4 "$OUT"/scoring-bs*.log; grep -E "seq/s|MiB" "$OUT"/scoring-bs*.log; tr '\r' '\n' < "$OUT/train.log" | tail -n 8
+tail -n 15 "$OUT/pytest.log"
+(cd "$OUT" && tar cf logs.tar ./*.log ./*.txt && rm -f ./*.log ./*.txt)
