@@ -87,3 +87,16 @@ def _first(
     if i is None or lines is None:
         return None, None
     return lines[i], raw_lines[i] if raw_lines is not None else None
+
+
+def lead_with_novelty(
+    top: Sequence[Contribution], novel: Sequence[str], known_anomalous: Sequence[str], top_k: int
+) -> list[dict[str, Any]]:
+    """The explanation as shown: the templates the novelty rule found first (tagged with their kind), then the
+    rest by contribution, top_k of those; a window without novelty keeps the occlusion order. ``top`` must hold
+    every distinct message when there is novelty, so none of its templates is cut before it can lead."""
+    kinds = {m: "known_anomalous" for m in known_anomalous} | {m: "novel" for m in novel}
+    first = sorted((c for c in top if c.message in kinds), key=lambda c: kinds[c.message] != "known_anomalous")
+    rest = [c.to_json() for c in top if c.message not in kinds][: max(top_k - len(first), 0)]
+    return [{**c.to_json(), "novelty": kinds[c.message]} for c in first] + rest
+

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +20,7 @@ from pydantic import Field
 
 from model.cli_args import add_settings_arguments, settings_from_args
 from model.settings import ModelSettings
-from model.vocab import NoveltyMode, Vocabulary
+from model.vocab import Novelty, NoveltyMode, Vocabulary
 
 
 class ScoreSettings(ModelSettings):
@@ -45,8 +46,23 @@ class ScoreSettings(ModelSettings):
     )
 
 
-def read_contents(path: Path, fmt: str, on_error: str) -> Iterator[str]:
-    """Message contents of a file, streamed; a bad line is reported as FILE:LINE."""
+@dataclass
+class Window:
+    """One window as the service builds it: its id, and per line the raw text, content and preprocessed message."""
+
+    window_id: str
+    raw: list[str] = field(default_factory=list)
+    contents: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+    def add(self, raw: str, content: str, message: str) -> None:
+        self.raw.append(raw)
+        self.contents.append(content)
+        self.messages.append(message)
+
+
+def read_lines(path: Path, fmt: str, on_error: str) -> Iterator[tuple[str, str]]:
+    """(raw line, message content) of a file, streamed; a bad line is reported as FILE:LINE."""
     from model.log_formats import LogFormatError, parse_line
 
     with path.open(encoding="utf-8", errors="replace") as handle:
@@ -55,30 +71,35 @@ def read_contents(path: Path, fmt: str, on_error: str) -> Iterator[str]:
             if not line.strip():
                 continue
             try:
-                yield parse_line(line, fmt).content
+                yield line, parse_line(line, fmt).content
             except LogFormatError as exc:
                 if on_error == "fail":
                     raise SystemExit(f"{path}:{number}: {exc}") from None
                 print(f"{path}:{number}: skipped: {exc}", file=sys.stderr)
 
 
-def windows_of(path: Path, settings: ScoreSettings) -> Iterator[tuple[str, list[str]]]:
-    """(window id, preprocessed messages) in the order the windows close."""
+def windows_of(path: Path, settings: ScoreSettings) -> Iterator[Window]:
+    """The file's windows in the order they close, each with its lines' raw text for explanations."""
     from model.preprocess import preprocess
     from model.windows import fixed_windows, session_ids
 
-    contents = read_contents(path, settings.log_format, settings.on_error)
+    lines = read_lines(path, settings.log_format, settings.on_error)
     if settings.window_mode == "fixed":
-        messages = [preprocess(c) for c in contents]
-        for start, window in fixed_windows(messages, settings.window_size, settings.window_step):
-            yield f"fixed:{settings.source}:{start}", window
+        parsed = [(raw, content, preprocess(content)) for raw, content in lines]
+        starts = fixed_windows(list(range(len(parsed))), settings.window_size, settings.window_step)
+        for start, positions in starts:
+            window = Window(f"fixed:{settings.source}:{start}")
+            for i in positions:
+                window.add(*parsed[i])
+            yield window
         return
-    sessions: dict[str, list[str]] = {}
-    for content in contents:
+    sessions: dict[str, Window] = {}
+    for raw, content in lines:
         message = preprocess(content)
         for sid in session_ids(content, settings.session_pattern):
-            sessions.setdefault(f"session:{settings.source}:{sid}", []).append(message)
-    yield from sessions.items()
+            key = f"session:{settings.source}:{sid}"
+            sessions.setdefault(key, Window(key)).add(raw, content, message)
+    yield from sessions.values()
 
 
 def add_score_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -88,12 +109,19 @@ def add_score_parser(subparsers: argparse._SubParsersAction) -> None:  # type: i
     parser.set_defaults(handler=run_score)
 
 
+def novelty_of(messages: list[str], vocabulary: Vocabulary | None, mode: NoveltyMode) -> Novelty:
+    """The templates of a window outside the checkpoint's vocabulary (none without one, or with novelty off)."""
+    from model.vocab import Novelty, window_novelty
+
+    return window_novelty(messages, vocabulary) if vocabulary is not None and mode != "off" else Novelty()
+
+
 def novelty_columns(messages: list[str], score: float, threshold: float, vocabulary: Vocabulary | None,
                     mode: NoveltyMode) -> str:  # fmt: skip
     """``label<TAB>reason<TAB>novelty``: the decision with the novelty rule, and the templates it found (JSON)."""
-    from model.vocab import Novelty, decide, window_novelty
+    from model.vocab import decide
 
-    found = window_novelty(messages, vocabulary) if vocabulary is not None and mode != "off" else Novelty()
+    found = novelty_of(messages, vocabulary, mode)
     anomalous, reason = decide(score, threshold, found, mode)
     listed = json.dumps({"novel": found.novel, "known_anomalous": found.known_anomalous}) if found.reason else "-"
     return f"{'anomalous' if anomalous else 'normal'}\t{reason or '-'}\t{listed}"
@@ -116,25 +144,30 @@ def run_score(args: argparse.Namespace) -> int:
         print(f"# novelty off: {settings.checkpoint} has no vocabulary (logllm vocab makes one)", file=sys.stderr)
     scores = score_whole(
         lambda sequences: model.score(sequences, batch_size=settings.batch_size),
-        [w for _, w in windows],
+        [w.messages for w in windows],
         model.max_messages,
     )
     print("window_id\tlines\tscore\tlabel\treason\tnovelty" + ("\texplanation" if settings.explain else ""))
-    for (window_id, messages), score in zip(windows, scores, strict=True):
-        decision = novelty_columns(messages, score, model.threshold, vocabulary, settings.novelty)
-        row = f"{window_id}\t{len(messages)}\t{score:.6f}\t{decision}"
+    for window, score in zip(windows, scores, strict=True):
+        decision = novelty_columns(window.messages, score, model.threshold, vocabulary, settings.novelty)
+        row = f"{window.window_id}\t{len(window.messages)}\t{score:.6f}\t{decision}"
         if settings.explain:
-            row += "\t" + explanation_column(model, messages, score, settings.explain_top_k)
+            found = novelty_of(window.messages, vocabulary, settings.novelty)
+            flagged = decision.startswith("anomalous")
+            row += "\t" + explanation_column(model, window, score, found if flagged else None, settings.explain_top_k)
         print(row)
     print(f"# {len(windows)} windows, model {manifest.version}, threshold {model.threshold:.4f}", file=sys.stderr)
     return 0
 
 
-def explanation_column(model: Any, messages: list[str], score: float, top_k: int) -> str:
-    """The service's explanation of an anomalous window, as JSON ([] for a normal one)."""
-    from model.explain import explain, one_pass
+def explanation_column(model: Any, window: Window, score: float, found: Novelty | None, top_k: int) -> str:
+    """The service's explanation of a flagged window (``found``: its novelty; None: not flagged) as JSON, [] for
+    a window not flagged: the top messages by occlusion with the first line of each (raw and content), the
+    templates the novelty rule found leading, as the records of the service show them."""
+    from model.explain import explain, lead_with_novelty, one_pass
 
-    if model.label(score) != "anomalous":
+    if found is None:
         return "[]"
-    top = explain(one_pass(model), messages, top_k, base_score=score)
-    return json.dumps([{"message": c.message, "contribution": round(c.contribution, 6), "count": c.count} for c in top])
+    k = len(set(window.messages)) if found.reason else top_k
+    top = explain(one_pass(model), window.messages, k, base_score=score, lines=window.contents, raw_lines=window.raw)
+    return json.dumps(lead_with_novelty(top, found.novel, found.known_anomalous, top_k))

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from model.explain import Contribution, explain, one_pass
+from model.explain import Contribution, explain, lead_with_novelty, one_pass
 from service.metrics import ServiceMetrics
 from service.records.record_store import RecordStore, mute_id, window_parts
 from service.windows.store import ClosedWindow, Verdict
@@ -26,12 +26,8 @@ log = logging.getLogger(__name__)
 
 
 def lead_with(top: Sequence[Contribution], verdict: Verdict, top_k: int) -> list[dict[str, Any]]:
-    """The explanation as stored: the templates the novelty rule found first (tagged with their kind), then the
-    rest by contribution, top_k of those; a window without novelty keeps the occlusion order."""
-    kinds = {m: "known_anomalous" for m in verdict.known_anomalous} | {m: "novel" for m in verdict.novel}
-    first = sorted((c for c in top if c.message in kinds), key=lambda c: kinds[c.message] != "known_anomalous")
-    rest = [c.to_json() for c in top if c.message not in kinds][: max(top_k - len(first), 0)]
-    return [{**c.to_json(), "novelty": kinds[c.message]} for c in first] + rest
+    """The explanation as stored (model.explain.lead_with_novelty, which `logllm score --explain` shares)."""
+    return lead_with_novelty(top, verdict.novel, verdict.known_anomalous, top_k)
 
 
 class RecordKeeper:
