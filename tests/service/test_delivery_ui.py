@@ -17,6 +17,8 @@ import httpx
 import pytest
 import uvicorn
 
+from model.preprocess import preprocess
+from model.vocab import build_vocabulary
 from service.app import create_app
 from service.settings import ServiceSettings
 from tests.binaries import require_binary
@@ -30,12 +32,22 @@ EVIL = [
 ]
 
 
+NOVEL = "fan 7 failed on blk_6"  # a template outside the vocabulary below; the keyword model calls it normal
+
+
+class VocabularyScorer(KeywordScorer):
+    """The keyword model with a training vocabulary holding every template of EVIL and of ORDINARY lines."""
+
+    vocabulary = build_vocabulary([([preprocess(m) for m in [*EVIL, "ordinary line of blk_6"]], 0)])
+
+
 @pytest.fixture
 def server(redis_url: str, tmp_path: Path) -> Iterator[str]:
     settings = ServiceSettings(
-        redis_url=redis_url, checkpoint=tmp_path, sweep_interval_s=0.05, max_batch_wait_ms=5, auth_token=TOKEN
+        redis_url=redis_url, checkpoint=tmp_path, sweep_interval_s=0.05, max_batch_wait_ms=5, auth_token=TOKEN,
+        novelty_warmup_s=0,
     )
-    app = create_app(settings, scorer=KeywordScorer("failure"))  # not "error": the <img> line says onerror
+    app = create_app(settings, scorer=VocabularyScorer("failure"))  # not "error": the <img> line says onerror
     if "/anomalies" not in app.openapi()["paths"]:
         pytest.skip("the page reads the anomaly records of #12 (GET /anomalies), which this app does not have")
     port = free_port()
@@ -114,6 +126,20 @@ def test_feed_window_page_and_feedback_in_chromium(server: str, browser: Any, tm
     assert errors == [], errors
     # the one line that made it anomalous is shaded, with its contribution (occlusion: 0.9 -> 0.1)
     assert shaded == ["contribution 0.800", "", ""]
+
+    # a window flagged by the novelty rule, not the model: the feed says why, the page marks the new line
+    assert api.post("/logs", json={"lines": [{"message": m} for m in ["ordinary line of blk_6", NOVEL]]}).is_success
+    flagged = api.post("/sequences/blk_6/close").json()["id"]
+    wait_for(lambda: [r for r in api.get("/anomalies").json()["items"] if r["id"] == flagged], what="the record")
+    browser.get(server + "/ui/#")
+    row = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, f'#feed tr[data-window="{flagged}"]')))
+    assert [td.text for td in row.find_elements(By.TAG_NAME, "td")][4] == "new template"
+    row.find_element(By.TAG_NAME, "a").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#w-lines li")) == 2)
+    assert "flagged by: new template" in browser.find_element(By.ID, "w-summary").text
+    marked = browser.find_elements(By.CSS_SELECTOR, "#w-lines li.novel")
+    assert [li.text for li in marked] == [NOVEL]
+    assert "template never seen before" in (marked[0].get_attribute("title") or "")
 
     browser.get(server + "/ui/#")  # the feed again, with the chart; then a screenshot of it
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart rect"))

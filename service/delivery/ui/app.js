@@ -63,6 +63,10 @@ function feedQuery(cursor) {
   return "/anomalies?" + params.toString();
 }
 
+// the verdict's reason, as an operator reads it: the model's score, or the novelty rule (issue 19)
+const WHY = { model: "model", novel_template: "new template", known_anomalous_template: "known bad template" };
+const why = (record) => WHY[record.reason] || "";
+
 async function loadFeed(more) {
   const page = await api(feedQuery(more ? nextCursor : null));
   const body = $("feed").tBodies[0];
@@ -73,7 +77,8 @@ async function loadFeed(more) {
     const link = el("td");
     link.append(windowLink(record.id));
     row.append(el("td", when(record.scored_at)), el("td", record.source), link,
-      el("td", record.score === null ? "" : record.score.toFixed(3)), el("td", topLine(record), "line"));
+      el("td", record.score === null ? "" : record.score.toFixed(3)), el("td", why(record)),
+      el("td", topLine(record), "line"));
     body.append(row);
   }
   nextCursor = page.next_cursor;
@@ -125,7 +130,11 @@ async function showWindow(id) {
   const feedback = record.feedback ? " · feedback: " + record.feedback.label : "";
   $("w-summary").textContent = record.status + " · score " + (record.score === null ? "-" : record.score.toFixed(3)) +
     " (threshold " + (record.threshold === null ? "-" : record.threshold.toFixed(3)) + ") · " + record.n_lines +
-    " lines · source " + record.source + " · scored " + when(record.scored_at) + feedback;
+    " lines · source " + record.source + " · scored " + when(record.scored_at) + feedback +
+    (why(record) ? " · flagged by: " + why(record) : "");
+  const novelty = record.novelty || { novel: [], known_anomalous: [] };
+  const kinds = new Map(novelty.novel.map((m) => [m, "template never seen before"]));
+  for (const m of novelty.known_anomalous) kinds.set(m, "template seen only in anomalous training windows");
   const weight = new Map();
   for (const c of record.explanation || []) weight.set(c.message, c.contribution);
   const strongest = Math.max(1e-9, ...Array.from(weight.values()));
@@ -137,6 +146,10 @@ async function showWindow(id) {
     if (contribution > 0) {
       item.style.backgroundColor = "rgba(192, 57, 43, " + (0.1 + 0.6 * contribution / strongest).toFixed(3) + ")";
       item.title = "contribution " + contribution.toFixed(3);
+    }
+    if (kinds.has(line.message)) {
+      item.classList.add("novel");
+      item.title = (item.title ? item.title + "; " : "") + kinds.get(line.message);
     }
     list.append(item);
   }
