@@ -79,19 +79,27 @@ def training_vocabulary(splits: Splits) -> Vocabulary:
 
 def run_train(args: argparse.Namespace) -> int:
     """Load the data, train the stages, evaluate on the test split and save the final checkpoint."""
-    from model.checkpoint import save_checkpoint
+    from model.checkpoint import CheckpointError, save_checkpoint
     from training.datasets import load_splits
     from training.evaluate import evaluate, write_evaluation
     from training.report import format_table
     from training.trainer import TrainingError, train
+    from training.unlabeled import limit_test_anomalies, move_anomalies_to_test
 
     settings = settings_from_args(TrainSettings, args)
     splits = load_splits(settings)
+    if settings.unlabeled:
+        splits = move_anomalies_to_test(splits)
+    if settings.test_anomalies is not None:
+        splits = limit_test_anomalies(splits, settings.test_anomalies, settings.seed)
     print(f"data: {splits.describe()}", flush=True)
     try:
         model, manifest, _ = train(settings, splits.train, splits.validation)
-    except TrainingError as exc:
+    except (TrainingError, CheckpointError) as exc:
         raise SystemExit(f"logllm train: {exc}") from None
+    if settings.unlabeled:
+        manifest.training["unlabeled_data"]["moved_to_test"] = splits.report.moved_to_test
+    manifest.training["test_anomalies_left_out"] = splits.report.test_anomalies_left_out
     vocabulary = training_vocabulary(splits)
     result = evaluate(
         model,
@@ -105,7 +113,14 @@ def run_train(args: argparse.Namespace) -> int:
     manifest.metrics = {"dataset": settings.dataset, "split": "test", **result.metrics}
     save_checkpoint(model, settings.output, manifest)
     attach_vocabulary(settings.output, vocabulary)
-    extra: dict[str, Any] = {"dataset": settings.dataset, "split": "test", "model": manifest.version}
+    fpr = settings.max_fpr
+    extra: dict[str, Any] = {
+        "dataset": settings.dataset,
+        "split": "test",
+        "model": manifest.version,
+        "threshold_rule": "best F1" if fpr is None else f"most recall at validation FPR <= {fpr}",
+        "unlabeled": settings.unlabeled,
+    }
     if settings.eval_limit is not None:
         extra["eval_limit"] = settings.eval_limit  # a stratified sample of the split, not all of it
     write_evaluation(settings.output / "eval", result, extra)
