@@ -68,6 +68,9 @@ class TrainSettings(DataSettings):
     perturbations: str = Field(
         ",".join(DEFAULT_PERTURBATIONS), description="comma-separated perturbations for --unlabeled (also: swap)"
     )
+    foreign_messages: Path | None = Field(
+        None, description="text file of log lines from another source or system: insert/interrupt draw from it too"
+    )
     test_anomalies: int | None = Field(
         None, gt=0, description="keep at most N real anomalies in the test split (seeded sample; shorter CPU eval)"
     )

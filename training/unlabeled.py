@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+from model.preprocess import preprocess
 from training.data import LabeledSequence
+from training.data_common import LoadReport, read_lines
 from training.datasets import Splits
 from training.perturb import synthesize_anomalies
 from training.settings import TrainSettings
@@ -45,8 +48,19 @@ def with_synthetic_anomalies(
     """The normal windows plus one perturbed copy of each (label 1), and what the manifest records of it."""
     if any(s.label for s in normals):
         raise ValueError("--unlabeled: the training split still holds labeled anomalies; move them to test first")
+    foreign = read_foreign_messages(settings.foreign_messages) if settings.foreign_messages else []
     synthetic, counts = synthesize_anomalies(
-        normals, settings.perturbation_names, settings.seed, max_messages=settings.max_messages
+        normals, settings.perturbation_names, settings.seed, extra_messages=foreign, max_messages=settings.max_messages
     )
-    info = {"normal_windows": len(normals), "synthetic_anomalies": len(synthetic), "perturbation_counts": counts}
+    info = {
+        "normal_windows": len(normals),
+        "synthetic_anomalies": len(synthetic),
+        "perturbation_counts": counts,
+        "foreign_messages": len(foreign),
+    }
     return [*normals, *synthetic], info
+
+
+def read_foreign_messages(path: Path) -> list[str]:
+    """The distinct preprocessed lines of a log file from another source or system, in first-seen order."""
+    return list(dict.fromkeys(preprocess(line) for _, line in read_lines(path, LoadReport())))

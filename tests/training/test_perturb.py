@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
+from model.preprocess import preprocess
 from training.data import LabeledSequence
 from training.perturb import (
     DEFAULT_PERTURBATIONS,
@@ -91,3 +93,11 @@ def test_names_are_checked_and_swap_is_off_by_default() -> None:
     assert TrainSettings(perturbations="drop, insert").perturbation_names == ["drop", "insert"]
     assert TrainSettings(unlabeled=True).max_fpr == 0.01 and TrainSettings().max_fpr is None
     assert TrainSettings(unlabeled=True, max_fpr=0.001).max_fpr == 0.001
+
+
+def test_foreign_messages_are_read_preprocessed_and_distinct(tmp_path: Path) -> None:
+    from training.unlabeled import read_foreign_messages
+
+    path = tmp_path / "other-system.log"
+    path.write_text("node 17 down at 10.0.0.5\n\nnode 18 down at 10.0.0.6\nkernel panic\n")
+    assert read_foreign_messages(path) == [preprocess("node 17 down at 10.0.0.5"), "kernel panic"]
