@@ -200,6 +200,7 @@ def run_vocab(args: argparse.Namespace) -> int:
     """Write ``vocabulary.json`` for an existing checkpoint from its training split and name it in the manifest."""
     from model.checkpoint import CheckpointError, Manifest
     from training.datasets import load_splits
+    from training.unlabeled import move_anomalies_to_test
 
     try:
         manifest = Manifest.read(args.checkpoint_dir)
@@ -209,6 +210,8 @@ def run_vocab(args: argparse.Namespace) -> int:
     given = {k: v for k, v in vars(args).items() if k in VocabSettings.model_fields}
     settings = settings_from_args(VocabSettings, argparse.Namespace(**{**recorded, **given}))
     splits = load_splits(settings)
+    if manifest.training.get("unlabeled"):  # as trained: labeled anomalies never reached the training windows
+        splits = move_anomalies_to_test(splits)
     print(f"data: {splits.describe()}", file=sys.stderr)
     if manifest.training.get("train_sequences") not in (None, len(splits.train)):
         print(

@@ -51,6 +51,10 @@ def test_an_unlabeled_run_trains_on_normal_windows_and_perturbed_copies_only(unl
     assert vocabulary is not None
     assert ANOMALOUS_TEMPLATE not in vocabulary.normal and not vocabulary.anomalous_only
     assert sum(vocabulary.windows.values()) == info["normal_windows"]
+    (out / "vocabulary.json").unlink()  # `logllm vocab` rebuilds it from the manifest's split, as trained
+    assert run_cli("vocab", str(out), "--data", str(data)) == 0
+    rebuilt = load_vocabulary(out)
+    assert rebuilt is not None and rebuilt.normal == vocabulary.normal and not rebuilt.anomalous_only
     # every real anomaly went to the test split (15 there + 5 sampled out = all 20)
     total = SESSIONS // 3
     assert info["moved_to_test"] > 0 and training["test_anomalies_left_out"] == total - 15
