@@ -65,9 +65,14 @@ def _prevalence(settings: DataSettings, given: float | None) -> float | None:
     return given if given is not None else PREVALENCE.get(settings.dataset)
 
 
-def _seen(splits: Splits) -> set[tuple[str, ...]]:
-    """Message lists of the whole train split (validation included: it picked the threshold)."""
-    return {tuple(s.messages) for s in (*splits.train, *splits.validation)}
+def _seen(
+    splits: Splits, parts: tuple[str, ...] = ("train", "validation"), unlabeled: bool = False
+) -> set[tuple[str, ...]]:
+    """Message lists of the whole train split (validation included: it picked the threshold).
+
+    For a checkpoint trained ``--unlabeled`` only the normal ones: its labeled anomalies were never trained on.
+    """
+    return {tuple(s.messages) for part in parts for s in getattr(splits, part) if not (unlabeled and s.label)}
 
 
 def training_vocabulary(splits: Splits) -> Vocabulary:
@@ -142,6 +147,7 @@ def run_eval(args: argparse.Namespace) -> int:
     splits = load_splits(settings)
     print(f"data: {splits.describe()}", file=sys.stderr)
     model, manifest = load_checkpoint(settings.checkpoint, settings)
+    unlabeled = bool(manifest.training.get("unlabeled"))
     vocabulary = checkpoint_vocabulary(settings.checkpoint, settings.novelty)
     threshold, rule = settings.threshold, "given" if settings.threshold is not None else "manifest"
     if settings.max_fpr is not None:  # re-pick on the validation split, never on the split being scored
@@ -152,7 +158,7 @@ def run_eval(args: argparse.Namespace) -> int:
         getattr(splits, settings.part),
         settings.batch_size,
         threshold,
-        seen=_seen(splits) if settings.part == "test" else {tuple(s.messages) for s in splits.train},
+        seen=_seen(splits, ("train", "validation") if settings.part == "test" else ("train",), unlabeled),
         prevalence=_prevalence(settings, settings.prevalence),
         vocabulary=vocabulary,
         novelty=settings.novelty,

@@ -75,6 +75,11 @@ def test_the_threshold_keeps_the_fpr_budget_on_validation_normals(unlabeled_run:
     metrics = json.loads((report_dir / "report.json").read_text())["metrics"]
     normals = metrics["n"] - metrics["positives"]
     assert normals >= 10 and metrics["fp"] <= 0.01 * normals  # 1% of ~13 normals: no false alarm allowed
+    # eval knows the checkpoint never trained on labeled anomalies: every anomalous test window counts as unseen
+    test_dir = out.parent / "test"
+    assert run_cli(*argv[:-4], "--report", str(test_dir)) == 0
+    metrics = json.loads((test_dir / "report.json").read_text())["metrics"]
+    assert metrics["unseen"]["positives"] == metrics["positives"] > 0
 
 
 def test_init_from_starts_from_the_checkpoint_and_refuses_other_backbones(
