@@ -65,9 +65,14 @@ def _prevalence(settings: DataSettings, given: float | None) -> float | None:
     return given if given is not None else PREVALENCE.get(settings.dataset)
 
 
-def _seen(splits: Splits) -> set[tuple[str, ...]]:
-    """Message lists of the whole train split (validation included: it picked the threshold)."""
-    return {tuple(s.messages) for s in (*splits.train, *splits.validation)}
+def _seen(
+    splits: Splits, parts: tuple[str, ...] = ("train", "validation"), unlabeled: bool = False
+) -> set[tuple[str, ...]]:
+    """Message lists of the whole train split (validation included: it picked the threshold).
+
+    For a checkpoint trained ``--unlabeled`` only the normal ones: its labeled anomalies were never trained on.
+    """
+    return {tuple(s.messages) for part in parts for s in getattr(splits, part) if not (unlabeled and s.label)}
 
 
 def training_vocabulary(splits: Splits) -> Vocabulary:
@@ -79,19 +84,27 @@ def training_vocabulary(splits: Splits) -> Vocabulary:
 
 def run_train(args: argparse.Namespace) -> int:
     """Load the data, train the stages, evaluate on the test split and save the final checkpoint."""
-    from model.checkpoint import save_checkpoint
+    from model.checkpoint import CheckpointError, save_checkpoint
     from training.datasets import load_splits
     from training.evaluate import evaluate, write_evaluation
     from training.report import format_table
     from training.trainer import TrainingError, train
+    from training.unlabeled import limit_test_anomalies, move_anomalies_to_test
 
     settings = settings_from_args(TrainSettings, args)
     splits = load_splits(settings)
+    if settings.unlabeled:
+        splits = move_anomalies_to_test(splits)
+    if settings.test_anomalies is not None:
+        splits = limit_test_anomalies(splits, settings.test_anomalies, settings.seed)
     print(f"data: {splits.describe()}", flush=True)
     try:
         model, manifest, _ = train(settings, splits.train, splits.validation)
-    except TrainingError as exc:
+    except (TrainingError, CheckpointError) as exc:
         raise SystemExit(f"logllm train: {exc}") from None
+    if settings.unlabeled:
+        manifest.training["unlabeled_data"]["moved_to_test"] = splits.report.moved_to_test
+    manifest.training["test_anomalies_left_out"] = splits.report.test_anomalies_left_out
     vocabulary = training_vocabulary(splits)
     result = evaluate(
         model,
@@ -105,7 +118,14 @@ def run_train(args: argparse.Namespace) -> int:
     manifest.metrics = {"dataset": settings.dataset, "split": "test", **result.metrics}
     save_checkpoint(model, settings.output, manifest)
     attach_vocabulary(settings.output, vocabulary)
-    extra: dict[str, Any] = {"dataset": settings.dataset, "split": "test", "model": manifest.version}
+    fpr = settings.max_fpr
+    extra: dict[str, Any] = {
+        "dataset": settings.dataset,
+        "split": "test",
+        "model": manifest.version,
+        "threshold_rule": "best F1" if fpr is None else f"most recall at validation FPR <= {fpr}",
+        "unlabeled": settings.unlabeled,
+    }
     if settings.eval_limit is not None:
         extra["eval_limit"] = settings.eval_limit  # a stratified sample of the split, not all of it
     write_evaluation(settings.output / "eval", result, extra)
@@ -127,6 +147,7 @@ def run_eval(args: argparse.Namespace) -> int:
     splits = load_splits(settings)
     print(f"data: {splits.describe()}", file=sys.stderr)
     model, manifest = load_checkpoint(settings.checkpoint, settings)
+    unlabeled = bool(manifest.training.get("unlabeled"))
     vocabulary = checkpoint_vocabulary(settings.checkpoint, settings.novelty)
     threshold, rule = settings.threshold, "given" if settings.threshold is not None else "manifest"
     if settings.max_fpr is not None:  # re-pick on the validation split, never on the split being scored
@@ -137,7 +158,7 @@ def run_eval(args: argparse.Namespace) -> int:
         getattr(splits, settings.part),
         settings.batch_size,
         threshold,
-        seen=_seen(splits) if settings.part == "test" else {tuple(s.messages) for s in splits.train},
+        seen=_seen(splits, ("train", "validation") if settings.part == "test" else ("train",), unlabeled),
         prevalence=_prevalence(settings, settings.prevalence),
         vocabulary=vocabulary,
         novelty=settings.novelty,
@@ -185,6 +206,7 @@ def run_vocab(args: argparse.Namespace) -> int:
     """Write ``vocabulary.json`` for an existing checkpoint from its training split and name it in the manifest."""
     from model.checkpoint import CheckpointError, Manifest
     from training.datasets import load_splits
+    from training.unlabeled import move_anomalies_to_test
 
     try:
         manifest = Manifest.read(args.checkpoint_dir)
@@ -194,6 +216,8 @@ def run_vocab(args: argparse.Namespace) -> int:
     given = {k: v for k, v in vars(args).items() if k in VocabSettings.model_fields}
     settings = settings_from_args(VocabSettings, argparse.Namespace(**{**recorded, **given}))
     splits = load_splits(settings)
+    if manifest.training.get("unlabeled"):  # as trained: labeled anomalies never reached the training windows
+        splits = move_anomalies_to_test(splits)
     print(f"data: {splits.describe()}", file=sys.stderr)
     if manifest.training.get("train_sequences") not in (None, len(splits.train)):
         print(

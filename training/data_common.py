@@ -47,6 +47,8 @@ class LoadReport:
     sessions_without_lines: int = 0  # HDFS: labeled blocks that never appear in the log
     truncated_sequences: int = 0  # sequences cut to max_messages
     dropped_seen: int = 0  # --split distinct on chronological logs: test windows also in train (left out)
+    moved_to_test: int = 0  # --unlabeled: labeled anomalies of train/validation moved to the test split
+    test_anomalies_left_out: int = 0  # --test-anomalies: real test anomalies not sampled
 
     def malformed_line(self, path: Path, number: int, reason: str, on_error: OnError) -> None:
         """Stop on the first bad line, or count it and keep an example."""
@@ -69,6 +71,8 @@ class LoadReport:
             "labeled sessions with no lines (left out)": self.sessions_without_lines,
             "sequences cut to max_messages": self.truncated_sequences,
             "test windows also in train (left out, --split distinct)": self.dropped_seen,
+            "labeled anomalies moved from train/validation to test (--unlabeled)": self.moved_to_test,
+            "test anomalies left out (--test-anomalies)": self.test_anomalies_left_out,
         }
         parts += [f"{count} {what}" for what, count in notes.items() if count]
         return "; ".join(parts)

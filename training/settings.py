@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from model.settings import ModelSettings
 from training.data_splits import SplitMode
+from training.perturb import DEFAULT_PERTURBATIONS, check_names
+
+UNLABELED_MAX_FPR = 0.01  # --unlabeled without --max-fpr: F1 needs anomalies, validation holds none
 
 DatasetKind = Literal["hdfs-sessions", "hdfs", "bgl", "thunderbird", "liberty", "generic"]
 Stage = Literal["1", "2", "3"]
@@ -57,3 +60,35 @@ class TrainSettings(DataSettings):
     micro_batch_size: int = Field(4, gt=0, description="sequences per forward pass; accumulates to batch_size")
     gradient_checkpointing: bool = Field(False, description="trade compute for decoder activation memory")
     resume: bool = Field(True, description="continue after the last completed stage found in --output")
+    unlabeled: bool = Field(
+        False,
+        description="treat every training window as normal (labeled anomalies go to the test split) and train on"
+        " perturbed copies as the anomalous class; threshold by --max-fpr on validation normals (default 0.01)",
+    )
+    perturbations: str = Field(
+        ",".join(DEFAULT_PERTURBATIONS), description="comma-separated perturbations for --unlabeled (also: swap)"
+    )
+    foreign_messages: Path | None = Field(
+        None, description="text file of log lines from another source or system: insert/interrupt draw from it too"
+    )
+    test_anomalies: int | None = Field(
+        None, gt=0, description="keep at most N real anomalies in the test split (seeded sample; shorter CPU eval)"
+    )
+    init_from: Path | None = Field(
+        None, description="start from this checkpoint's adapters and projector instead of fresh ones"
+    )
+
+    @field_validator("perturbations")
+    @classmethod
+    def _known_perturbations(cls, value: str) -> str:
+        return ",".join(check_names([n.strip() for n in value.split(",") if n.strip()]))
+
+    @model_validator(mode="after")
+    def _unlabeled_threshold(self) -> TrainSettings:
+        if self.unlabeled and self.max_fpr is None:
+            self.max_fpr = UNLABELED_MAX_FPR
+        return self
+
+    @property
+    def perturbation_names(self) -> list[str]:
+        return self.perturbations.split(",")

@@ -2,7 +2,7 @@
 
 Each stage is checkpointed under ``<output>/stages/<name>`` and recorded in ``<output>/progress.json``, so an
 interrupted run resumes after its last completed stage. The final checkpoint (``<output>`` itself) carries the
-threshold that maximises F1 on the validation split and the test metrics.
+threshold picked on the validation split (best F1, or the most recall within ``--max-fpr``) and the test metrics.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from model.backbones import resolve, set_torch_threads
 from model.checkpoint import Manifest, build_model, load_checkpoint, save_checkpoint
 from model.logllm import LogLLM
 from training.data import LabeledSequence
@@ -128,16 +129,58 @@ def _progress(output: Path) -> list[str]:
     return list(json.loads(path.read_text())["completed"]) if path.exists() else []
 
 
+def init_source(settings: TrainSettings) -> Manifest | None:
+    """The ``--init-from`` checkpoint's manifest, refused unless its backbones are the ones the settings name."""
+    if settings.init_from is None:
+        return None
+    recorded = Manifest.read(settings.init_from)
+    for kind, info, wanted in (
+        ("encoder", recorded.encoder, settings.encoder),
+        ("decoder", recorded.decoder, settings.decoder),
+    ):
+        fingerprint = resolve(wanted).fingerprint
+        if fingerprint != info.fingerprint:
+            raise TrainingError(
+                f"--init-from {settings.init_from}: its {kind} is {info.name} ({info.fingerprint}) but --{kind} is"
+                f" {wanted} ({fingerprint}); train with --{kind} {info.name}, or without --init-from"
+            )
+    return recorded
+
+
+def fresh_or_initial(settings: TrainSettings, source: Manifest | None) -> tuple[LogLLM, Manifest]:
+    """New LoRA adapters and projector, or (``--init-from``) the trainable ones of an existing checkpoint."""
+    if source is None or settings.init_from is None:
+        model, enc_info, dec_info = build_model(settings)
+        return model, Manifest(encoder=enc_info, decoder=dec_info, prompts=model.prompts)
+    print(f"starting from {settings.init_from} (version {source.version})", flush=True)
+    model, loaded = load_checkpoint(
+        settings.init_from, settings, encoder=settings.encoder, decoder=settings.decoder, trainable=True
+    )
+    return model, Manifest(encoder=loaded.encoder, decoder=loaded.decoder, prompts=loaded.prompts)
+
+
 def train(
     settings: TrainSettings, train_set: Sequence[LabeledSequence], validation: Sequence[LabeledSequence]
 ) -> tuple[LogLLM, Manifest, dict[str, float]]:
-    """Run the planned stages (resuming if asked) and pick the threshold on the validation split."""
+    """Run the planned stages (resuming if asked) and pick the threshold on the validation split.
+
+    With ``--unlabeled`` ``train_set`` must hold normal windows only: perturbed copies become the anomalous class.
+    """
     from training.evaluate import validation_threshold
 
     print(f"seed {settings.seed}", flush=True)
+    set_torch_threads(settings.torch_threads)
     seed_everything(settings.seed)
-    labels = [s.label for s in train_set]
-    balanced = oversample_minority(list(train_set), labels, beta=settings.beta, seed=settings.seed)
+    source = init_source(settings)
+    examples, unlabeled = list(train_set), None
+    if settings.unlabeled:
+        from training.unlabeled import with_synthetic_anomalies
+
+        examples, unlabeled = with_synthetic_anomalies(examples, settings)
+        print(f"unlabeled: {unlabeled['normal_windows']} normal windows, {unlabeled['synthetic_anomalies']}"
+              f" synthetic anomalies {unlabeled['perturbation_counts']}", flush=True)  # fmt: skip
+    labels = [s.label for s in examples]
+    balanced = oversample_minority(examples, labels, beta=settings.beta, seed=settings.seed)
     plans = plan_stages(settings, len(balanced))
     done = _progress(settings.output) if settings.resume else []
     resumed = [p for p in plans if p.name in done]
@@ -146,8 +189,7 @@ def train(
         print(f"resuming after stage {resumed[-1].name} from {last}", flush=True)
         model, manifest = load_checkpoint(last, settings, trainable=True)
     else:
-        model, enc_info, dec_info = build_model(settings)
-        manifest = Manifest(encoder=enc_info, decoder=dec_info, prompts=model.prompts)
+        model, manifest = fresh_or_initial(settings, source)
     manifest.max_messages = settings.max_messages
     model.max_messages = settings.max_messages
     manifest.training = {
@@ -156,6 +198,10 @@ def train(
         "after_oversampling": len(balanced),
         "stages_run": [p.name for p in plans],
     }
+    if unlabeled is not None:
+        manifest.training["unlabeled_data"] = unlabeled
+    if source is not None:
+        manifest.training["init_from_version"] = source.version
     if settings.gradient_checkpointing:
         model.decoder.gradient_checkpointing_enable()
     losses: dict[str, float] = {}
