@@ -128,7 +128,7 @@ def run_train(args: argparse.Namespace) -> int:
     }
     if settings.eval_limit is not None:
         extra["eval_limit"] = settings.eval_limit  # a stratified sample of the split, not all of it
-    write_evaluation(settings.output / "eval", result, extra)
+    write_evaluation(settings.output / "eval", result, extra, settings.output)
     print(format_table(flat_metrics(result.metrics)))
     print(f"checkpoint written to {settings.output} (version {manifest.version})")
     return 0
@@ -174,7 +174,7 @@ def run_eval(args: argparse.Namespace) -> int:
     }
     if settings.eval_limit is not None:
         extra["eval_limit"] = settings.eval_limit  # a stratified sample of the split, not all of it
-    path = write_evaluation(out, result, extra)
+    path = write_evaluation(out, result, extra, settings.checkpoint)
     print(format_table(flat_metrics(result.metrics)))
     print(json.dumps({"report": str(path), "sequences_per_second": result.metrics["sequences_per_second"]}))
     return 0

@@ -124,8 +124,20 @@ def validation_threshold(
     return pick_threshold([s.label for s in validation], scores, max_fpr)
 
 
-def write_evaluation(out_dir: Path, evaluation: Evaluation, extra: dict[str, Any]) -> Path:
-    """report.json plus the PR curve and the score histogram, for people who read plots."""
+def write_evaluation(out_dir: Path, evaluation: Evaluation, extra: dict[str, Any], checkpoint: Path) -> Path:
+    """report.json plus the PR curve, the score histogram and the checkpoint's training curves, for people who
+    read plots."""
     from training.report import write_report
+    from training.trainer import read_progress
 
-    return write_report(out_dir, evaluation.metrics, evaluation.labels, evaluation.scores, evaluation.threshold, extra)
+    progress = read_progress(checkpoint)
+    return write_report(
+        out_dir,
+        evaluation.metrics,
+        evaluation.labels,
+        evaluation.scores,
+        evaluation.threshold,
+        extra,
+        curves=progress["curves"],
+        batch_size=int(progress.get("batch_size", 1)),
+    )

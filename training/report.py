@@ -1,4 +1,5 @@
-"""An evaluation written for people: report.json, a PR curve with the operating point, a score histogram.
+"""An evaluation written for people: report.json, a PR curve with the operating point, a score histogram and,
+for a checkpoint whose training kept them, the loss curves of its stages.
 
 Figures are drawn on matplotlib's object API with the Agg canvas, so no pyplot state or display is touched and
 reports can be written from any thread or a headless container.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve
 from training.metrics import as_arrays, compute_metrics
 
 PLOTS = {"pr_curve": "pr_curve.png", "score_histogram": "score_histogram.png"}
+CURVE_PLOT = {"training_curve": "training_curve.png"}
 
 
 def write_report(
@@ -32,18 +34,28 @@ def write_report(
     scores: ArrayLike,
     threshold: float,
     extra: Mapping[str, Any] | None = None,
+    curves: Mapping[str, Sequence[float]] | None = None,
+    batch_size: int = 1,
 ) -> Path:
-    """Write ``report.json`` and the two plots into ``out_dir``; returns the JSON's path."""
+    """Write ``report.json`` and the plots into ``out_dir``; returns the JSON's path.
+
+    ``curves`` (stage name -> loss of each optimizer step, in training order; ``batch_size`` sequences a step) adds
+    the training-curve plot, so a report shows whether a stage converged or only ran out of samples.
+    """
     y, s = as_arrays(labels, scores)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    plots = dict(PLOTS)
     _save(_pr_figure(y, s, threshold), out / PLOTS["pr_curve"])
     _save(_histogram_figure(y, s, threshold), out / PLOTS["score_histogram"])
+    if curves and any(curves.values()):
+        _save(_curve_figure(curves, batch_size), out / CURVE_PLOT["training_curve"])
+        plots.update(CURVE_PLOT)
     report = {
         "metrics": metrics,
         "threshold": threshold,
         "extra": extra or {},
-        "plots": PLOTS,
+        "plots": plots,
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     path = out / "report.json"
@@ -133,5 +145,29 @@ def _histogram_figure(y: np.ndarray, s: np.ndarray, threshold: float) -> Figure:
     if s.size:
         ax.set_yscale("log")  # normal sequences outnumber anomalies by orders of magnitude
     ax.set(xlabel="score = P(anomalous)", ylabel="sequences", title="scores by true class")
+    ax.legend(loc="upper right")
+    return figure
+
+
+def _curve_figure(curves: Mapping[str, Sequence[float]], batch_size: int) -> Figure:
+    """Each stage's step losses (faint) and their moving average, laid end to end over the sequences trained on."""
+    figure = Figure(figsize=(7, 4), layout="constrained")
+    ax = figure.add_subplot()
+    start = 0
+    for index, (stage, losses) in enumerate(curves.items()):
+        if not losses:
+            continue
+        steps = np.asarray(losses, dtype=float)
+        x = (start + np.arange(1, steps.size + 1)) * batch_size
+        color = f"C{index}"
+        ax.plot(x, steps, color=color, alpha=0.25, linewidth=0.8)
+        width = max(1, steps.size // 20)
+        smooth = np.convolve(steps, np.ones(width) / width, mode="valid")
+        ax.plot(x[width - 1 :], smooth, color=color, linewidth=2, label=f"{stage} ({steps.size} steps)")
+        if start:
+            ax.axvline(start * batch_size, color="grey", linestyle=":", linewidth=0.8)
+        start += steps.size
+    ax.set(xlabel="sequences trained on", ylabel="loss (faint: each step; bold: moving average)", ylim=(0, None))
+    ax.set_title("training loss by stage")
     ax.legend(loc="upper right")
     return figure

@@ -15,12 +15,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from model.backbones import resolve, set_torch_threads
-from model.checkpoint import Manifest, build_model, load_checkpoint, save_checkpoint
+from model.backbones import set_torch_threads
+from model.checkpoint import CheckpointError, Manifest, build_model, load_checkpoint, save_checkpoint
 from model.logllm import LogLLM
 from training.data import LabeledSequence
 from training.sampling import oversample_minority, seed_everything
@@ -72,8 +73,8 @@ def sample_order(n: int, samples: int, rng: random.Random) -> list[int]:
 
 def run_stage(
     model: LogLLM, plan: StagePlan, data: Sequence[LabeledSequence], settings: TrainSettings, seed: int
-) -> float:
-    """Train one stage with AdamW and gradient accumulation; returns the mean loss of its last 10 steps.
+) -> list[float]:
+    """Train one stage with AdamW and gradient accumulation; returns the loss of each step taken (its curve).
 
     A step whose loss or gradient norm is not finite is skipped, so one bad batch cannot turn every weight into NaN.
     Past 1% of the stage's steps (at least 3) the stage stops with an error and nothing of it is saved: a run that
@@ -85,7 +86,7 @@ def run_stage(
     optimizer = torch.optim.AdamW(params, lr=plan.lr)
     order = sample_order(len(data), plan.samples, random.Random(seed))
     use_bf16 = model.device.type == "cuda" and torch.cuda.is_bf16_supported()
-    recent: list[float] = []
+    curve: list[float] = []
     steps = math.ceil(len(order) / settings.batch_size)
     skipped, allowed = 0, max(3, steps // 100)
     started = time.perf_counter()
@@ -115,47 +116,43 @@ def run_stage(
                 )
             continue
         optimizer.step()
-        recent = (recent + [total])[-10:]
+        curve.append(total)
         rate = bar.n / max(time.perf_counter() - started, 1e-9)
         bar.set_postfix(loss=f"{total:.4f}", seq_s=f"{rate:.1f}", skipped=skipped)
     bar.close()
     if skipped:
         log.warning("stage %s: %d of %d steps skipped for a non-finite loss or gradient", plan.name, skipped, steps)
-    return sum(recent) / max(len(recent), 1)
+    return curve
 
 
-def _progress(output: Path) -> list[str]:
-    path = output / "progress.json"
-    return list(json.loads(path.read_text())["completed"]) if path.exists() else []
+def final_loss(curve: Sequence[float]) -> float:
+    """A stage's loss as reported: the mean of its last 10 steps (NaN when no step was taken)."""
+    tail = list(curve)[-10:]
+    return sum(tail) / len(tail) if tail else math.nan
 
 
-def init_source(settings: TrainSettings) -> Manifest | None:
-    """The ``--init-from`` checkpoint's manifest, refused unless its backbones are the ones the settings name."""
+def read_progress(output: Path | None) -> dict[str, Any]:
+    """``progress.json``: the completed stages, their final losses and (since curves were kept) each step's loss."""
+    path = None if output is None else output / "progress.json"
+    progress = json.loads(path.read_text()) if path is not None and path.exists() else {}
+    return {"completed": [], "losses": {}, "curves": {}, **progress}
+
+
+def fresh_or_initial(settings: TrainSettings) -> tuple[LogLLM, Manifest]:
+    """New LoRA adapters and projector, or (``--init-from``) the trainable ones of an existing checkpoint.
+
+    The checkpoint's own backbone check refuses a source trained on other backbones, naming both.
+    """
     if settings.init_from is None:
-        return None
-    recorded = Manifest.read(settings.init_from)
-    for kind, info, wanted in (
-        ("encoder", recorded.encoder, settings.encoder),
-        ("decoder", recorded.decoder, settings.decoder),
-    ):
-        fingerprint = resolve(wanted).fingerprint
-        if fingerprint != info.fingerprint:
-            raise TrainingError(
-                f"--init-from {settings.init_from}: its {kind} is {info.name} ({info.fingerprint}) but --{kind} is"
-                f" {wanted} ({fingerprint}); train with --{kind} {info.name}, or without --init-from"
-            )
-    return recorded
-
-
-def fresh_or_initial(settings: TrainSettings, source: Manifest | None) -> tuple[LogLLM, Manifest]:
-    """New LoRA adapters and projector, or (``--init-from``) the trainable ones of an existing checkpoint."""
-    if source is None or settings.init_from is None:
         model, enc_info, dec_info = build_model(settings)
         return model, Manifest(encoder=enc_info, decoder=dec_info, prompts=model.prompts)
-    print(f"starting from {settings.init_from} (version {source.version})", flush=True)
-    model, loaded = load_checkpoint(
-        settings.init_from, settings, encoder=settings.encoder, decoder=settings.decoder, trainable=True
-    )
+    try:
+        model, loaded = load_checkpoint(
+            settings.init_from, settings, encoder=settings.encoder, decoder=settings.decoder, trainable=True
+        )
+    except CheckpointError as exc:
+        raise TrainingError(f"--init-from {settings.init_from}: {exc}") from None
+    print(f"starting from {settings.init_from} (version {loaded.version})", flush=True)
     return model, Manifest(encoder=loaded.encoder, decoder=loaded.decoder, prompts=loaded.prompts)
 
 
@@ -171,7 +168,6 @@ def train(
     print(f"seed {settings.seed}", flush=True)
     set_torch_threads(settings.torch_threads)
     seed_everything(settings.seed)
-    source = init_source(settings)
     examples, unlabeled = list(train_set), None
     if settings.unlabeled:
         from training.unlabeled import with_synthetic_anomalies
@@ -182,14 +178,15 @@ def train(
     labels = [s.label for s in examples]
     balanced = oversample_minority(examples, labels, beta=settings.beta, seed=settings.seed)
     plans = plan_stages(settings, len(balanced))
-    done = _progress(settings.output) if settings.resume else []
+    progress = read_progress(settings.output if settings.resume else None)
+    done: list[str] = progress["completed"]
     resumed = [p for p in plans if p.name in done]
     if resumed:
         last = settings.output / "stages" / resumed[-1].name
         print(f"resuming after stage {resumed[-1].name} from {last}", flush=True)
         model, manifest = load_checkpoint(last, settings, trainable=True)
     else:
-        model, manifest = fresh_or_initial(settings, source)
+        model, manifest = fresh_or_initial(settings)
     manifest.max_messages = settings.max_messages
     model.max_messages = settings.max_messages
     manifest.training = {
@@ -200,18 +197,21 @@ def train(
     }
     if unlabeled is not None:
         manifest.training["unlabeled_data"] = unlabeled
-    if source is not None:
-        manifest.training["init_from_version"] = source.version
+    if settings.init_from is not None:
+        manifest.training["init_from_version"] = Manifest.read(settings.init_from).version
     if settings.gradient_checkpointing:
         model.decoder.gradient_checkpointing_enable()
     losses: dict[str, float] = {}
+    curves: dict[str, list[float]] = {k: v for k, v in progress["curves"].items() if k in done}
     for index, plan in enumerate(plans):
         if plan.name in done:
             continue
-        losses[plan.name] = run_stage(model, plan, balanced, settings, settings.seed + index)
+        curves[plan.name] = run_stage(model, plan, balanced, settings, settings.seed + index)
+        losses[plan.name] = final_loss(curves[plan.name])
         save_checkpoint(model, settings.output / "stages" / plan.name, manifest)
         done.append(plan.name)
-        (settings.output / "progress.json").write_text(json.dumps({"completed": done, "losses": losses}) + "\n")
+        record = {"completed": done, "losses": losses, "curves": curves, "batch_size": settings.batch_size}
+        (settings.output / "progress.json").write_text(json.dumps(record) + "\n")
     model.threshold = validation_threshold(model, validation, settings.max_fpr, settings.micro_batch_size * 4)
     rule = "best F1" if settings.max_fpr is None else f"most recall at FPR <= {settings.max_fpr}"
     print(f"threshold {model.threshold:.4f} ({rule} on {len(validation)} validation sequences)", flush=True)

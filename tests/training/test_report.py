@@ -57,6 +57,20 @@ def test_report_json_and_png_plots(tmp_path: Path, scored: tuple[list[int], list
     ]
 
 
+def test_training_curves_become_a_plot_named_in_the_report(
+    tmp_path: Path, scored: tuple[list[int], list[float]]
+) -> None:
+    labels, scores = scored
+    curves = {"1-decoder": [2.0, 1.5, 1.2, 0.9], "2a-projector": [], "3-all": [0.8, 0.5, 0.4]}
+    path = write_report(tmp_path, {"f1": 0.5}, labels, scores, 0.5, {}, curves=curves, batch_size=16)
+    report = json.loads(path.read_text())
+    assert report["plots"]["training_curve"] == "training_curve.png"
+    _assert_png(tmp_path / "training_curve.png")
+    plain = write_report(tmp_path / "no-curves", {"f1": 0.5}, labels, scores, 0.5, {}, curves={"1-decoder": []})
+    assert "training_curve" not in json.loads(plain.read_text())["plots"]
+    assert not (tmp_path / "no-curves" / "training_curve.png").exists()
+
+
 @pytest.mark.parametrize(("labels", "scores"), [([0, 0, 0], [0.1, 0.2, 0.9]), ([1, 1], [0.7, 0.8]), ([], [])])
 def test_degenerate_inputs_still_report(tmp_path: Path, labels: list[int], scores: list[float]) -> None:
     metrics = compute_metrics(labels, scores, 0.5) if labels else {}

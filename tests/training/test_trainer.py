@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,7 +80,11 @@ def test_each_stage_tunes_its_parts_and_an_interrupted_run_resumes(
     assert run_cli(*train, *TINY_RECIPE) == 0
 
     stage = {name: out / "stages" / name for name in STAGES}
-    assert json.loads((out / "progress.json").read_text())["completed"] == STAGES
+    progress = json.loads((out / "progress.json").read_text())
+    assert progress["completed"] == STAGES
+    # every optimizer step's loss is kept: 4 stage-1 samples and 4 stage-3 samples at batch 2, 2 + 2 in stage 2
+    assert [len(progress["curves"][name]) for name in STAGES] == [2, 1, 1, 2]
+    assert progress["losses"][STAGES[3]] == pytest.approx(sum(progress["curves"][STAGES[3]]) / 2)
     # stage 1: only the decoder LoRA learns (the encoder LoRA keeps its zero-initialised B matrices)
     assert all(not v.any() for k, v in weights(stage["1-decoder"], "encoder_lora").items() if "lora_B" in k)
     assert any(v.any() for k, v in weights(stage["1-decoder"], "decoder_lora").items() if "lora_B" in k)
@@ -98,7 +103,8 @@ def test_each_stage_tunes_its_parts_and_an_interrupted_run_resumes(
     assert manifest["training"]["stages_run"] == STAGES and manifest["training"]["seed"] == 7
     assert set(manifest["metrics"]) >= {"f1", "precision", "recall", "fpr", "roc_auc", "pr_auc"}
     assert 0.0 <= manifest["threshold"] <= 1.0
-    assert {p.name for p in (out / "eval").iterdir()} >= {"report.json", "pr_curve.png", "score_histogram.png"}
+    plots = {"report.json", "pr_curve.png", "score_histogram.png", "training_curve.png"}
+    assert {p.name for p in (out / "eval").iterdir()} >= plots
     # the trainer records the templates of its training windows, named and hashed in the manifest
     from model.vocab import load_vocabulary
 
@@ -110,12 +116,16 @@ def test_each_stage_tunes_its_parts_and_an_interrupted_run_resumes(
     assert manifest["metrics"]["novelty"]["mode"] == "flag" and "unseen" in manifest["metrics"]
 
     # killed during stage 3: the rerun starts from stage 2b's checkpoint and trains stage 3 only
-    progress = json.loads((out / "progress.json").read_text())
-    (out / "progress.json").write_text(json.dumps({"completed": STAGES[:3], "losses": progress["losses"]}))
+    kept = {k: v for k, v in progress["curves"].items() if k != "3-all"}
+    (out / "progress.json").write_text(
+        json.dumps({"completed": STAGES[:3], "losses": progress["losses"], "curves": kept, "batch_size": 2})
+    )
     capsys.readouterr()
     assert run_cli(*train, *TINY_RECIPE) == 0
     assert "resuming after stage 2b-encoder" in capsys.readouterr().out
-    assert list(json.loads((out / "progress.json").read_text())["losses"]) == ["3-all"]
+    resumed = json.loads((out / "progress.json").read_text())
+    assert list(resumed["losses"]) == ["3-all"]
+    assert list(resumed["curves"]) == STAGES and all(resumed["curves"][k] == v for k, v in kept.items())
 
     report_dir = tmp_path / "report"
     evaluate = ["eval", "--checkpoint", str(out), "--dataset", "generic", "--data", str(data), "--device", "cpu"]
@@ -123,6 +133,7 @@ def test_each_stage_tunes_its_parts_and_an_interrupted_run_resumes(
     report = json.loads((report_dir / "report.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
     assert report["threshold"] == manifest["threshold"]
+    assert report["plots"]["training_curve"] == "training_curve.png" and (report_dir / "training_curve.png").is_file()
     assert report["metrics"]["sequences"] == manifest["metrics"]["sequences"]
     assert report["metrics"]["f1"] == pytest.approx(manifest["metrics"]["f1"])
 
@@ -197,8 +208,8 @@ def test_a_non_finite_step_is_skipped_and_a_run_of_them_stops_the_stage(
     lora = [p for n, p in fresh_model.decoder.named_parameters() if "lora_" in n]
     try:
         with nan_after_projector(fresh_model, {1}):
-            loss = run_stage(fresh_model, plan, data, settings, seed=0)
-        assert loss == loss and "step 2 skipped: loss nan" in caplog.text
+            curve = run_stage(fresh_model, plan, data, settings, seed=0)
+        assert len(curve) == 3 and all(math.isfinite(x) for x in curve) and "step 2 skipped: loss nan" in caplog.text
         assert lora and all(torch.isfinite(p).all() for p in lora), "the NaN step must not reach the weights"
 
         stops = pytest.raises(TrainingError, match=r"stage 1-decoder: loss or gradients not finite in 4 steps")
