@@ -6,14 +6,24 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from model.cli_args import add_settings_arguments, settings_from_args
-from model.vocab import NoveltyMode, Vocabulary, attach_vocabulary, build_vocabulary, load_vocabulary
+from model.vocab import (
+    NoveltyMode,
+    Vocabulary,
+    attach_vocabulary,
+    build_vocabulary,
+    load_vocabulary,
+    pick_rare_transition,
+)
 from training.datasets import Splits
 from training.settings import DataSettings, TrainSettings
+
+if TYPE_CHECKING:
+    from model.logllm import LogLLM
 
 
 class EvalSettings(DataSettings):
@@ -38,7 +48,7 @@ class VocabSettings(DataSettings):
 
 # The data settings a checkpoint's manifest records and `logllm vocab` reuses, so the split is the trained one.
 SPLIT_FIELDS = ("dataset", "window_size", "window_step", "max_lines", "max_messages", "seed", "split",
-                "validation_fraction")  # fmt: skip
+                "validation_fraction", "log_format", "window_mode", "session_pattern")  # fmt: skip
 
 
 def add_training_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -75,11 +85,22 @@ def _seen(
     return {tuple(s.messages) for part in parts for s in getattr(splits, part) if not (unlabeled and s.label)}
 
 
-def training_vocabulary(splits: Splits) -> Vocabulary:
-    """The templates of the windows the model trained on (not the validation part)."""
+def training_vocabulary(splits: Splits, max_fpr: float | None, model: LogLLM | None = None) -> Vocabulary:
+    """The templates of the windows the model trained on (not the validation part); for sessions also their
+    transitions, with the rarity rule picked on the validation normals so that the model (if given) and the
+    rules together stay within the false-positive budget (``--max-fpr``; no false alarm there without one)."""
     from model.preprocess import PREPROCESS_VERSION
+    from training.evaluate import score_distinct
 
-    return build_vocabulary(((s.messages, s.label) for s in splits.train), PREPROCESS_VERSION)
+    windows = ((s.messages, s.label) for s in splits.train)
+    vocabulary = build_vocabulary(windows, PREPROCESS_VERSION, sessions=splits.report.sessions)
+    held_out = [s.messages for s in splits.validation if not s.label]
+    flagged = None
+    if model is not None and vocabulary.transitions is not None and held_out:
+        scores, _ = score_distinct(model, held_out, 16)
+        flagged = [score >= model.threshold for score in scores]
+    vocabulary.rare_transition = pick_rare_transition(vocabulary, held_out, max_fpr or 0.0, flagged)
+    return vocabulary
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -105,7 +126,7 @@ def run_train(args: argparse.Namespace) -> int:
     if settings.unlabeled:
         manifest.training["unlabeled_data"]["moved_to_test"] = splits.report.moved_to_test
     manifest.training["test_anomalies_left_out"] = splits.report.test_anomalies_left_out
-    vocabulary = training_vocabulary(splits)
+    vocabulary = training_vocabulary(splits, settings.max_fpr, model)
     result = evaluate(
         model,
         splits.test,
@@ -225,7 +246,7 @@ def run_vocab(args: argparse.Namespace) -> int:
             f" has {len(splits.train)}: is it the data the checkpoint was trained on?",
             file=sys.stderr,
         )
-    entry = attach_vocabulary(args.checkpoint_dir, training_vocabulary(splits))
+    entry = attach_vocabulary(args.checkpoint_dir, training_vocabulary(splits, manifest.training.get("max_fpr")))
     used = {k: getattr(settings, k) for k in SPLIT_FIELDS}
     print(json.dumps({"checkpoint": str(args.checkpoint_dir), **entry, "split_settings": used}))
     return 0

@@ -49,6 +49,7 @@ class LoadReport:
     dropped_seen: int = 0  # --split distinct on chronological logs: test windows also in train (left out)
     moved_to_test: int = 0  # --unlabeled: labeled anomalies of train/validation moved to the test split
     test_anomalies_left_out: int = 0  # --test-anomalies: real test anomalies not sampled
+    sessions: bool = False  # sequences are whole sessions (a session id), not fixed windows: their ends mean something
 
     def malformed_line(self, path: Path, number: int, reason: str, on_error: OnError) -> None:
         """Stop on the first bad line, or count it and keep an example."""

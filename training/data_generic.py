@@ -135,6 +135,7 @@ def load_generic(
             messages.append(message)
     report.log_if_notable()
     if by_session:
+        report.sessions = True
         report.truncated_sequences += sum(state[1] > max_messages for _, state in sessions.values())
         return [LabeledSequence(sid, messages, state[0]) for sid, (messages, state) in sessions.items()]
     out = []

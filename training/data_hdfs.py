@@ -71,6 +71,7 @@ def load_hdfs(
     """One sequence per block id, in order of first appearance; a line naming several blocks joins each."""
     check_max_messages(max_messages)
     report = report if report is not None else LoadReport()
+    report.sessions = True
     labels = read_hdfs_labels(label_csv_path, report, on_error)
     intern = Interner()
     sessions: dict[str, list[str]] = {}
@@ -93,6 +94,7 @@ def load_hdfs(
             else:
                 truncated.add(sid)
     report.truncated_sequences += len(truncated)
+    report.sessions = True
     report.unlabeled_sessions += sum(sid not in labels for sid in sessions)
     report.sessions_without_lines += sum(sid not in sessions for sid in labels)
     report.log_if_notable()
@@ -133,6 +135,7 @@ def load_hdfs_keyseq_benchmark(
     """
     check_max_messages(max_messages)
     report = report if report is not None else LoadReport()
+    report.sessions = True
     events = hdfs_event_messages(templates_csv or data_dir.parent / "HDFS" / "HDFS_templates.csv")
     sequences: list[LabeledSequence] = []
     for name, label in (("hdfs_train", 0), ("hdfs_test_abnormal", 1)):

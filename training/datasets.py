@@ -16,6 +16,7 @@ from training.data import (
     stratified_split,
 )
 from training.data_splits import drop_seen, split_sequences
+from training.data_text import load_text
 from training.settings import DataSettings
 
 LOG_FOLDERS = {"bgl": "BGL", "thunderbird": "Thunderbird", "liberty": "Liberty"}  # Loghub's folder names
@@ -50,7 +51,8 @@ def _need(path: Path, what: str) -> Path:
 
 
 def load_splits(settings: DataSettings) -> Splits:
-    """Read the configured data set; random 80/20 for sessions, chronological 80/20 for line-labeled logs."""
+    """Read the configured data set; random 80/20 for sessions, chronological 80/20 for line-labeled logs and
+    fixed windows of plain text."""
     data = settings.data
     report = LoadReport()
     if settings.dataset == "hdfs-sessions":
@@ -72,6 +74,26 @@ def load_splits(settings: DataSettings) -> Splits:
             report=report,
         )
         train, test = split_sequences(sequences, 0.2, settings.seed, settings.split)
+    elif settings.dataset == "text":
+        sequences = load_text(
+            _need(data, "log file"),
+            log_format=settings.log_format,
+            window_mode=settings.window_mode,
+            session_pattern=settings.session_pattern,
+            window_size=settings.window_size,
+            window_step=settings.window_step,
+            max_messages=settings.max_messages,
+            max_lines=settings.max_lines,
+            on_error=settings.on_error,
+            report=report,
+        )
+        if settings.window_mode == "session":
+            train, test = split_sequences(sequences, 0.2, settings.seed, settings.split)
+        else:  # time order, like the line-labeled logs: the last fifth is the test
+            cut = len(sequences) - max(1, len(sequences) // 5) if len(sequences) > 1 else len(sequences)
+            train, test = sequences[:cut], sequences[cut:]
+            if settings.split == "distinct":
+                test, report.dropped_seen = drop_seen(train, test)
     elif settings.dataset == "generic":
         sequences = load_generic(
             _need(data, "data file"),

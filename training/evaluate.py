@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from model.logllm import LogLLM
-from model.vocab import KNOWN_ANOMALOUS, NOVEL, NoveltyMode, Vocabulary, decide, window_novelty
+from model.vocab import (
+    KNOWN_ANOMALOUS,
+    NOVEL,
+    NOVEL_TRANSITION,
+    Novelty,
+    NoveltyMode,
+    Vocabulary,
+    decide,
+    window_novelty,
+)
 from training.data import LabeledSequence
 
 
@@ -98,20 +107,38 @@ def novelty_metrics(
     mode: NoveltyMode,
     prevalence: float | None,
 ) -> dict[str, Any]:
-    """How many windows the rule marks, by true class; with ``flag``, the metrics of model and rule together."""
+    """How many windows the rule marks, by true class; with ``flag``, the metrics of model and rule together
+    (and, when the transition rule is on, of model and template rule alone, so its share shows)."""
     found = [window_novelty(s.messages, vocabulary) for s in sequences]
+    labels = [s.label for s in sequences]
     report: dict[str, Any] = {"mode": mode}
-    for reason in (NOVEL, KNOWN_ANOMALOUS):
+    reasons = [NOVEL, KNOWN_ANOMALOUS]
+    if vocabulary.transitions is not None:
+        reasons.append(NOVEL_TRANSITION)
+        report["rare_transition"] = vocabulary.rare_transition
+    for reason in reasons:
         marked = [s.label for s, n in zip(sequences, found, strict=True) if n.reason == reason]
         report[reason] = {"windows": len(marked), "anomalous": sum(marked), "normal": len(marked) - sum(marked)}
     if mode == "flag":
-        decided = [decide(score, threshold, n, mode)[0] for score, n in zip(scores, found, strict=True)]
-        labels = [s.label for s in sequences]
-        report["with_novelty"] = honest_metrics(labels, [float(d) for d in decided], 0.5, prevalence)
-        report["with_novelty"].pop("threshold", None)
-        report["with_novelty"].pop("roc_auc", None)  # of 0/1 decisions: not a ranking
-        report["with_novelty"].pop("pr_auc", None)
+        report["with_novelty"] = _decided_metrics(labels, scores, threshold, found, prevalence)
+        if vocabulary.rare_transition:
+            templates_only = [replace(n, transitions=()) for n in found]
+            report["templates_only"] = _decided_metrics(labels, scores, threshold, templates_only, prevalence)
     return report
+
+
+def _decided_metrics(
+    labels: Sequence[int],
+    scores: Sequence[float],
+    threshold: float,
+    found: Sequence[Novelty],
+    prevalence: float | None,
+) -> dict[str, Any]:
+    decided = [decide(score, threshold, n, "flag")[0] for score, n in zip(scores, found, strict=True)]
+    metrics = honest_metrics(labels, [float(d) for d in decided], 0.5, prevalence)
+    for key in ("threshold", "roc_auc", "pr_auc"):  # of 0/1 decisions: no threshold, not a ranking
+        metrics.pop(key, None)
+    return metrics
 
 
 def validation_threshold(

@@ -13,7 +13,7 @@ from training.perturb import DEFAULT_PERTURBATIONS, check_names
 
 UNLABELED_MAX_FPR = 0.01  # --unlabeled without --max-fpr: F1 needs anomalies, validation holds none
 
-DatasetKind = Literal["hdfs-sessions", "hdfs", "bgl", "thunderbird", "liberty", "generic"]
+DatasetKind = Literal["hdfs-sessions", "hdfs", "bgl", "thunderbird", "liberty", "generic", "text"]
 Stage = Literal["1", "2", "3"]
 
 
@@ -21,7 +21,14 @@ class DataSettings(ModelSettings):
     """Where the labeled logs are and how they become sequences."""
 
     dataset: DatasetKind = Field("hdfs-sessions", description="which loader reads --data")
-    data: Path = Field(Path("../shared/data"), description="data directory (or file for 'generic')")
+    data: Path = Field(Path("../shared/data"), description="data directory (or file for 'generic' and 'text')")
+    log_format: Literal["raw", "hdfs", "bgl", "thunderbird", "liberty"] = Field(
+        "raw", description="'text' data: how to cut the message content out of each line"
+    )
+    window_mode: Literal["session", "fixed"] = Field(
+        "fixed", description="'text' data: windows by session id (--session-pattern) or fixed (--window-size)"
+    )
+    session_pattern: str = Field(r"blk_-?\d+", description="'text' data: regex that finds session ids in a line")
     window_size: int = Field(100, gt=0, description="lines per window for line-labeled logs")
     window_step: int = Field(100, gt=0, description="lines between window starts for line-labeled logs")
     max_lines: int | None = Field(None, gt=0, description="read only the first N lines (Thunderbird: 10M)")
@@ -85,6 +92,8 @@ class TrainSettings(DataSettings):
 
     @model_validator(mode="after")
     def _unlabeled_threshold(self) -> TrainSettings:
+        if self.dataset == "text" and not self.unlabeled:
+            raise ValueError("--dataset text has no labels: train it with --unlabeled")
         if self.unlabeled and self.max_fpr is None:
             self.max_fpr = UNLABELED_MAX_FPR
         return self

@@ -5,7 +5,8 @@ was first seen, then applies model/vocab.py's ``window_novelty`` and ``decide``,
 ``logllm score`` uses, so offline and online verdicts follow one rule. ``record`` runs once the verdicts are
 final (mutes applied) and before they are written: it counts every template per source and learns the
 templates of windows that came out normal or muted. Lookup before update means a template first seen in the
-window being scored is not yet learned, in that window or in any other of the same batch.
+window being scored is not yet learned, in that window or in any other of the same batch. Session transitions
+(the vocabulary's rule for whole sessions) are looked up and learned the same way, as ``pat:S:paths``.
 
 A template the checkpoint saw only in anomalous windows is never learned from a window's outcome, only
 explicitly (feedback "normal", a mute, ``POST /patterns/{id}/learn``): it is the signal novelty exists for.
@@ -19,9 +20,9 @@ from dataclasses import replace
 
 from redis.exceptions import ResponseError
 
-from model.vocab import NoveltyMode, Vocabulary, decide, window_novelty
+from model.vocab import NoveltyMode, Vocabulary, decide, session_transitions, window_novelty
 from service.metrics import ServiceMetrics
-from service.patterns.pattern_store import PatternStore, TemplateUse, template_id
+from service.patterns.pattern_store import PatternStore, TemplateUse, path_id, template_id
 from service.records.record_store import window_parts
 from service.windows.store import ClosedWindow, StoreUnavailable, Verdict
 
@@ -32,6 +33,13 @@ LEARNED_FROM_WINDOW = "normal_window"
 
 def source_of(window: ClosedWindow) -> str:
     return window_parts(window.window_id, window.window_key).source
+
+
+def whole_session(window: ClosedWindow) -> bool:
+    """A session window from its first line to its close: the only kind whose start and end the transition rule
+    may read. A fixed window's ends are cuts; a session past max_session_lines continues in window #1, #2..."""
+    parts = window_parts(window.window_id, window.window_key)
+    return parts.kind == "session" and parts.number == 0 and window.reason != "size"
 
 
 class PatternKeeper:
@@ -50,25 +58,32 @@ class PatternKeeper:
         self.mode: NoveltyMode = mode if vocabulary is not None else "off"
         self.warmup_s = warmup_s
         self.metrics = metrics
+        self.without_paths = replace(vocabulary, rare_transition=0) if vocabulary is not None else None
         if vocabulary is None and mode != "off":
             log.warning("novelty off: the checkpoint has no vocabulary (logllm vocab makes one); patterns still kept")
 
     async def decide(self, pairs: Sequence[Pair], sequences: Sequence[Sequence[str]]) -> list[Pair]:
         """The verdicts with the novelty rule applied: label, reason and the templates it found."""
         learned: dict[str, frozenset[str]] = {}
+        learned_paths: dict[str, frozenset[str]] = {}
         warming: set[str] = set()
         if self.mode != "off":
             asked: dict[str, set[str]] = {}
+            paths: dict[str, set[str]] = {}
             for (window, _), messages in zip(pairs, sequences, strict=True):
                 asked.setdefault(source_of(window), set()).update(template_id(m) for m in messages)
+                if self.vocabulary is not None and whole_session(window):  # rare by the checkpoint: learned?
+                    rare = window_novelty(messages, self.vocabulary).transitions
+                    paths.setdefault(source_of(window), set()).update(path_id(pair) for pair in rare)
             try:
-                now, states = await self.patterns.lookup(asked)
+                now, states = await self.patterns.lookup(asked, paths)
             except StoreUnavailable:
                 raise  # the loop retries through short outages
             except ResponseError:  # a script error must not cost the verdicts: the model decides this batch
                 log.exception("novelty lookup failed; this batch is decided by the model alone")
                 return [(w, replace(v, reason="model" if v.label == "anomalous" else None)) for w, v in pairs]
             learned = {source: state.learned for source, state in states.items()}
+            learned_paths = {source: state.learned_paths for source, state in states.items()}
             warming = {source for source, state in states.items() if now - state.first_seen < self.warmup_s}
         out: list[Pair] = []
         for (window, verdict), messages in zip(pairs, sequences, strict=True):
@@ -77,12 +92,20 @@ class PatternKeeper:
                 continue
             source = source_of(window)
             ids = learned.get(source, frozenset())
-            novelty = window_novelty(messages, self.vocabulary, {m for m in messages if template_id(m) in ids})
+            known_paths = learned_paths.get(source, frozenset())
+            partial = not whole_session(window) and self.without_paths is not None
+            vocabulary = self.without_paths if partial and self.without_paths else self.vocabulary
+            novelty = window_novelty(
+                messages,
+                vocabulary,
+                {m for m in messages if template_id(m) in ids},
+                {pair for pair in session_transitions(messages) if path_id(pair) in known_paths},
+            )
             mode: NoveltyMode = "annotate" if source in warming else self.mode
             anomalous, reason = decide(verdict.score, float(verdict.threshold or 0.0), novelty, mode)
             out.append((window, replace(
                 verdict, label="anomalous" if anomalous else "normal", reason=reason, novel=novelty.novel,
-                known_anomalous=novelty.known_anomalous,
+                known_anomalous=novelty.known_anomalous, transitions=novelty.transitions,
             )))  # fmt: skip
         return out
 
@@ -105,6 +128,7 @@ class PatternKeeper:
                     use.windows.append(window.window_id)
                 if learns and message not in anomalous_only:
                     use.learn = LEARNED_FROM_WINDOW
+        await self._learn_paths(pairs)
         try:
             new = await self.patterns.update({source: list(found.values()) for source, found in uses.items()})
         except StoreUnavailable:
@@ -116,3 +140,13 @@ class PatternKeeper:
             for source, count in new.items():
                 if count:
                     self.metrics.new_templates.labels(source=self.metrics.source_label(source)).inc(count)
+
+    async def _learn_paths(self, pairs: Sequence[Pair]) -> None:
+        """Rare transitions of windows that came out normal or muted (a warm-up, ``annotate``, a mute) become the
+        source's, like their templates do."""
+        for window, verdict in pairs:
+            if verdict.transitions and verdict.label in ("normal", "muted"):
+                try:
+                    await self.patterns.learn_paths(source_of(window), verdict.transitions)
+                except ResponseError:
+                    log.exception("learning the paths of %s failed", window.window_id)

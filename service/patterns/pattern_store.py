@@ -67,12 +67,20 @@ class PatternQuery:
     new_only: bool = False
 
 
+def path_id(pair: tuple[str | None, str | None]) -> str:
+    """A session transition as the pattern store keeps it: two template ids, '^' and '$' for the session's ends."""
+    first, then = pair
+    return f"{'^' if first is None else template_id(first)}>{'$' if then is None else template_id(then)}"
+
+
 @dataclass(frozen=True)
 class SourceState:
-    """What the novelty rule needs of a source: when it was first seen, and which of the asked ids it learned."""
+    """What the novelty rule needs of a source: when it was first seen, which of the asked template ids and
+    which of the asked transitions (``path_id``) it learned."""
 
     first_seen: float
     learned: frozenset[str]
+    learned_paths: frozenset[str] = frozenset()
 
 
 def _float(value: str | None) -> float | None:
@@ -134,17 +142,23 @@ class PatternStore:
         with _translated():
             return list(await asyncio.gather(*(one(p, s) for p, s in sorted(groups.items()))))
 
-    async def lookup(self, asked: Mapping[str, set[str]]) -> tuple[float, dict[str, SourceState]]:
+    async def lookup(
+        self, asked: Mapping[str, set[str]], paths: Mapping[str, set[str]] | None = None
+    ) -> tuple[float, dict[str, SourceState]]:
         """The Redis clock and, per source, its first-seen time (a new source is registered now, which starts its
-        warm-up) and which of the asked template ids it has learned."""
+        warm-up) and which of the asked template ids and transitions (``path_id``) it has learned."""
         if not asked:
             return 0.0, {}
+        paths = paths or {}
+        wanted = {s: {"ids": sorted(ids), "paths": sorted(paths.get(s, ()))} for s, ids in asked.items()}
         now, states = 0.0, {}
-        for reply in await self._per_partition("lookup", {s: sorted(ids) for s, ids in asked.items()}, {}):
+        for reply in await self._per_partition("lookup", wanted, {}):
             found = json.loads(_text(reply))
             now = max(now, float(found["now"]))
             for source, state in (found["sources"] or {}).items():  # cjson writes an empty table as {}
-                states[source] = SourceState(float(state["first_seen"]), frozenset(state["learned"] or ()))
+                states[source] = SourceState(
+                    float(state["first_seen"]), frozenset(state["learned"] or ()), frozenset(state["paths"] or ())
+                )
         return now, states
 
     async def update(self, uses: Mapping[str, Sequence[TemplateUse]]) -> dict[str, int]:
@@ -164,6 +178,14 @@ class PatternStore:
         if distinct:
             await self.update({source: [TemplateUse(t, learn=how) for t in distinct]})
         return [template_id(t) for t in distinct]
+
+    async def learn_paths(self, source: str, pairs: Sequence[tuple[str | None, str | None]]) -> list[str]:
+        """Mark session transitions normal for a source (feedback "normal", a mute); their ``path_id``s."""
+        ids = list(dict.fromkeys(path_id(pair) for pair in pairs))
+        if ids:
+            with _translated():
+                await self.redis.sadd(self._base(source) + "paths", *ids)
+        return ids
 
     async def get(self, tid: str, source: str | None) -> list[dict[str, Any]]:
         """The template in each source that holds it (or in ``source``), with its latest windows."""

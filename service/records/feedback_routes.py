@@ -61,14 +61,18 @@ async def post_feedback(window_id: str, body: FeedbackBody, state: State) -> dic
 
 
 async def learn_novelty(state: ServiceState, record: dict[str, str], how: str) -> list[str]:
-    """A window said to be normal teaches its source the templates the novelty rule found in it; their ids.
+    """A window said to be normal teaches its source the templates and session paths the novelty rule found in it;
+    their ids (a path's is ``idA>idB``).
 
     Not in feedback.lua: a source's patterns live in its own partition slot, the record in its window's."""
     if state.patterns is None or not record.get("novelty"):
         return []
     found = json.loads(record["novelty"])
     templates = [*found.get("known_anomalous", ()), *found.get("novel", ())]
-    return await state.patterns.learn(record.get("source") or DEFAULT_SOURCE, templates, how)
+    source = record.get("source") or DEFAULT_SOURCE
+    learned = await state.patterns.learn(source, templates, how)
+    paths = [(a, b) for a, b in found.get("transitions", ())]
+    return learned + await state.patterns.learn_paths(source, paths)
 
 
 @router.get(

@@ -110,8 +110,8 @@ def record_payload(
         payload["explanation"] = json.dumps(explanation, separators=(",", ":"))
     if verdict is not None and verdict.reason:
         payload["verdict_reason"] = verdict.reason
-    if verdict is not None and (verdict.novel or verdict.known_anomalous):
-        novelty = {"novel": list(verdict.novel), "known_anomalous": list(verdict.known_anomalous)}
+    novelty = verdict.novelty() if verdict is not None else None
+    if novelty is not None:
         payload["novelty"] = json.dumps(novelty, separators=(",", ":"))
     return json.dumps(payload, separators=(",", ":"))
 

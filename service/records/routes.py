@@ -14,9 +14,18 @@ from service.windows.ids import DEFAULT_SOURCE, BadWindowName, is_window_key, se
 router = APIRouter(prefix="/sequences", dependencies=[Depends(require_token)])
 
 
+REASONS = ("model", "novel_template", "known_anomalous_template", "novel_transition")
+Reason = Literal["model", "novel_template", "known_anomalous_template", "novel_transition"]
+
+
 class NoveltyFound(BaseModel):
     novel: list[str] = Field(description="templates in neither the checkpoint's normal vocabulary nor learned")
     known_anomalous: list[str] = Field(description="templates training saw only in anomalous windows")
+    transitions: list[tuple[str | None, str | None]] = Field(
+        default_factory=list,
+        description="session paths (template, next template; null is the session's start or end) that fewer normal"
+        " training sessions took than the checkpoint's rare_transition, and the source has not learned",
+    )
 
 
 class VerdictResponse(BaseModel):
@@ -35,10 +44,11 @@ class VerdictResponse(BaseModel):
     closed_at: float | None = Field(default=None, description="unix seconds")
     scored_at: float | None = Field(default=None, description="unix seconds")
     error: str | None = Field(default=None, description="why the window failed (status failed only)")
-    reason: Literal["model", "novel_template", "known_anomalous_template"] | None = Field(
+    reason: Reason | None = Field(
         default=None,
         description="why it is anomalous: the model's score, or a template neither the checkpoint nor the source knew"
-        " (novel_template) or that training saw only in anomalous windows (known_anomalous_template)",
+        " (novel_template) or that training saw only in anomalous windows (known_anomalous_template), or a session"
+        " path of known templates that normal training sessions (almost) never took (novel_transition)",
     )
     novelty: NoveltyFound | None = Field(default=None, description="the templates the novelty rule found")
 
@@ -94,10 +104,8 @@ async def get_verdict(window_id: str, state: State) -> VerdictResponse:
         model_version=found.model_version,
         closed_at=found.closed_at,
         scored_at=found.scored_at,
-        reason=found.reason if found.reason in ("model", "novel_template", "known_anomalous_template") else None,
-        novelty=NoveltyFound(novel=list(found.novel), known_anomalous=list(found.known_anomalous))
-        if found.novel or found.known_anomalous
-        else None,
+        reason=found.reason if found.reason in REASONS else None,  # type: ignore[arg-type]
+        novelty=NoveltyFound(**novelty) if (novelty := found.novelty()) is not None else None,
     )
 
 

@@ -122,17 +122,29 @@ class Verdict:
     scored_at: float
     error: str = ""
     n_scored: int | None = None  # lines the model saw; None for verdicts written before this was recorded
-    reason: str | None = None  # why anomalous: "model", "novel_template", "known_anomalous_template" (service/patterns)
+    reason: str | None = None  # why anomalous: "model" or a model/vocab.py novelty reason (service/patterns)
     novel: tuple[str, ...] = ()  # templates neither the checkpoint nor the source knew
     known_anomalous: tuple[str, ...] = ()  # templates training saw only in anomalous windows
+    transitions: tuple[tuple[str | None, str | None], ...] = ()  # rare template pairs; None: session start/end
+
+    def novelty(self) -> dict[str, Any] | None:
+        """What the novelty rule found, as stored and shown; None when it found nothing."""
+        if not (self.novel or self.known_anomalous or self.transitions):
+            return None
+        return {
+            "novel": list(self.novel),
+            "known_anomalous": list(self.known_anomalous),
+            "transitions": [list(pair) for pair in self.transitions],
+        }
 
     def extra_fields(self) -> str:
         """The verdict hash's optional fields as complete.lua takes them: JSON, or '' when there are none."""
         extra: dict[str, str] = {}
         if self.reason:
             extra["reason"] = self.reason
-        if self.novel or self.known_anomalous:
-            extra["novelty"] = json.dumps({"novel": list(self.novel), "known_anomalous": list(self.known_anomalous)})
+        found = self.novelty()
+        if found is not None:
+            extra["novelty"] = json.dumps(found)
         return json.dumps(extra) if extra else ""
 
 
@@ -173,9 +185,13 @@ def _number(value: float | None) -> str:
     return "" if value is None else repr(value)
 
 
-def _novelty_fields(text: str | None) -> dict[str, tuple[str, ...]]:
+def _novelty_fields(text: str | None) -> dict[str, Any]:
     found = json.loads(text) if text else {}
-    return {"novel": tuple(found.get("novel", ())), "known_anomalous": tuple(found.get("known_anomalous", ()))}
+    return {
+        "novel": tuple(found.get("novel", ())),
+        "known_anomalous": tuple(found.get("known_anomalous", ())),
+        "transitions": tuple((a, b) for a, b in found.get("transitions", ())),
+    }
 
 
 def _text(value: Any) -> str:

@@ -11,12 +11,15 @@ import pytest
 from model.vocab import (
     KNOWN_ANOMALOUS,
     NOVEL,
+    NOVEL_TRANSITION,
     Novelty,
     VocabularyError,
     attach_vocabulary,
     build_vocabulary,
     decide,
     load_vocabulary,
+    pick_rare_transition,
+    session_transitions,
     window_novelty,
 )
 
@@ -34,6 +37,70 @@ def test_counts_windows_per_template_and_keeps_anomalous_only_apart() -> None:
     assert vocabulary.normal == {"open <*>": 2, "close <*>": 2, "read <*>": 1}  # a window counts once
     assert vocabulary.anomalous_only == {"disk error <*>": 2, "panic": 1}  # open/read also occur in normal windows
     assert vocabulary.windows == {"normal": 2, "anomalous": 2}
+
+
+SESSIONS = [
+    (["open <*>", "write <*>", "close <*>"], 0),
+    (["open <*>", "write <*>", "close <*>"], 0),
+    (["open <*>", "write <*>", "write <*>", "close <*>"], 0),
+    (["open <*>", "write <*>"], 1),  # an anomalous session's transitions are never counted
+]
+
+
+def test_sessions_count_their_transitions_start_to_end_in_normal_sessions_only() -> None:
+    assert session_transitions(["a", "b"]) == [(None, "a"), ("a", "b"), ("b", None)]
+    vocabulary = build_vocabulary(SESSIONS, sessions=True)
+    assert vocabulary.transitions == {
+        (None, "open <*>"): 3,
+        ("open <*>", "write <*>"): 3,
+        ("write <*>", "close <*>"): 3,
+        ("close <*>", None): 3,
+        ("write <*>", "write <*>"): 1,  # a session counts once, like templates
+    }
+    assert vocabulary.rare_transition == 0  # off until picked on held-out normals
+    assert build_vocabulary(SESSIONS).transitions is None  # fixed windows: their ends are arbitrary cuts
+
+
+def test_a_rare_path_through_known_templates_is_a_novel_transition() -> None:
+    vocabulary = build_vocabulary(SESSIONS, sessions=True)
+    cut_short = ["open <*>", "write <*>"]  # every template known; the session just stops
+    assert window_novelty(cut_short, vocabulary) == Novelty()  # rule off
+    vocabulary.rare_transition = 1
+    assert window_novelty(cut_short, vocabulary) == Novelty(transitions=(("write <*>", None),))
+    assert window_novelty(cut_short, vocabulary).reason == NOVEL_TRANSITION
+    assert window_novelty(["open <*>", "write <*>", "write <*>", "close <*>"], vocabulary) == Novelty()
+    vocabulary.rare_transition = 2  # also paths only one normal session took
+    assert window_novelty(["open <*>", "write <*>", "write <*>", "close <*>"], vocabulary).transitions == (
+        ("write <*>", "write <*>"),
+    )
+    # an unknown template is the finding; the edges around it are not reported again, and templates outrank paths
+    found = window_novelty(["open <*>", "fsck <*>", "close <*>"], vocabulary)
+    assert found == Novelty(novel=("fsck <*>",)) and found.reason == NOVEL
+    learned = window_novelty(cut_short, vocabulary, learned_transitions={("write <*>", None)})
+    assert learned == Novelty()  # an operator said this path is normal
+
+
+def test_rarity_is_the_strictest_the_held_out_normals_afford() -> None:
+    vocabulary = build_vocabulary(SESSIONS, sessions=True)
+    retried = ["open <*>", "write <*>", "write <*>", "close <*>"]  # a path one training session took
+    unseen = ["open <*>", "close <*>"]  # a path none took
+    assert pick_rare_transition(vocabulary, [SESSIONS[0][0], retried], max_fpr=0.0) == 1
+    assert pick_rare_transition(vocabulary, [SESSIONS[0][0], retried], max_fpr=0.5) == 2
+    assert pick_rare_transition(vocabulary, [unseen, retried], max_fpr=0.0) == 0  # not even unseen paths fit
+    # the model's own false alarms on the held-out normals spend the same budget
+    assert pick_rare_transition(vocabulary, [SESSIONS[0][0], retried], 0.5, flagged_by_model=[True, False]) == 1
+    assert pick_rare_transition(build_vocabulary(SESSIONS), [retried], max_fpr=1.0) == 0  # no transitions kept
+
+
+def test_transitions_round_trip_through_the_file_with_session_ends(tmp_path: Path) -> None:
+    directory = _checkpoint_copy(tmp_path)
+    vocabulary = build_vocabulary(SESSIONS, "2", sessions=True)
+    vocabulary.rare_transition = 2
+    entry = attach_vocabulary(directory, vocabulary)
+    assert (entry["transitions"], entry["rare_transition"]) == (5, 2)
+    assert load_vocabulary(directory) == vocabulary
+    raw = json.loads((directory / "vocabulary.json").read_text())
+    assert [None, "open <*>", 3] in raw["transitions"]
 
 
 def test_novelty_sorts_unknown_templates_by_kind_in_order_of_appearance() -> None:
@@ -117,7 +184,7 @@ def test_score_columns_apply_the_rule() -> None:
     known = ["open <*>", "close <*>"]
     assert novelty_columns(known, 0.1, 0.5, vocabulary, "flag") == "normal\t-\t-"
     assert novelty_columns([*known, "fan <*> failed"], 0.1, 0.5, vocabulary, "flag") == (
-        'anomalous\tnovel_template\t{"novel": ["fan <*> failed"], "known_anomalous": []}'
+        'anomalous\tnovel_template\t{"novel": ["fan <*> failed"], "known_anomalous": [], "transitions": []}'
     )
     assert novelty_columns([*known, "panic"], 0.1, 0.5, vocabulary, "annotate").startswith("normal\t-\t{")
     assert novelty_columns([*known, "panic"], 0.9, 0.5, vocabulary, "off") == "anomalous\tmodel\t-"

@@ -17,11 +17,12 @@ from fastapi.testclient import TestClient
 from model.vocab import build_vocabulary
 from service.patterns.pattern_store import template_id
 from tests.service.test_app import KeywordScorer, MakeClient, make_client, scored  # noqa: F401
-from tests.service.test_records import post, record, session
+from tests.service.test_records import fixed, post, record, session
 
 KNOWN = ["open file 1", "read block 2", "read block 3", "close file 4"]
 FAN = "fan 7 failed"  # preprocessed: "fan <*> failed", a template training never saw
 LOST = "block 9 lost"  # "block <*> lost": training saw it only in anomalous windows
+KNOWN_TEMPLATES = ["open file <*>", "read block <*>", "read block <*>", "close file <*>"]  # KNOWN, preprocessed
 WORDS = ["alpha happened", "beta happened", "gamma happened", "delta happened"]  # four templates
 
 
@@ -55,7 +56,7 @@ def test_an_unseen_template_flags_its_window_and_leads_the_explanation_until_lea
     verdict = scored(client, flagged)
     assert (verdict["status"], verdict["reason"]) == ("anomalous", "novel_template")
     assert verdict["score"] == pytest.approx(0.1)  # the model said normal; the rule decided
-    assert verdict["novelty"] == {"novel": ["fan <*> failed"], "known_anomalous": []}
+    assert verdict["novelty"] == {"novel": ["fan <*> failed"], "known_anomalous": [], "transitions": []}
     rec = record(client, flagged)
     assert rec["reason"] == "novel_template" and rec["novelty"]["novel"] == ["fan <*> failed"]
     lead = rec["explanation"][0]
@@ -98,12 +99,52 @@ def test_a_mute_or_normal_feedback_learns_the_windows_novel_templates(make_clien
     assert confirm.json()["learned"] == []
 
 
+class SessionVocabularyScorer(KeywordScorer):
+    """The keyword model with a vocabulary of whole sessions: every normal one opened, read and closed its file."""
+
+    vocabulary = build_vocabulary(
+        [(["open file <*>", "read block <*>", "close file <*>"], 0), (KNOWN_TEMPLATES, 0)], sessions=True
+    )
+    vocabulary.rare_transition = 1
+
+
+def test_a_session_that_stops_early_is_a_novel_transition_until_an_operator_says_it_is_normal(
+    make_client: MakeClient,
+) -> None:
+    client = make_client(scorer=SessionVocabularyScorer(), novelty_warmup_s=0)
+    assert scored(client, session(client, "t0", KNOWN))["status"] == "normal"  # a path training sessions took
+    stopped = session(client, "t1", KNOWN[:2])  # every template known; the session never closed its file
+    verdict = scored(client, stopped)
+    assert (verdict["status"], verdict["reason"], verdict["score"]) == ("anomalous", "novel_transition", 0.1)
+    assert verdict["novelty"] == {"novel": [], "known_anomalous": [], "transitions": [["read block <*>", None]]}
+    assert record(client, stopped)["novelty"] == verdict["novelty"]
+
+    said = client.post(f"/sequences/{stopped}/feedback", json={"label": "normal", "note": "reads only"})
+    assert said.json()["learned"] == [f"{template_id('read block <*>')}>$"]
+    assert scored(client, session(client, "t2", KNOWN[:3]))["status"] == "normal"  # the path is the source's now
+    post(client, {"message": KNOWN[0], "session_id": "t3", "source": "web"}, {"message": KNOWN[1], "session_id": "t3",
+         "source": "web"})  # fmt: skip
+    assert client.post("/sequences/t3/close", params={"source": "web"}).status_code == 200
+    assert scored(client, "session:web:t3")["reason"] == "novel_transition"  # learned by 'default' only
+
+
+def test_fixed_windows_never_apply_the_transition_rule(make_client: MakeClient) -> None:
+    client = make_client(scorer=SessionVocabularyScorer(), novelty_warmup_s=0, window_mode="fixed", window_size=2,
+                         window_step=2)  # fmt: skip
+    window = fixed(client, "web", KNOWN[:2])  # a session checkpoint's path rule; a fixed window's ends are cuts
+    assert (scored(client, window)["status"], scored(client, window)["novelty"]) == ("normal", None)
+
+
 def test_known_anomalous_templates_are_named_and_never_learned_from_a_window(make_client: MakeClient) -> None:
     client = novelty_client(make_client, novelty="annotate")
     window = session(client, "k1", [KNOWN[0], LOST, FAN])
     verdict = scored(client, window)  # annotate: the model decides, the templates are listed
     assert (verdict["status"], verdict["reason"]) == ("normal", None)
-    assert verdict["novelty"] == {"novel": ["fan <*> failed"], "known_anomalous": ["block <*> lost"]}
+    assert verdict["novelty"] == {
+        "novel": ["fan <*> failed"],
+        "known_anomalous": ["block <*> lost"],
+        "transitions": [],
+    }
     assert record(client, window)["novelty"] == verdict["novelty"]
     assert pattern(client, "fan <*> failed")["learned"] == "normal_window"  # a normal window teaches it
     lost = pattern(client, "block <*> lost")
@@ -115,7 +156,11 @@ def test_flag_names_a_known_anomalous_template_first(make_client: MakeClient) ->
     window = session(client, "k2", [KNOWN[0], FAN, LOST])
     verdict = scored(client, window)
     assert (verdict["status"], verdict["reason"]) == ("anomalous", "known_anomalous_template")
-    assert verdict["novelty"] == {"novel": ["fan <*> failed"], "known_anomalous": ["block <*> lost"]}
+    assert verdict["novelty"] == {
+        "novel": ["fan <*> failed"],
+        "known_anomalous": ["block <*> lost"],
+        "transitions": [],
+    }
     explanation = record(client, window)["explanation"]
     assert [(c["message"], c.get("novelty")) for c in explanation[:3]] == [
         ("block <*> lost", "known_anomalous"), ("fan <*> failed", "novel"), ("open file <*>", None),

@@ -17,6 +17,13 @@ def test_jsonl_sessions() -> None:
     assert [(s.sequence_id, s.label) for s in sequences] == [("req-1", 0), ("req-2", 1), ("3", 0)]
     assert sequences[0].messages == ["user <*> logged in from <*>", "opened <*>", "user <*> logged out"]
     assert report.unlabeled_lines == 1 and "1 lines without a label (counted as normal)" in report.summary()
+    assert report.sessions  # a sequence_id: whole sessions, so their transitions can be counted
+
+
+def test_fixed_windows_are_not_sessions() -> None:
+    report = LoadReport()
+    load_generic(FIXTURES / "windows.csv", window_size=3, window_step=3, report=report)
+    assert not report.sessions
 
 
 def test_csv_fixed_windows_and_cap() -> None:

@@ -39,6 +39,7 @@ def test_sessions_labels_and_report() -> None:
     assert "blk_707166530951154301" not in by_id  # in the log, not in the label file
     assert (report.lines_read, report.unlabeled_sessions, report.sessions_without_lines) == (40, 1, 1)
     assert "1 sessions without a label (left out)" in report.summary()
+    assert report.sessions
 
 
 def test_first_seen_order_and_message_cap() -> None:
@@ -98,7 +99,7 @@ def test_keyseq_benchmark(shared_data: Path) -> None:
     report = LoadReport()
     train, test = load_hdfs_keyseq_benchmark(shared_data / "HDFS_deeplog_keyseq", seed=42, report=report)
     assert (len(train), len(test)) == (4855 + 16838 - 971 - 3368, 971 + 3368)
-    assert sum(s.label for s in test) == 3368 and report.malformed == 0
+    assert sum(s.label for s in test) == 3368 and report.malformed == 0 and report.sessions
     assert train[0].messages[0] == "BLOCK* NameSystem.allocateBlock: <*> <*>"
     assert max(len(s.messages) for s in train + test) <= 128
     again, _ = load_hdfs_keyseq_benchmark(shared_data / "HDFS_deeplog_keyseq", seed=42)

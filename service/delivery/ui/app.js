@@ -64,7 +64,12 @@ function feedQuery(cursor) {
 }
 
 // the verdict's reason, as an operator reads it: the model's score, or the novelty rule (issue 19)
-const WHY = { model: "model", novel_template: "new template", known_anomalous_template: "known bad template" };
+const WHY = {
+  model: "model",
+  novel_template: "new template",
+  known_anomalous_template: "known bad template",
+  novel_transition: "new path",
+};
 const why = (record) => WHY[record.reason] || "";
 
 async function loadFeed(more) {
