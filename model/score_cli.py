@@ -142,7 +142,7 @@ def run_score(args: argparse.Namespace) -> int:
     JSON column)."""
     from model.checkpoint import load_checkpoint
     from model.chunked_scoring import score_whole
-    from model.vocab import load_vocabulary
+    from model.vocab import for_windows, load_vocabulary
 
     settings = settings_from_args(ScoreSettings, args)
     if not args.file.is_file():
@@ -152,6 +152,8 @@ def run_score(args: argparse.Namespace) -> int:
     vocabulary = load_vocabulary(settings.checkpoint) if settings.novelty != "off" else None
     if settings.novelty != "off" and vocabulary is None:
         print(f"# novelty off: {settings.checkpoint} has no vocabulary (logllm vocab makes one)", file=sys.stderr)
+    if vocabulary is not None:
+        vocabulary = for_windows(vocabulary, sessions=settings.window_mode == "session")
     scores = score_whole(
         lambda sequences: model.score(sequences, batch_size=settings.batch_size),
         [w.messages for w in windows],

@@ -187,6 +187,13 @@ def load_vocabulary(directory: Path | str) -> Vocabulary | None:
         raise VocabularyError(f"{path}: malformed vocabulary ({exc})") from exc
 
 
+def for_windows(vocabulary: Vocabulary, sessions: bool) -> Vocabulary:
+    """The vocabulary as windows of this kind may use it: fixed windows' ends are cuts, so no path rule there."""
+    if sessions or not vocabulary.rare_transition:
+        return vocabulary
+    return dataclasses.replace(vocabulary, rare_transition=0)
+
+
 def _end(value: object) -> str | None:
     return None if value is None else str(value)
 

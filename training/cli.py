@@ -16,6 +16,7 @@ from model.vocab import (
     Vocabulary,
     attach_vocabulary,
     build_vocabulary,
+    for_windows,
     load_vocabulary,
     pick_rare_transition,
 )
@@ -170,6 +171,8 @@ def run_eval(args: argparse.Namespace) -> int:
     model, manifest = load_checkpoint(settings.checkpoint, settings)
     unlabeled = bool(manifest.training.get("unlabeled"))
     vocabulary = checkpoint_vocabulary(settings.checkpoint, settings.novelty)
+    if vocabulary is not None:
+        vocabulary = for_windows(vocabulary, splits.report.sessions)
     threshold, rule = settings.threshold, "given" if settings.threshold is not None else "manifest"
     if settings.max_fpr is not None:  # re-pick on the validation split, never on the split being scored
         threshold = validation_threshold(model, splits.validation, settings.max_fpr, settings.batch_size)

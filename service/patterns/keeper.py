@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from redis.exceptions import ResponseError
 
-from model.vocab import NoveltyMode, Vocabulary, decide, session_transitions, window_novelty
+from model.vocab import NoveltyMode, Vocabulary, decide, for_windows, session_transitions, window_novelty
 from service.metrics import ServiceMetrics
 from service.patterns.pattern_store import PatternStore, TemplateUse, path_id, template_id
 from service.records.record_store import window_parts
@@ -58,7 +58,7 @@ class PatternKeeper:
         self.mode: NoveltyMode = mode if vocabulary is not None else "off"
         self.warmup_s = warmup_s
         self.metrics = metrics
-        self.without_paths = replace(vocabulary, rare_transition=0) if vocabulary is not None else None
+        self.without_paths = for_windows(vocabulary, sessions=False) if vocabulary is not None else None
         if vocabulary is None and mode != "off":
             log.warning("novelty off: the checkpoint has no vocabulary (logllm vocab makes one); patterns still kept")
 

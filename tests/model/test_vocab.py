@@ -17,6 +17,7 @@ from model.vocab import (
     attach_vocabulary,
     build_vocabulary,
     decide,
+    for_windows,
     load_vocabulary,
     pick_rare_transition,
     session_transitions,
@@ -78,6 +79,8 @@ def test_a_rare_path_through_known_templates_is_a_novel_transition() -> None:
     assert found == Novelty(novel=("fsck <*>",)) and found.reason == NOVEL
     learned = window_novelty(cut_short, vocabulary, learned_transitions={("write <*>", None)})
     assert learned == Novelty()  # an operator said this path is normal
+    assert window_novelty(cut_short, for_windows(vocabulary, sessions=False)) == Novelty()  # a fixed window's cut
+    assert for_windows(vocabulary, sessions=True) is vocabulary
 
 
 def test_rarity_is_the_strictest_the_held_out_normals_afford() -> None:
