@@ -121,7 +121,7 @@ def run_train(args: argparse.Namespace) -> int:
         splits = limit_test_anomalies(splits, settings.test_anomalies, settings.seed)
     print(f"data: {splits.describe()}", flush=True)
     try:
-        model, manifest, _ = train(settings, splits.train, splits.validation)
+        model, manifest, _ = train(settings, splits.train, splits.validation, splits.report.sessions)
     except (TrainingError, CheckpointError) as exc:
         raise SystemExit(f"logllm train: {exc}") from None
     if settings.unlabeled:

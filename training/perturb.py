@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from training.data_common import LabeledSequence
 
@@ -119,13 +120,15 @@ def perturb(
     *,
     max_messages: int | None = None,
     forbidden: frozenset[tuple[str, ...]] | set[tuple[str, ...]] = frozenset(),
+    fit: Callable[[Sequence[str]], list[str]] | None = None,
 ) -> tuple[str, list[str]] | None:
     """``(name, perturbed window)`` from the first of the shuffled perturbations that changes the window.
 
     Random draws can miss (a cut at a forbidden length): the shuffled list is tried ``ROUNDS`` times.
 
-    The result is cut to ``max_messages`` (what the model sees) before comparing, and must differ from the window
-    and from every window in ``forbidden`` (the real normals). ``None`` when no perturbation can.
+    The result is cut to ``max_messages`` (what the model sees) and passed through ``fit`` (if given) before
+    comparing, and must differ from the window and from every window in ``forbidden`` (the real normals). ``None``
+    when no perturbation can.
     """
     original = tuple(messages[:max_messages])
     for _ in range(ROUNDS):
@@ -133,6 +136,8 @@ def perturb(
         rng.shuffle(order)
         for name in order:
             out = PERTURBATIONS[name](messages, rng, donors)[:max_messages]
+            if fit is not None:
+                out = fit(out)
             if tuple(out) != original and tuple(out) not in forbidden and out:
                 return name, out
     return None
@@ -145,12 +150,18 @@ def synthesize_anomalies(
     *,
     extra_messages: Sequence[str] = (),
     max_messages: int | None = None,
+    fixed_length: bool = False,
 ) -> tuple[list[LabeledSequence], dict[str, int]]:
     """One perturbed copy of each normal window (label 1), and how many each perturbation made.
 
     Donors for insertions are the distinct messages of the other normal windows plus ``extra_messages`` (another
     source or system). A window no perturbation can change into a non-normal one is skipped (counted as
     ``unchanged``).
+
+    ``fixed_length`` (fixed windows, ``normals`` in log order): a copy keeps its window's number of lines, as a
+    fixed window of a real log does, so a model cannot learn "not the usual length" instead of the fault. A longer
+    copy loses its last lines; a shorter one takes the next window's first lines, which is what a window holds
+    when lines went missing from the stream.
     """
     names = check_names(names)
     rng = random.Random(seed)
@@ -158,11 +169,21 @@ def synthesize_anomalies(
     real = {tuple(s.messages[:max_messages]) for s in normals}
     counts = dict.fromkeys(names, 0) | {"unchanged": 0}
     out: list[LabeledSequence] = []
-    for s in normals:
-        made = perturb(s.messages, rng, names, donors, max_messages=max_messages, forbidden=real)
+    for index, s in enumerate(normals):
+        following = normals[(index + 1) % len(normals)].messages if fixed_length else ()
+        length = len(s.messages[:max_messages])
+        fit = partial(fit_length, length=length, following=following) if fixed_length else None
+        made = perturb(s.messages, rng, names, donors, max_messages=max_messages, forbidden=real, fit=fit)
         if made is None:
             counts["unchanged"] += 1
             continue
         counts[made[0]] += 1
         out.append(LabeledSequence(f"{s.sequence_id}~{made[0]}", made[1], 1))
     return out, counts
+
+
+def fit_length(messages: Sequence[str], length: int, following: Sequence[str]) -> list[str]:
+    """``messages`` cut to ``length``, or filled up to it from ``following`` (the lines after the window)."""
+    out = list(messages[:length])
+    out.extend(following[: length - len(out)])
+    return out

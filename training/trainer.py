@@ -157,11 +157,15 @@ def fresh_or_initial(settings: TrainSettings) -> tuple[LogLLM, Manifest]:
 
 
 def train(
-    settings: TrainSettings, train_set: Sequence[LabeledSequence], validation: Sequence[LabeledSequence]
+    settings: TrainSettings,
+    train_set: Sequence[LabeledSequence],
+    validation: Sequence[LabeledSequence],
+    sessions: bool = True,
 ) -> tuple[LogLLM, Manifest, dict[str, float]]:
     """Run the planned stages (resuming if asked) and pick the threshold on the validation split.
 
-    With ``--unlabeled`` ``train_set`` must hold normal windows only: perturbed copies become the anomalous class.
+    With ``--unlabeled`` ``train_set`` must hold normal windows only: perturbed copies become the anomalous class
+    (of the same length as their window when ``sessions`` is False: fixed windows, in log order).
     """
     from training.evaluate import validation_threshold
 
@@ -172,7 +176,7 @@ def train(
     if settings.unlabeled:
         from training.unlabeled import with_synthetic_anomalies
 
-        examples, unlabeled = with_synthetic_anomalies(examples, settings)
+        examples, unlabeled = with_synthetic_anomalies(examples, settings, sessions)
         print(f"unlabeled: {unlabeled['normal_windows']} normal windows, {unlabeled['synthetic_anomalies']}"
               f" synthetic anomalies {unlabeled['perturbation_counts']}", flush=True)  # fmt: skip
     labels = [s.label for s in examples]

@@ -43,20 +43,28 @@ def limit_test_anomalies(splits: Splits, limit: int, seed: int) -> Splits:
 
 
 def with_synthetic_anomalies(
-    normals: list[LabeledSequence], settings: TrainSettings
+    normals: list[LabeledSequence], settings: TrainSettings, sessions: bool = True
 ) -> tuple[list[LabeledSequence], dict[str, Any]]:
-    """The normal windows plus one perturbed copy of each (label 1), and what the manifest records of it."""
+    """The normal windows plus one perturbed copy of each (label 1), and what the manifest records of it.
+
+    ``sessions`` False (fixed windows): every copy keeps its window's length (perturb.synthesize_anomalies)."""
     if any(s.label for s in normals):
         raise ValueError("--unlabeled: the training split still holds labeled anomalies; move them to test first")
     foreign = read_foreign_messages(settings.foreign_messages) if settings.foreign_messages else []
     synthetic, counts = synthesize_anomalies(
-        normals, settings.perturbation_names, settings.seed, extra_messages=foreign, max_messages=settings.max_messages
+        normals,
+        settings.perturbation_names,
+        settings.seed,
+        extra_messages=foreign,
+        max_messages=settings.max_messages,
+        fixed_length=not sessions,
     )
     info = {
         "normal_windows": len(normals),
         "synthetic_anomalies": len(synthetic),
         "perturbation_counts": counts,
         "foreign_messages": len(foreign),
+        "fixed_length": not sessions,
     }
     return [*normals, *synthetic], info
 

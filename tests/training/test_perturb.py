@@ -15,6 +15,7 @@ from training.perturb import (
     check_names,
     cut_end,
     drop_terminal,
+    fit_length,
     perturb,
     synthesize_anomalies,
     wrong_count,
@@ -83,6 +84,26 @@ def test_synthesize_anomalies_is_seeded_and_draws_donors_from_other_windows_and_
     assert not any(tuple(s.messages) in real for s in first)
     pool = {m for s in normals for m in s.messages} | {"bgl: node down"}
     assert all(set(s.messages) <= pool for s in first)
+
+
+def test_fit_length_cuts_the_end_or_fills_from_the_lines_that_follow() -> None:
+    assert fit_length(["a", "b", "c", "x"], 3, ["n1", "n2"]) == ["a", "b", "c"]
+    assert fit_length(["a"], 3, ["n1", "n2", "n3"]) == ["a", "n1", "n2"]
+    assert fit_length(["a"], 3, []) == ["a"]  # nothing follows: as long as it can be
+
+
+def test_fixed_windows_get_copies_of_their_own_length() -> None:
+    """A fixed window of a real log always holds window_size lines: a copy that did not would teach the model to
+    flag a length, which never varies in service, instead of the fault."""
+    windows = [LabeledSequence(f"w{i}", [f"step {i} {k}" for k in range(6)], 0) for i in range(40)]
+    made, counts = synthesize_anomalies(windows, DEFAULT_PERTURBATIONS, seed=3, fixed_length=True)
+    assert len(made) == 40 and counts["unchanged"] == 0
+    assert all(len(m.messages) == 6 for m in made)
+    follows = {f"w{i}": windows[(i + 1) % 40].messages for i in range(40)}
+    filled = [m for m in made if m.sequence_id.split("~")[1] in ("cut-end", "drop", "drop-terminal")]
+    assert filled and all(m.messages[-1] in follows[m.sequence_id.split("~")[0]] for m in filled)
+    free, _ = synthesize_anomalies(windows, DEFAULT_PERTURBATIONS, seed=3)
+    assert {len(m.messages) for m in free} != {6}  # sessions: lengths vary, as real sessions' do
 
 
 def test_names_are_checked_and_swap_is_off_by_default() -> None:
