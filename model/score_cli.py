@@ -116,16 +116,6 @@ def novelty_of(messages: list[str], vocabulary: Vocabulary | None, mode: Novelty
     return window_novelty(messages, vocabulary) if vocabulary is not None and mode != "off" else Novelty()
 
 
-def found_json(found: Novelty) -> dict[str, object]:
-    """What the rule found, as the service's records show it: templates by kind and the rare session transitions
-    (``null`` is the session's start or end)."""
-    return {
-        "novel": list(found.novel),
-        "known_anomalous": list(found.known_anomalous),
-        "transitions": [list(pair) for pair in found.transitions],
-    }
-
-
 def novelty_columns(messages: list[str], score: float, threshold: float, vocabulary: Vocabulary | None,
                     mode: NoveltyMode) -> str:  # fmt: skip
     """``label<TAB>reason<TAB>novelty``: the decision with the novelty rule, and the templates it found (JSON)."""
@@ -133,7 +123,7 @@ def novelty_columns(messages: list[str], score: float, threshold: float, vocabul
 
     found = novelty_of(messages, vocabulary, mode)
     anomalous, reason = decide(score, threshold, found, mode)
-    listed = json.dumps(found_json(found)) if found.reason else "-"
+    listed = json.dumps(found.to_json()) if found.reason else "-"
     return f"{'anomalous' if anomalous else 'normal'}\t{reason or '-'}\t{listed}"
 
 

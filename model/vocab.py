@@ -216,6 +216,23 @@ class Novelty:
             return NOVEL
         return NOVEL_TRANSITION if self.transitions else None
 
+    def to_json(self) -> dict[str, Any]:
+        """As verdicts, records and ``logllm score`` show it: ``null`` in a transition is a session's start or end."""
+        return {
+            "novel": list(self.novel),
+            "known_anomalous": list(self.known_anomalous),
+            "transitions": [list(pair) for pair in self.transitions],
+        }
+
+    @classmethod
+    def from_json(cls, found: dict[str, Any]) -> Novelty:
+        """Back from ``to_json`` (a missing key is empty: verdicts written before transitions existed)."""
+        return cls(
+            tuple(found.get("novel", ())),
+            tuple(found.get("known_anomalous", ())),
+            tuple((a, b) for a, b in found.get("transitions", ())),
+        )
+
 
 def window_novelty(
     messages: Sequence[str],
@@ -231,14 +248,23 @@ def window_novelty(
         if message in vocabulary.normal or message in learned:
             continue
         (known if message in vocabulary.anomalous_only else novel)[message] = None
+    return Novelty(tuple(novel), tuple(known), rare_transitions(messages, vocabulary, learned_transitions))
+
+
+def rare_transitions(
+    messages: Sequence[str], vocabulary: Vocabulary, learned: Collection[Transition] = frozenset()
+) -> tuple[Transition, ...]:
+    """The session's transitions between known templates that fewer than ``rare_transition`` normal training
+    sessions took and that are not ``learned``, in order of first appearance; none with the rule off."""
+    if vocabulary.transitions is None or vocabulary.rare_transition <= 0:
+        return ()
     rare: dict[Transition, None] = {}
-    if vocabulary.transitions is not None and vocabulary.rare_transition > 0:
-        for pair in session_transitions(messages):
-            if any(end is not None and end not in vocabulary.normal for end in pair):
-                continue  # a template the vocabulary lacks is the finding already; its edges add nothing
-            if pair not in learned_transitions and vocabulary.transitions.get(pair, 0) < vocabulary.rare_transition:
-                rare[pair] = None
-    return Novelty(tuple(novel), tuple(known), tuple(rare))
+    for pair in session_transitions(messages):
+        if any(end is not None and end not in vocabulary.normal for end in pair):
+            continue  # a template the vocabulary lacks is the finding already; its edges add nothing
+        if pair not in learned and vocabulary.transitions.get(pair, 0) < vocabulary.rare_transition:
+            rare[pair] = None
+    return tuple(rare)
 
 
 def decide(score: float, threshold: float, novelty: Novelty, mode: NoveltyMode) -> tuple[bool, str | None]:

@@ -20,7 +20,15 @@ from dataclasses import replace
 
 from redis.exceptions import ResponseError
 
-from model.vocab import NoveltyMode, Vocabulary, decide, for_windows, session_transitions, window_novelty
+from model.vocab import (
+    NoveltyMode,
+    Transition,
+    Vocabulary,
+    decide,
+    for_windows,
+    rare_transitions,
+    window_novelty,
+)
 from service.metrics import ServiceMetrics
 from service.patterns.pattern_store import PatternStore, TemplateUse, path_id, template_id
 from service.records.record_store import window_parts
@@ -58,7 +66,8 @@ class PatternKeeper:
         self.mode: NoveltyMode = mode if vocabulary is not None else "off"
         self.warmup_s = warmup_s
         self.metrics = metrics
-        self.without_paths = for_windows(vocabulary, sessions=False) if vocabulary is not None else None
+        # the template rule's view; the path rule runs on its own (rare_transitions), for whole sessions only
+        self.templates_only = for_windows(vocabulary, sessions=False) if vocabulary is not None else None
         if vocabulary is None and mode != "off":
             log.warning("novelty off: the checkpoint has no vocabulary (logllm vocab makes one); patterns still kept")
 
@@ -67,14 +76,16 @@ class PatternKeeper:
         learned: dict[str, frozenset[str]] = {}
         learned_paths: dict[str, frozenset[str]] = {}
         warming: set[str] = set()
-        if self.mode != "off":
+        rare: list[tuple[Transition, ...]] = [()] * len(pairs)  # by the checkpoint; the source may know some
+        if self.mode != "off" and self.vocabulary is not None:
             asked: dict[str, set[str]] = {}
             paths: dict[str, set[str]] = {}
-            for (window, _), messages in zip(pairs, sequences, strict=True):
-                asked.setdefault(source_of(window), set()).update(template_id(m) for m in messages)
-                if self.vocabulary is not None and whole_session(window):  # rare by the checkpoint: learned?
-                    rare = window_novelty(messages, self.vocabulary).transitions
-                    paths.setdefault(source_of(window), set()).update(path_id(pair) for pair in rare)
+            for i, ((window, _), messages) in enumerate(zip(pairs, sequences, strict=True)):
+                source = source_of(window)
+                asked.setdefault(source, set()).update(template_id(m) for m in messages)
+                if whole_session(window):
+                    rare[i] = rare_transitions(messages, self.vocabulary)
+                    paths.setdefault(source, set()).update(path_id(pair) for pair in rare[i])
             try:
                 now, states = await self.patterns.lookup(asked, paths)
             except StoreUnavailable:
@@ -86,21 +97,15 @@ class PatternKeeper:
             learned_paths = {source: state.learned_paths for source, state in states.items()}
             warming = {source for source, state in states.items() if now - state.first_seen < self.warmup_s}
         out: list[Pair] = []
-        for (window, verdict), messages in zip(pairs, sequences, strict=True):
-            if verdict.score is None or self.vocabulary is None or self.mode == "off":
+        for (window, verdict), messages, candidates in zip(pairs, sequences, rare, strict=True):
+            if verdict.score is None or self.templates_only is None or self.mode == "off":
                 out.append((window, replace(verdict, reason="model" if verdict.label == "anomalous" else None)))
                 continue
             source = source_of(window)
             ids = learned.get(source, frozenset())
             known_paths = learned_paths.get(source, frozenset())
-            partial = not whole_session(window) and self.without_paths is not None
-            vocabulary = self.without_paths if partial and self.without_paths else self.vocabulary
-            novelty = window_novelty(
-                messages,
-                vocabulary,
-                {m for m in messages if template_id(m) in ids},
-                {pair for pair in session_transitions(messages) if path_id(pair) in known_paths},
-            )
+            templates = window_novelty(messages, self.templates_only, {m for m in messages if template_id(m) in ids})
+            novelty = replace(templates, transitions=tuple(p for p in candidates if path_id(p) not in known_paths))
             mode: NoveltyMode = "annotate" if source in warming else self.mode
             anomalous, reason = decide(verdict.score, float(verdict.threshold or 0.0), novelty, mode)
             out.append((window, replace(
@@ -143,10 +148,13 @@ class PatternKeeper:
 
     async def _learn_paths(self, pairs: Sequence[Pair]) -> None:
         """Rare transitions of windows that came out normal or muted (a warm-up, ``annotate``, a mute) become the
-        source's, like their templates do."""
+        source's, like their templates do: one call per source."""
+        by_source: dict[str, list[Transition]] = {}
         for window, verdict in pairs:
             if verdict.transitions and verdict.label in ("normal", "muted"):
-                try:
-                    await self.patterns.learn_paths(source_of(window), verdict.transitions)
-                except ResponseError:
-                    log.exception("learning the paths of %s failed", window.window_id)
+                by_source.setdefault(source_of(window), []).extend(verdict.transitions)
+        for source, found in by_source.items():
+            try:
+                await self.patterns.learn_paths(source, found)
+            except ResponseError:
+                log.exception("learning the paths of source %s failed", source)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from model.vocab import Novelty
 from service.http_errors import ApiError
 from service.records.query_routes import records_of
 from service.state import ServiceState, State, require_token
@@ -67,12 +68,10 @@ async def learn_novelty(state: ServiceState, record: dict[str, str], how: str) -
     Not in feedback.lua: a source's patterns live in its own partition slot, the record in its window's."""
     if state.patterns is None or not record.get("novelty"):
         return []
-    found = json.loads(record["novelty"])
-    templates = [*found.get("known_anomalous", ()), *found.get("novel", ())]
+    found = Novelty.from_json(json.loads(record["novelty"]))
     source = record.get("source") or DEFAULT_SOURCE
-    learned = await state.patterns.learn(source, templates, how)
-    paths = [(a, b) for a, b in found.get("transitions", ())]
-    return learned + await state.patterns.learn_paths(source, paths)
+    learned = await state.patterns.learn(source, [*found.known_anomalous, *found.novel], how)
+    return learned + await state.patterns.learn_paths(source, found.transitions)
 
 
 @router.get(

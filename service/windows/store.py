@@ -28,6 +28,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
+from model.vocab import Novelty
 from service.windows.ids import parse_window_id
 from service.windows.line_codec import MARK, decode_line
 from service.windows.windowing import DEFAULTS, Windowing
@@ -131,11 +132,7 @@ class Verdict:
         """What the novelty rule found, as stored and shown; None when it found nothing."""
         if not (self.novel or self.known_anomalous or self.transitions):
             return None
-        return {
-            "novel": list(self.novel),
-            "known_anomalous": list(self.known_anomalous),
-            "transitions": [list(pair) for pair in self.transitions],
-        }
+        return Novelty(self.novel, self.known_anomalous, self.transitions).to_json()
 
     def extra_fields(self) -> str:
         """The verdict hash's optional fields as complete.lua takes them: JSON, or '' when there are none."""
@@ -186,12 +183,8 @@ def _number(value: float | None) -> str:
 
 
 def _novelty_fields(text: str | None) -> dict[str, Any]:
-    found = json.loads(text) if text else {}
-    return {
-        "novel": tuple(found.get("novel", ())),
-        "known_anomalous": tuple(found.get("known_anomalous", ())),
-        "transitions": tuple((a, b) for a, b in found.get("transitions", ())),
-    }
+    found = Novelty.from_json(json.loads(text) if text else {})
+    return {"novel": found.novel, "known_anomalous": found.known_anomalous, "transitions": found.transitions}
 
 
 def _text(value: Any) -> str:
