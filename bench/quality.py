@@ -165,7 +165,7 @@ def evaluate_checkpoint(
         splits = load_splits(settings)
         test, threshold = splits.test, None
         if max_fpr is not None:  # re-picked on this checkpoint's validation split, as `logllm eval --max-fpr` does
-            threshold = validation_threshold(model, splits.validation, max_fpr, batch_size)
+            threshold, _ = validation_threshold(model, splits.validation, max_fpr, batch_size)
         trained_on = str(manifest.training.get("dataset", "untrained" if is_untrained(checkpoint) else "?"))
         vocabulary, vocabulary_from = benchmark_vocabulary(checkpoint, trained_on, kind, splits.train)
         result = evaluate(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -22,9 +23,6 @@ from model.vocab import (
 )
 from training.datasets import Splits
 from training.settings import DataSettings, TrainSettings
-
-if TYPE_CHECKING:
-    from model.logllm import LogLLM
 
 
 class EvalSettings(DataSettings):
@@ -86,21 +84,19 @@ def _seen(
     return {tuple(s.messages) for part in parts for s in getattr(splits, part) if not (unlabeled and s.label)}
 
 
-def training_vocabulary(splits: Splits, max_fpr: float | None, model: LogLLM | None = None) -> Vocabulary:
+def training_vocabulary(
+    splits: Splits, max_fpr: float | None, flagged_by_model: Sequence[bool] | None = None
+) -> Vocabulary:
     """The templates of the windows the model trained on (not the validation part); for sessions also their
-    transitions, with the rarity rule picked on the validation normals so that the model (if given) and the
-    rules together stay within the false-positive budget (``--max-fpr``; no false alarm there without one)."""
+    transitions, with the rarity rule picked on the validation normals so that the model (``flagged_by_model``:
+    its verdict on each validation normal, if given) and the rules together stay within the false-positive budget
+    (``--max-fpr``; no false alarm there without one)."""
     from model.preprocess import PREPROCESS_VERSION
-    from training.evaluate import score_distinct
 
     windows = ((s.messages, s.label) for s in splits.train)
     vocabulary = build_vocabulary(windows, PREPROCESS_VERSION, sessions=splits.report.sessions)
     held_out = [s.messages for s in splits.validation if not s.label]
-    flagged = None
-    if model is not None and vocabulary.transitions is not None and held_out:
-        scores, _ = score_distinct(model, held_out, 16)
-        flagged = [score >= model.threshold for score in scores]
-    vocabulary.rare_transition = pick_rare_transition(vocabulary, held_out, max_fpr or 0.0, flagged)
+    vocabulary.rare_transition = pick_rare_transition(vocabulary, held_out, max_fpr or 0.0, flagged_by_model)
     return vocabulary
 
 
@@ -121,13 +117,15 @@ def run_train(args: argparse.Namespace) -> int:
         splits = limit_test_anomalies(splits, settings.test_anomalies, settings.seed)
     print(f"data: {splits.describe()}", flush=True)
     try:
-        model, manifest, _ = train(settings, splits.train, splits.validation, splits.report.sessions)
+        model, manifest, _, validation_scores = train(settings, splits.train, splits.validation, splits.report.sessions)
     except (TrainingError, CheckpointError) as exc:
         raise SystemExit(f"logllm train: {exc}") from None
     if settings.unlabeled:
         manifest.training["unlabeled_data"]["moved_to_test"] = splits.report.moved_to_test
     manifest.training["test_anomalies_left_out"] = splits.report.test_anomalies_left_out
-    vocabulary = training_vocabulary(splits, settings.max_fpr, model)
+    normals = [score >= model.threshold for s, score in zip(splits.validation, validation_scores, strict=True)
+               if not s.label]  # fmt: skip
+    vocabulary = training_vocabulary(splits, settings.max_fpr, normals)
     result = evaluate(
         model,
         splits.test,
@@ -175,7 +173,7 @@ def run_eval(args: argparse.Namespace) -> int:
         vocabulary = for_windows(vocabulary, splits.report.sessions)
     threshold, rule = settings.threshold, "given" if settings.threshold is not None else "manifest"
     if settings.max_fpr is not None:  # re-pick on the validation split, never on the split being scored
-        threshold = validation_threshold(model, splits.validation, settings.max_fpr, settings.batch_size)
+        threshold, _ = validation_threshold(model, splits.validation, settings.max_fpr, settings.batch_size)
         rule = f"most recall at validation FPR <= {settings.max_fpr}"
     result = evaluate(
         model,

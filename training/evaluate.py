@@ -143,12 +143,13 @@ def _decided_metrics(
 
 def validation_threshold(
     model: LogLLM, validation: Sequence[LabeledSequence], max_fpr: float | None, batch_size: int = 16
-) -> float:
-    """Score the validation split and pick the threshold there (best F1, or the most recall within max_fpr)."""
+) -> tuple[float, list[float]]:
+    """Score the validation split and pick the threshold there (best F1, or the most recall within max_fpr);
+    also the scores, in split order, for what else is picked on the same split (the vocabulary's path rule)."""
     from training.metrics import pick_threshold
 
     scores, _ = score_distinct(model, [s.messages for s in validation], batch_size)
-    return pick_threshold([s.label for s in validation], scores, max_fpr)
+    return pick_threshold([s.label for s in validation], scores, max_fpr), scores
 
 
 def write_evaluation(out_dir: Path, evaluation: Evaluation, extra: dict[str, Any], checkpoint: Path) -> Path:

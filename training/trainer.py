@@ -161,8 +161,9 @@ def train(
     train_set: Sequence[LabeledSequence],
     validation: Sequence[LabeledSequence],
     sessions: bool = True,
-) -> tuple[LogLLM, Manifest, dict[str, float]]:
-    """Run the planned stages (resuming if asked) and pick the threshold on the validation split.
+) -> tuple[LogLLM, Manifest, dict[str, float], list[float]]:
+    """Run the planned stages (resuming if asked) and pick the threshold on the validation split; returns the
+    model, its manifest, each stage's final loss and the validation scores the threshold was picked on.
 
     With ``--unlabeled`` ``train_set`` must hold normal windows only: perturbed copies become the anomalous class
     (of the same length as their window when ``sessions`` is False: fixed windows, in log order).
@@ -216,8 +217,10 @@ def train(
         done.append(plan.name)
         record = {"completed": done, "losses": losses, "curves": curves, "batch_size": settings.batch_size}
         (settings.output / "progress.json").write_text(json.dumps(record) + "\n")
-    model.threshold = validation_threshold(model, validation, settings.max_fpr, settings.micro_batch_size * 4)
+    model.threshold, validation_scores = validation_threshold(
+        model, validation, settings.max_fpr, settings.micro_batch_size * 4
+    )
     rule = "best F1" if settings.max_fpr is None else f"most recall at FPR <= {settings.max_fpr}"
     print(f"threshold {model.threshold:.4f} ({rule} on {len(validation)} validation sequences)", flush=True)
     manifest.training["final_losses"] = losses
-    return model, manifest, losses
+    return model, manifest, losses, validation_scores

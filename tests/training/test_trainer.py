@@ -164,7 +164,7 @@ def test_qlora_trains_and_reloads_in_4bit(device: str, tmp_path: Path, caplog: p
         micro_batch_size=2, device=device, quantize="4bit",
     )  # fmt: skip
     splits = load_splits(settings)
-    model, manifest, losses = train(settings, splits.train, splits.validation)
+    model, manifest, losses, _ = train(settings, splits.train, splits.validation)
     assert list(losses) == ["1-decoder", "3-all"] and all(loss == loss for loss in losses.values())  # not NaN
     assert isinstance(model.decoder.get_base_model().model.layers[0].self_attn.q_proj.base_layer, Linear4bit)
     sequences = [s.messages for s in splits.test]
