@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import gzip
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
+
+from model.windows import fixed_windows
 
 OnError = Literal["skip", "fail"]
 MAX_EXAMPLES = 5
@@ -27,6 +29,19 @@ class LabeledSequence:
     sequence_id: str
     messages: list[str]
     label: int
+
+
+def numbered_windows(
+    name: str, lines: Sequence[tuple[int, str, int]], size: int, step: int, max_messages: int, report: LoadReport
+) -> list[LabeledSequence]:
+    """Fixed windows over a file's (line number, message, label) in file order, named ``name:first-last`` line;
+    anomalous if any line is; the first ``max_messages`` messages kept (a longer window counted as truncated)."""
+    out = []
+    for _, window in fixed_windows(lines, size, step):
+        report.truncated_sequences += len(window) > max_messages
+        messages = [m for _, m, _ in window[:max_messages]]
+        out.append(LabeledSequence(f"{name}:{window[0][0]}-{window[-1][0]}", messages, max(x for *_, x in window)))
+    return out
 
 
 class DataFormatError(ValueError):

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from model.preprocess import preprocess
-from model.windows import fixed_windows
 from training.data_common import (
     DataFormatError,
     Interner,
@@ -22,6 +21,7 @@ from training.data_common import (
     LoadReport,
     OnError,
     check_max_messages,
+    numbered_windows,
     open_text,
     read_lines,
 )
@@ -138,11 +138,4 @@ def load_generic(
         report.sessions = True
         report.truncated_sequences += sum(state[1] > max_messages for _, state in sessions.values())
         return [LabeledSequence(sid, messages, state[0]) for sid, (messages, state) in sessions.items()]
-    out = []
-    for _, window in fixed_windows(lines, window_size, window_step):
-        report.truncated_sequences += len(window) > max_messages
-        sequence_id = f"{path.name}:{window[0][0]}-{window[-1][0]}"
-        out.append(
-            LabeledSequence(sequence_id, [m for _, m, _ in window[:max_messages]], max(x for *_, x in window))
-        )
-    return out
+    return numbered_windows(path.name, lines, window_size, window_step, max_messages, report)

@@ -94,7 +94,6 @@ def load_hdfs(
             else:
                 truncated.add(sid)
     report.truncated_sequences += len(truncated)
-    report.sessions = True
     report.unlabeled_sessions += sum(sid not in labels for sid in sessions)
     report.sessions_without_lines += sum(sid not in sessions for sid in labels)
     report.log_if_notable()

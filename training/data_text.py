@@ -13,8 +13,16 @@ from pathlib import Path
 
 from model.log_formats import LogFormatError, parse_line
 from model.preprocess import preprocess
-from model.windows import fixed_windows, session_ids
-from training.data_common import Interner, LabeledSequence, LoadReport, OnError, check_max_messages, read_lines
+from model.windows import session_ids
+from training.data_common import (
+    Interner,
+    LabeledSequence,
+    LoadReport,
+    OnError,
+    check_max_messages,
+    numbered_windows,
+    read_lines,
+)
 
 
 def load_text(
@@ -34,7 +42,7 @@ def load_text(
     check_max_messages(max_messages)
     report = report if report is not None else LoadReport()
     intern = Interner()
-    lines: list[tuple[int, str]] = []  # (line number, message), fixed windows
+    lines: list[tuple[int, str, int]] = []  # (line number, message, label 0), fixed windows
     sessions: dict[str, list[str]] = {}
     lengths: dict[str, int] = {}
     for number, line in read_lines(path, report, max_lines):
@@ -45,7 +53,7 @@ def load_text(
             continue
         message = intern(preprocess(content))
         if window_mode == "fixed":
-            lines.append((number, message))
+            lines.append((number, message, 0))
             continue
         found = session_ids(content, session_pattern)
         report.lines_without_session += not found
@@ -59,9 +67,4 @@ def load_text(
         report.sessions = True
         report.truncated_sequences += sum(n > max_messages for n in lengths.values())
         return [LabeledSequence(sid, messages, 0) for sid, messages in sessions.items()]
-    out = []
-    for _, window in fixed_windows(lines, window_size, window_step):
-        report.truncated_sequences += len(window) > max_messages
-        sequence_id = f"{path.name}:{window[0][0]}-{window[-1][0]}"
-        out.append(LabeledSequence(sequence_id, [m for _, m in window[:max_messages]], 0))
-    return out
+    return numbered_windows(path.name, lines, window_size, window_step, max_messages, report)
