@@ -13,6 +13,14 @@ first steps): a transition seen in fewer than ``rare_transition`` normal trainin
 ``novel_transition``. This is DeepLog's next-event check counted instead of learned; the trainer picks
 ``rare_transition`` on held-out normal sessions for the run's false-positive budget (0 turns the rule off).
 
+Whole sessions also get a *count* rule, order-free and so blind to how logs of several hosts interleave: how
+often each common template occurs, and the difference between each two such counts (one ``Receiving block`` per
+``Received block``), take only a few values in normal sessions. A session showing a value no normal training
+session showed is ``novel_count`` (invariant mining, counted instead of solved). A count that takes
+``COUNT_FREE_VALUES`` or more values in normal sessions follows load (blocks served, deletions), not the protocol,
+and is not checked. ``pick_session_rules`` switches both session rules on or off by cross-validation on the
+normal training sessions plus the held-out ones, within the run's false-positive budget.
+
 The file sits beside ``manifest.json``, which names it and holds its SHA-256 under ``"vocabulary"``. This module
 needs no torch, so the service can apply the same rule (``window_novelty`` + ``decide``) as ``logllm score``.
 """
@@ -23,6 +31,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import random
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,8 +45,14 @@ NoveltyMode = Literal["flag", "annotate", "off"]
 NOVEL = "novel_template"
 KNOWN_ANOMALOUS = "known_anomalous_template"
 NOVEL_TRANSITION = "novel_transition"
+NOVEL_COUNT = "novel_count"
 Transition = tuple[str | None, str | None]  # (template, next template); None is the session's start or end
+CountFeature = tuple[str, str | None]  # count(a) - count(b); b None: count(a) itself
+CountFinding = tuple[str, str | None, int]  # a count feature and the value a session showed
 MAX_RARE_TRANSITION = 2  # the trainer tries unseen (1) and seen-once (2) transitions; more sessions: a normal path
+COUNT_FREE_VALUES = 5  # a count with this many values across normal sessions follows load: never checked
+MAX_COUNTED_TEMPLATES = 40  # the count rule reads the templates most normal sessions hold (40: 820 pair counts)
+RULE_FOLDS = 5  # cross-validation folds over the normal training sessions when the session rules are picked
 
 
 class VocabularyError(RuntimeError):
@@ -54,6 +69,8 @@ class Vocabulary:
     preprocess_version: str = ""
     transitions: dict[Transition, int] | None = None  # normal sessions holding each transition; None: not sessions
     rare_transition: int = 0  # a transition in fewer normal sessions than this is novel; 0: rule off
+    counts: dict[CountFeature, frozenset[int]] | None = None  # values of the checked counts in normal sessions
+    count_rule: bool = False  # whether a count value outside ``counts`` makes a session novel
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -66,6 +83,9 @@ class Vocabulary:
         if self.transitions is not None:  # a list, since JSON keys cannot be pairs; null is a session's start/end
             out["transitions"] = [[a, b, n] for (a, b), n in self.transitions.items()]
             out["rare_transition"] = self.rare_transition
+        if self.counts is not None:
+            out["counts"] = [[a, b, sorted(values)] for (a, b), values in self.counts.items()]
+            out["count_rule"] = self.count_rule
         return out
 
 
@@ -80,54 +100,90 @@ def build_vocabulary(
 ) -> Vocabulary:
     """Count each template once per window it occurs in, by the window's label (0 normal, 1 anomalous).
 
-    ``sessions``: the windows are whole sessions, so the transitions of the normal ones are counted too; the rule
-    stays off (``rare_transition`` 0) until ``pick_rare_transition`` sets it.
+    ``sessions``: the windows are whole sessions, so the transitions and counts of the normal ones are kept too;
+    both rules stay off until ``pick_session_rules`` sets them.
     """
     normal: Counter[str] = Counter()
     anomalous: Counter[str] = Counter()
     transitions: Counter[Transition] = Counter()
+    shapes: Counter[tuple[tuple[str, int], ...]] = Counter()  # normal sessions' template counts, deduplicated
     counted = {"normal": 0, "anomalous": 0}
     for messages, label in windows:
         (anomalous if label else normal).update(set(messages))
         counted["anomalous" if label else "normal"] += 1
         if sessions and not label:
             transitions.update(set(session_transitions(messages)))
+            shapes[tuple(sorted(Counter(messages).items()))] += 1
     only = Counter({t: n for t, n in anomalous.items() if t not in normal})
+    templates = sorted(normal, key=lambda t: (-normal[t], t))[:MAX_COUNTED_TEMPLATES]  # ties: by name, any run
     return Vocabulary(
         dict(normal.most_common()),
         dict(only.most_common()),
         counted,
         preprocess_version,
         dict(transitions.most_common()) if sessions else None,
+        counts=count_values([dict(shape) for shape in shapes], templates) if sessions else None,
     )
 
 
-def pick_rare_transition(
+def count_values(sessions: Sequence[dict[str, int]], templates: Sequence[str]) -> dict[CountFeature, frozenset[int]]:
+    """Each template's count and each two templates' count difference, with the values normal ``sessions`` (as
+    template -> count) showed; only the counts with fewer than ``COUNT_FREE_VALUES`` values are kept."""
+    seen: dict[CountFeature, set[int]] = {}
+    for session in sessions:
+        values = [session.get(t, 0) for t in templates]
+        for i, first in enumerate(templates):
+            seen.setdefault((first, None), set()).add(values[i])
+            for j in range(i + 1, len(templates)):
+                seen.setdefault((first, templates[j]), set()).add(values[i] - values[j])
+    kept = {feature: frozenset(v) for feature, v in seen.items() if len(v) < COUNT_FREE_VALUES}
+    return dict(sorted(kept.items(), key=lambda item: item[0][1] is not None))  # single counts first
+
+
+SESSION_REASONS = (NOVEL_TRANSITION, NOVEL_COUNT)  # the session rules' own findings: no template rule finding
+# (count rule, path rarity), strictest first
+SESSION_RULES = ((True, 2), (True, 1), (True, 0), (False, 2), (False, 1), (False, 0))
+
+
+def pick_session_rules(
     vocabulary: Vocabulary,
+    train_normal: Sequence[Sequence[str]],
     held_out_normal: Sequence[Sequence[str]],
     max_fpr: float,
     flagged_by_model: Sequence[bool] | None = None,
-) -> int:
-    """The strictest rarity (1..MAX_RARE_TRANSITION) whose decisions stay within ``max_fpr`` on held-out normal
-    sessions, counting every session flagged: by the template rule, the transition rule, or the model
-    (``flagged_by_model``, one per session, at its threshold); 0 when not even unseen transitions fit.
+    seed: int = 0,
+) -> Vocabulary:
+    """``vocabulary`` with the strictest session rules (count rule on or off, path rarity 2, 1 or off; counts
+    first, they proved the stronger) whose false alarms fit ``max_fpr`` on every normal session not used to learn
+    the rule: each of ``RULE_FOLDS`` folds of ``train_normal`` checked against a vocabulary of the others, plus
+    ``held_out_normal`` against ``vocabulary``, where the model's own flags (``flagged_by_model``) count too.
 
-    Rarity 1 flags transitions no normal training session took; 2 also those only one took, which in unlabeled
-    data may be a fault that slipped in. Beyond that a transition is treated as a normal path.
+    The budget is for what is picked here, the threshold and these rules: a session the always-on template rule
+    flags anyway costs nothing more. The validation part alone holds a few hundred sessions, too few to tell a
+    rule with a 0.1% false-alarm rate from one with 1%; the folds give the estimate thousands.
     """
-    if vocabulary.transitions is None or not held_out_normal:
-        return 0
+    if vocabulary.transitions is None or not (train_normal or held_out_normal):
+        return vocabulary
     model = list(flagged_by_model) if flagged_by_model is not None else [False] * len(held_out_normal)
-    allowed = math.floor(max_fpr * len(held_out_normal) + 1e-9)
-    picked = 0
-    for rarity in range(1, MAX_RARE_TRANSITION + 1):
-        trial = dataclasses.replace(vocabulary, rare_transition=rarity)
-        pairs = zip(held_out_normal, model, strict=True)
-        flagged = sum(by_model or window_novelty(w, trial).reason is not None for w, by_model in pairs)
-        if flagged > allowed:
-            break
-        picked = rarity
-    return picked
+    checks: list[tuple[Vocabulary, Counter[tuple[str, ...]], int]] = []  # (vocabulary, sessions, model flags)
+    order = list(range(len(train_normal)))
+    random.Random(seed).shuffle(order)
+    for fold in range(RULE_FOLDS if len(train_normal) >= RULE_FOLDS else 0):
+        held = set(order[fold::RULE_FOLDS])
+        learned = build_vocabulary(((w, 0) for i, w in enumerate(train_normal) if i not in held), sessions=True)
+        checks.append((learned, Counter(tuple(train_normal[i]) for i in held), 0))
+    plain = Counter(tuple(w) for w, by_model in zip(held_out_normal, model, strict=True) if not by_model)
+    checks.append((vocabulary, plain, sum(model)))
+    allowed = math.floor(max_fpr * (len(train_normal) + len(held_out_normal)) + 1e-9)
+    for counts, rarity in SESSION_RULES:
+        flagged = 0
+        for learned, sessions, by_model in checks:
+            trial = dataclasses.replace(learned, rare_transition=rarity, count_rule=counts)
+            added = (n for w, n in sessions.items() if window_novelty(w, trial).reason in SESSION_REASONS)
+            flagged += by_model + sum(added)
+        if flagged <= allowed:
+            return dataclasses.replace(vocabulary, rare_transition=rarity, count_rule=counts)
+    return dataclasses.replace(vocabulary, rare_transition=0, count_rule=False)
 
 
 def _digest(path: Path) -> str:
@@ -147,6 +203,9 @@ def attach_vocabulary(directory: Path, vocabulary: Vocabulary) -> dict[str, Any]
     if vocabulary.transitions is not None:
         entry["transitions"] = len(vocabulary.transitions)
         entry["rare_transition"] = vocabulary.rare_transition
+    if vocabulary.counts is not None:
+        entry["counts"] = len(vocabulary.counts)
+        entry["count_rule"] = vocabulary.count_rule
     manifest_path = directory / MANIFEST
     manifest = json.loads(manifest_path.read_text())
     manifest["vocabulary"] = entry
@@ -175,6 +234,7 @@ def load_vocabulary(directory: Path | str) -> Vocabulary | None:
         if raw.get("format") != FORMAT:
             raise VocabularyError(f"{path}: format {raw.get('format')!r}, expected {FORMAT!r}")
         transitions = raw.get("transitions")
+        counts = raw.get("counts")
         return Vocabulary(
             normal={str(k): int(v) for k, v in raw["normal"].items()},
             anomalous_only={str(k): int(v) for k, v in raw["anomalous_only"].items()},
@@ -182,16 +242,18 @@ def load_vocabulary(directory: Path | str) -> Vocabulary | None:
             preprocess_version=str(raw.get("preprocess_version", "")),
             transitions=None if transitions is None else {(_end(a), _end(b)): int(n) for a, b, n in transitions},
             rare_transition=int(raw.get("rare_transition", 0)),
+            counts=None if counts is None else {(str(a), _end(b)): frozenset(map(int, v)) for a, b, v in counts},
+            count_rule=bool(raw.get("count_rule", False)),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise VocabularyError(f"{path}: malformed vocabulary ({exc})") from exc
 
 
 def for_windows(vocabulary: Vocabulary, sessions: bool) -> Vocabulary:
-    """The vocabulary as windows of this kind may use it: fixed windows' ends are cuts, so no path rule there."""
-    if sessions or not vocabulary.rare_transition:
+    """The vocabulary as windows of this kind may use it: a fixed window is a cut, so no path or count rule there."""
+    if sessions or not (vocabulary.rare_transition or vocabulary.count_rule):
         return vocabulary
-    return dataclasses.replace(vocabulary, rare_transition=0)
+    return dataclasses.replace(vocabulary, rare_transition=0, count_rule=False)
 
 
 def _end(value: object) -> str | None:
@@ -205,16 +267,19 @@ class Novelty:
     novel: tuple[str, ...] = ()
     known_anomalous: tuple[str, ...] = ()
     transitions: tuple[Transition, ...] = ()  # rare transitions between known templates (sessions only)
+    counts: tuple[CountFinding, ...] = ()  # count values no normal training session showed (sessions only)
 
     @property
     def reason(self) -> str | None:
         """``known_anomalous_template`` first (training saw it fail), then ``novel_template``, then
-        ``novel_transition``; None if none."""
+        ``novel_transition``, then ``novel_count``; None if none."""
         if self.known_anomalous:
             return KNOWN_ANOMALOUS
         if self.novel:
             return NOVEL
-        return NOVEL_TRANSITION if self.transitions else None
+        if self.transitions:
+            return NOVEL_TRANSITION
+        return NOVEL_COUNT if self.counts else None
 
     def to_json(self) -> dict[str, Any]:
         """As verdicts, records and ``logllm score`` show it: ``null`` in a transition is a session's start or end."""
@@ -222,6 +287,7 @@ class Novelty:
             "novel": list(self.novel),
             "known_anomalous": list(self.known_anomalous),
             "transitions": [list(pair) for pair in self.transitions],
+            "counts": [list(finding) for finding in self.counts],
         }
 
     @classmethod
@@ -231,6 +297,7 @@ class Novelty:
             tuple(found.get("novel", ())),
             tuple(found.get("known_anomalous", ())),
             tuple((a, b) for a, b in found.get("transitions", ())),
+            tuple((a, b, int(v)) for a, b, v in found.get("counts", ())),
         )
 
 
@@ -239,16 +306,23 @@ def window_novelty(
     vocabulary: Vocabulary,
     learned: Collection[str] = frozenset(),
     learned_transitions: Collection[Transition] = frozenset(),
+    learned_counts: Collection[CountFinding] = frozenset(),
 ) -> Novelty:
     """Templates in neither the normal vocabulary nor ``learned`` (a source's patterns, online), sorted by kind;
-    with the transition rule on, the rare transitions between known templates not in ``learned_transitions``."""
+    with the session rules on, the rare transitions between known templates not in ``learned_transitions`` and the
+    unusual counts not in ``learned_counts``."""
     novel: dict[str, None] = {}
     known: dict[str, None] = {}
     for message in messages:
         if message in vocabulary.normal or message in learned:
             continue
         (known if message in vocabulary.anomalous_only else novel)[message] = None
-    return Novelty(tuple(novel), tuple(known), rare_transitions(messages, vocabulary, learned_transitions))
+    return Novelty(
+        tuple(novel),
+        tuple(known),
+        rare_transitions(messages, vocabulary, learned_transitions),
+        unusual_counts(messages, vocabulary, learned_counts),
+    )
 
 
 def rare_transitions(
@@ -265,6 +339,22 @@ def rare_transitions(
         if pair not in learned and vocabulary.transitions.get(pair, 0) < vocabulary.rare_transition:
             rare[pair] = None
     return tuple(rare)
+
+
+def unusual_counts(
+    messages: Sequence[str], vocabulary: Vocabulary, learned: Collection[CountFinding] = frozenset()
+) -> tuple[CountFinding, ...]:
+    """The session's checked counts (single counts first) with a value no normal training session showed and that
+    is not ``learned``; none with the count rule off."""
+    if vocabulary.counts is None or not vocabulary.count_rule:
+        return ()
+    held = Counter(messages)
+    found: list[CountFinding] = []
+    for (first, other), values in vocabulary.counts.items():
+        value = held.get(first, 0) - (held.get(other, 0) if other is not None else 0)
+        if value not in values and (first, other, value) not in learned:
+            found.append((first, other, value))
+    return tuple(found)
 
 
 def decide(score: float, threshold: float, novelty: Novelty, mode: NoveltyMode) -> tuple[bool, str | None]:

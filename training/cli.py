@@ -19,7 +19,7 @@ from model.vocab import (
     build_vocabulary,
     for_windows,
     load_vocabulary,
-    pick_rare_transition,
+    pick_session_rules,
 )
 from training.datasets import Splits
 from training.settings import DataSettings, TrainSettings
@@ -85,19 +85,19 @@ def _seen(
 
 
 def training_vocabulary(
-    splits: Splits, max_fpr: float | None, flagged_by_model: Sequence[bool] | None = None
+    splits: Splits, max_fpr: float | None, flagged_by_model: Sequence[bool] | None = None, seed: int = 0
 ) -> Vocabulary:
     """The templates of the windows the model trained on (not the validation part); for sessions also their
-    transitions, with the rarity rule picked on the validation normals so that the model (``flagged_by_model``:
-    its verdict on each validation normal, if given) and the rules together stay within the false-positive budget
-    (``--max-fpr``; no false alarm there without one)."""
+    transitions and counts, with the session rules picked on the normal sessions (cross-validated training ones
+    and the validation ones) so that the model (``flagged_by_model``: its verdict on each validation normal, if
+    given) and the rules together stay within the false-positive budget (``--max-fpr``; no false alarm without)."""
     from model.preprocess import PREPROCESS_VERSION
 
     windows = ((s.messages, s.label) for s in splits.train)
     vocabulary = build_vocabulary(windows, PREPROCESS_VERSION, sessions=splits.report.sessions)
+    trained = [s.messages for s in splits.train if not s.label]
     held_out = [s.messages for s in splits.validation if not s.label]
-    vocabulary.rare_transition = pick_rare_transition(vocabulary, held_out, max_fpr or 0.0, flagged_by_model)
-    return vocabulary
+    return pick_session_rules(vocabulary, trained, held_out, max_fpr or 0.0, flagged_by_model, seed)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -125,7 +125,7 @@ def run_train(args: argparse.Namespace) -> int:
     manifest.training["test_anomalies_left_out"] = splits.report.test_anomalies_left_out
     normals = [score >= model.threshold for s, score in zip(splits.validation, validation_scores, strict=True)
                if not s.label]  # fmt: skip
-    vocabulary = training_vocabulary(splits, settings.max_fpr, normals)
+    vocabulary = training_vocabulary(splits, settings.max_fpr, normals, settings.seed)
     result = evaluate(
         model,
         splits.test,
@@ -247,7 +247,8 @@ def run_vocab(args: argparse.Namespace) -> int:
             f" has {len(splits.train)}: is it the data the checkpoint was trained on?",
             file=sys.stderr,
         )
-    entry = attach_vocabulary(args.checkpoint_dir, training_vocabulary(splits, manifest.training.get("max_fpr")))
+    vocabulary = training_vocabulary(splits, manifest.training.get("max_fpr"), seed=settings.seed)
+    entry = attach_vocabulary(args.checkpoint_dir, vocabulary)
     used = {k: getattr(settings, k) for k in SPLIT_FIELDS}
     print(json.dumps({"checkpoint": str(args.checkpoint_dir), **entry, "split_settings": used}))
     return 0

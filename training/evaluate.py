@@ -12,6 +12,7 @@ from model.logllm import LogLLM
 from model.vocab import (
     KNOWN_ANOMALOUS,
     NOVEL,
+    NOVEL_COUNT,
     NOVEL_TRANSITION,
     Novelty,
     NoveltyMode,
@@ -108,7 +109,7 @@ def novelty_metrics(
     prevalence: float | None,
 ) -> dict[str, Any]:
     """How many windows the rule marks, by true class; with ``flag``, the metrics of model and rule together
-    (and, when the transition rule is on, of model and template rule alone, so its share shows)."""
+    (and, when a session rule is on, of model and template rule alone, so the session rules' share shows)."""
     found = [window_novelty(s.messages, vocabulary) for s in sequences]
     labels = [s.label for s in sequences]
     report: dict[str, Any] = {"mode": mode}
@@ -116,13 +117,16 @@ def novelty_metrics(
     if vocabulary.transitions is not None:
         reasons.append(NOVEL_TRANSITION)
         report["rare_transition"] = vocabulary.rare_transition
+    if vocabulary.counts is not None:
+        reasons.append(NOVEL_COUNT)
+        report["count_rule"] = vocabulary.count_rule
     for reason in reasons:
         marked = [s.label for s, n in zip(sequences, found, strict=True) if n.reason == reason]
         report[reason] = {"windows": len(marked), "anomalous": sum(marked), "normal": len(marked) - sum(marked)}
     if mode == "flag":
         report["with_novelty"] = _decided_metrics(labels, scores, threshold, found, prevalence)
-        if vocabulary.rare_transition:
-            templates_only = [replace(n, transitions=()) for n in found]
+        if vocabulary.rare_transition or vocabulary.count_rule:
+            templates_only = [replace(n, transitions=(), counts=()) for n in found]
             report["templates_only"] = _decided_metrics(labels, scores, threshold, templates_only, prevalence)
     return report
 

@@ -6,7 +6,7 @@ was first seen, then applies model/vocab.py's ``window_novelty`` and ``decide``,
 final (mutes applied) and before they are written: it counts every template per source and learns the
 templates of windows that came out normal or muted. Lookup before update means a template first seen in the
 window being scored is not yet learned, in that window or in any other of the same batch. Session transitions
-(the vocabulary's rule for whole sessions) are looked up and learned the same way, as ``pat:S:paths``.
+and counts (the vocabulary's rules for whole sessions) are looked up and learned the same way, in ``pat:S:paths``.
 
 A template the checkpoint saw only in anomalous windows is never learned from a window's outcome, only
 explicitly (feedback "normal", a mute, ``POST /patterns/{id}/learn``): it is the signal novelty exists for.
@@ -21,16 +21,18 @@ from dataclasses import replace
 from redis.exceptions import ResponseError
 
 from model.vocab import (
+    CountFinding,
     NoveltyMode,
     Transition,
     Vocabulary,
     decide,
     for_windows,
     rare_transitions,
+    unusual_counts,
     window_novelty,
 )
 from service.metrics import ServiceMetrics
-from service.patterns.pattern_store import PatternStore, TemplateUse, path_id, template_id
+from service.patterns.pattern_store import PatternStore, TemplateUse, count_id, path_id, template_id
 from service.records.record_store import window_parts
 from service.windows.store import ClosedWindow, StoreUnavailable, Verdict
 
@@ -44,8 +46,8 @@ def source_of(window: ClosedWindow) -> str:
 
 
 def whole_session(window: ClosedWindow) -> bool:
-    """A session window from its first line to its close: the only kind whose start and end the transition rule
-    may read. A fixed window's ends are cuts; a session past max_session_lines continues in window #1, #2..."""
+    """A session window from its first line to its close: the only kind whose start, end and counts the session
+    rules may read. A fixed window's ends are cuts; a session past max_session_lines continues in window #1, #2..."""
     parts = window_parts(window.window_id, window.window_key)
     return parts.kind == "session" and parts.number == 0 and window.reason != "size"
 
@@ -66,7 +68,8 @@ class PatternKeeper:
         self.mode: NoveltyMode = mode if vocabulary is not None else "off"
         self.warmup_s = warmup_s
         self.metrics = metrics
-        # the template rule's view; the path rule runs on its own (rare_transitions), for whole sessions only
+        # the template rule's view; the session rules run on their own (rare_transitions, unusual_counts), for
+        # whole sessions only
         self.templates_only = for_windows(vocabulary, sessions=False) if vocabulary is not None else None
         if vocabulary is None and mode != "off":
             log.warning("novelty off: the checkpoint has no vocabulary (logllm vocab makes one); patterns still kept")
@@ -77,6 +80,7 @@ class PatternKeeper:
         learned_paths: dict[str, frozenset[str]] = {}
         warming: set[str] = set()
         rare: list[tuple[Transition, ...]] = [()] * len(pairs)  # by the checkpoint; the source may know some
+        odd: list[tuple[CountFinding, ...]] = [()] * len(pairs)  # the same for counts
         if self.mode != "off" and self.vocabulary is not None:
             asked: dict[str, set[str]] = {}
             paths: dict[str, set[str]] = {}
@@ -85,7 +89,10 @@ class PatternKeeper:
                 asked.setdefault(source, set()).update(template_id(m) for m in messages)
                 if whole_session(window):
                     rare[i] = rare_transitions(messages, self.vocabulary)
-                    paths.setdefault(source, set()).update(path_id(pair) for pair in rare[i])
+                    odd[i] = unusual_counts(messages, self.vocabulary)
+                    findings = paths.setdefault(source, set())
+                    findings.update(path_id(pair) for pair in rare[i])
+                    findings.update(count_id(found) for found in odd[i])
             try:
                 now, states = await self.patterns.lookup(asked, paths)
             except StoreUnavailable:
@@ -97,7 +104,7 @@ class PatternKeeper:
             learned_paths = {source: state.learned_paths for source, state in states.items()}
             warming = {source for source, state in states.items() if now - state.first_seen < self.warmup_s}
         out: list[Pair] = []
-        for (window, verdict), messages, candidates in zip(pairs, sequences, rare, strict=True):
+        for (window, verdict), messages, candidates, counts in zip(pairs, sequences, rare, odd, strict=True):
             if verdict.score is None or self.templates_only is None or self.mode == "off":
                 out.append((window, replace(verdict, reason="model" if verdict.label == "anomalous" else None)))
                 continue
@@ -105,12 +112,16 @@ class PatternKeeper:
             ids = learned.get(source, frozenset())
             known_paths = learned_paths.get(source, frozenset())
             templates = window_novelty(messages, self.templates_only, {m for m in messages if template_id(m) in ids})
-            novelty = replace(templates, transitions=tuple(p for p in candidates if path_id(p) not in known_paths))
+            novelty = replace(
+                templates,
+                transitions=tuple(p for p in candidates if path_id(p) not in known_paths),
+                counts=tuple(c for c in counts if count_id(c) not in known_paths),
+            )
             mode: NoveltyMode = "annotate" if source in warming else self.mode
             anomalous, reason = decide(verdict.score, float(verdict.threshold or 0.0), novelty, mode)
             out.append((window, replace(
                 verdict, label="anomalous" if anomalous else "normal", reason=reason, novel=novelty.novel,
-                known_anomalous=novelty.known_anomalous, transitions=novelty.transitions,
+                known_anomalous=novelty.known_anomalous, transitions=novelty.transitions, counts=novelty.counts,
             )))  # fmt: skip
         return out
 
@@ -147,14 +158,16 @@ class PatternKeeper:
                     self.metrics.new_templates.labels(source=self.metrics.source_label(source)).inc(count)
 
     async def _learn_paths(self, pairs: Sequence[Pair]) -> None:
-        """Rare transitions of windows that came out normal or muted (a warm-up, ``annotate``, a mute) become the
-        source's, like their templates do: one call per source."""
-        by_source: dict[str, list[Transition]] = {}
+        """Rare transitions and unusual counts of windows that came out normal or muted (a warm-up, ``annotate``, a
+        mute) become the source's, like their templates do: one call per source."""
+        by_source: dict[str, tuple[list[Transition], list[CountFinding]]] = {}
         for window, verdict in pairs:
-            if verdict.transitions and verdict.label in ("normal", "muted"):
-                by_source.setdefault(source_of(window), []).extend(verdict.transitions)
-        for source, found in by_source.items():
+            if (verdict.transitions or verdict.counts) and verdict.label in ("normal", "muted"):
+                transitions, counts = by_source.setdefault(source_of(window), ([], []))
+                transitions.extend(verdict.transitions)
+                counts.extend(verdict.counts)
+        for source, (transitions, counts) in by_source.items():
             try:
-                await self.patterns.learn_paths(source, found)
+                await self.patterns.learn_paths(source, transitions, counts)
             except ResponseError:
                 log.exception("learning the paths of source %s failed", source)

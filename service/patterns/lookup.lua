@@ -1,5 +1,5 @@
 -- What the novelty rule needs before it decides: per source, its first-seen time (registered now if new),
--- which of the given templates and which of the given session transitions it has learned.
+-- which of the given templates and which of the given session transitions and counts it has learned.
 -- ARGV: prefix, JSON {source: {"ids": [template ids], "paths": ['idA>idB']}}.
 -- Returns JSON {"now": t, "sources": {source: {"first_seen": t, "learned": [ids], "paths": [paths]}}} (Redis clock).
 local asked = cjson.decode(ARGV[2])

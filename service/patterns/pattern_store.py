@@ -73,10 +73,17 @@ def path_id(pair: tuple[str | None, str | None]) -> str:
     return f"{'^' if first is None else template_id(first)}>{'$' if then is None else template_id(then)}"
 
 
+def count_id(finding: tuple[str, str | None, int]) -> str:
+    """A session count value as the pattern store keeps it (beside the paths): '#idA=3' for a template's count,
+    '#idA-idB=-1' for the difference of two counts."""
+    first, other, value = finding
+    return f"#{template_id(first)}{'' if other is None else '-' + template_id(other)}={value}"
+
+
 @dataclass(frozen=True)
 class SourceState:
     """What the novelty rule needs of a source: when it was first seen, which of the asked template ids and
-    which of the asked transitions (``path_id``) it learned."""
+    which of the asked session findings (``path_id``, ``count_id``) it learned."""
 
     first_seen: float
     learned: frozenset[str]
@@ -146,7 +153,8 @@ class PatternStore:
         self, asked: Mapping[str, set[str]], paths: Mapping[str, set[str]] | None = None
     ) -> tuple[float, dict[str, SourceState]]:
         """The Redis clock and, per source, its first-seen time (a new source is registered now, which starts its
-        warm-up) and which of the asked template ids and transitions (``path_id``) it has learned."""
+        warm-up) and which of the asked template ids and session findings (``path_id``, ``count_id``) it has
+        learned."""
         if not asked:
             return 0.0, {}
         paths = paths or {}
@@ -179,9 +187,14 @@ class PatternStore:
             await self.update({source: [TemplateUse(t, learn=how) for t in distinct]})
         return [template_id(t) for t in distinct]
 
-    async def learn_paths(self, source: str, pairs: Sequence[tuple[str | None, str | None]]) -> list[str]:
-        """Mark session transitions normal for a source (feedback "normal", a mute); their ``path_id``s."""
-        ids = list(dict.fromkeys(path_id(pair) for pair in pairs))
+    async def learn_paths(
+        self,
+        source: str,
+        pairs: Sequence[tuple[str | None, str | None]],
+        counts: Sequence[tuple[str, str | None, int]] = (),
+    ) -> list[str]:
+        """Mark session transitions and count values normal for a source (feedback "normal", a mute); their ids."""
+        ids = list(dict.fromkeys([*(path_id(pair) for pair in pairs), *(count_id(found) for found in counts)]))
         if ids:
             with _translated():
                 await self.redis.sadd(self._base(source) + "paths", *ids)

@@ -8,6 +8,7 @@
 --   pat:S:rank           zset count -> id (the trim order: rarest first, then least recently seen)
 --   pat:S:win:<id>       list: ids of the latest windows that held the template, newest first
 --   pat:S:paths          set: learned session transitions 'idA>idB' ('^' a session's start, '$' its end)
+--                        and count values '#idA=3', '#idA-idB=-1' (the count rule's findings)
 local P = ARGV[1]
 local T = redis.call('TIME')
 local NOW = tonumber(T[1]) + tonumber(T[2]) / 1000000

@@ -14,8 +14,8 @@ from service.windows.ids import DEFAULT_SOURCE, BadWindowName, is_window_key, se
 router = APIRouter(prefix="/sequences", dependencies=[Depends(require_token)])
 
 
-REASONS = ("model", "novel_template", "known_anomalous_template", "novel_transition")
-Reason = Literal["model", "novel_template", "known_anomalous_template", "novel_transition"]
+REASONS = ("model", "novel_template", "known_anomalous_template", "novel_transition", "novel_count")
+Reason = Literal["model", "novel_template", "known_anomalous_template", "novel_transition", "novel_count"]
 
 
 class NoveltyFound(BaseModel):
@@ -25,6 +25,11 @@ class NoveltyFound(BaseModel):
         default_factory=list,
         description="session paths (template, next template; null is the session's start or end) that fewer normal"
         " training sessions took than the checkpoint's rare_transition, and the source has not learned",
+    )
+    counts: list[tuple[str, str | None, int]] = Field(
+        default_factory=list,
+        description="session counts no normal training session showed and the source has not learned: [template,"
+        " null, n] is how often the template occurred, [template, other, d] its count minus the other's",
     )
 
 
@@ -48,7 +53,8 @@ class VerdictResponse(BaseModel):
         default=None,
         description="why it is anomalous: the model's score, or a template neither the checkpoint nor the source knew"
         " (novel_template) or that training saw only in anomalous windows (known_anomalous_template), or a session"
-        " path of known templates that normal training sessions (almost) never took (novel_transition)",
+        " path of known templates that normal training sessions (almost) never took (novel_transition), or a count"
+        " of templates (or difference of two counts) no normal training session showed (novel_count)",
     )
     novelty: NoveltyFound | None = Field(default=None, description="the templates the novelty rule found")
 

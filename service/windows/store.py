@@ -127,12 +127,12 @@ class Verdict:
     novel: tuple[str, ...] = ()  # templates neither the checkpoint nor the source knew
     known_anomalous: tuple[str, ...] = ()  # templates training saw only in anomalous windows
     transitions: tuple[tuple[str | None, str | None], ...] = ()  # rare template pairs; None: session start/end
+    counts: tuple[tuple[str, str | None, int], ...] = ()  # count values no normal training session showed
 
     def novelty(self) -> dict[str, Any] | None:
         """What the novelty rule found, as stored and shown; None when it found nothing."""
-        if not (self.novel or self.known_anomalous or self.transitions):
-            return None
-        return Novelty(self.novel, self.known_anomalous, self.transitions).to_json()
+        found = Novelty(self.novel, self.known_anomalous, self.transitions, self.counts)
+        return found.to_json() if found.reason is not None else None
 
     def extra_fields(self) -> str:
         """The verdict hash's optional fields as complete.lua takes them: JSON, or '' when there are none."""
@@ -184,7 +184,8 @@ def _number(value: float | None) -> str:
 
 def _novelty_fields(text: str | None) -> dict[str, Any]:
     found = Novelty.from_json(json.loads(text) if text else {})
-    return {"novel": found.novel, "known_anomalous": found.known_anomalous, "transitions": found.transitions}
+    return {"novel": found.novel, "known_anomalous": found.known_anomalous, "transitions": found.transitions,
+            "counts": found.counts}  # fmt: skip
 
 
 def _text(value: Any) -> str:

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from model.vocab import (
+    COUNT_FREE_VALUES,
     KNOWN_ANOMALOUS,
     NOVEL,
+    NOVEL_COUNT,
     NOVEL_TRANSITION,
     Novelty,
     VocabularyError,
@@ -19,7 +21,7 @@ from model.vocab import (
     decide,
     for_windows,
     load_vocabulary,
-    pick_rare_transition,
+    pick_session_rules,
     session_transitions,
     window_novelty,
 )
@@ -83,27 +85,79 @@ def test_a_rare_path_through_known_templates_is_a_novel_transition() -> None:
     assert for_windows(vocabulary, sessions=True) is vocabulary
 
 
-def test_rarity_is_the_strictest_the_held_out_normals_afford() -> None:
-    vocabulary = build_vocabulary(SESSIONS, sessions=True)
-    retried = ["open <*>", "write <*>", "write <*>", "close <*>"]  # a path one training session took
-    unseen = ["open <*>", "close <*>"]  # a path none took
-    assert pick_rare_transition(vocabulary, [SESSIONS[0][0], retried], max_fpr=0.0) == 1
-    assert pick_rare_transition(vocabulary, [SESSIONS[0][0], retried], max_fpr=0.5) == 2
-    assert pick_rare_transition(vocabulary, [unseen, retried], max_fpr=0.0) == 0  # not even unseen paths fit
+OPEN, WRITE, CLOSE = "open <*>", "write <*>", "close <*>"
+PLAIN, RETRIED = [OPEN, WRITE, CLOSE], [OPEN, WRITE, WRITE, CLOSE]
+TRAINED = [PLAIN] * 10 + [RETRIED] * 10  # every fold of five still holds both shapes
+
+
+def test_sessions_keep_the_values_of_each_count_and_count_difference() -> None:
+    vocabulary = build_vocabulary(((m, 0) for m in TRAINED), sessions=True)
+    assert vocabulary.counts == {
+        (CLOSE, None): {1}, (OPEN, None): {1}, (WRITE, None): {1, 2},  # single counts first, then pairs
+        (CLOSE, OPEN): {0}, (CLOSE, WRITE): {0, -1}, (OPEN, WRITE): {0, -1},  # as common, then by name
+    }  # fmt: skip
+    assert not vocabulary.count_rule  # off until picked
+    assert build_vocabulary((m, 0) for m in TRAINED).counts is None  # fixed windows: counts of a cut
+    # a count that takes COUNT_FREE_VALUES values in normal sessions follows load, not the protocol: unchecked
+    busy = [[OPEN, *[WRITE] * n, CLOSE] for n in range(1, COUNT_FREE_VALUES + 1)]
+    counts = build_vocabulary(((m, 0) for m in busy), sessions=True).counts
+    assert counts is not None and (WRITE, None) not in counts and (CLOSE, OPEN) in counts
+
+
+def test_a_count_no_normal_session_showed_is_a_novel_count() -> None:
+    vocabulary = build_vocabulary(((m, 0) for m in TRAINED), sessions=True)
+    thrice = [OPEN, WRITE, WRITE, WRITE, CLOSE]  # every path known (write -> write), but never three writes
+    reordered = [WRITE, OPEN, WRITE, CLOSE]  # a new path, counts as usual
+    assert window_novelty(thrice, vocabulary) == Novelty()  # rule off
+    vocabulary.count_rule = True
+    found = window_novelty(thrice, vocabulary)
+    assert found == Novelty(counts=((WRITE, None, 3), (CLOSE, WRITE, -2), (OPEN, WRITE, -2)))
+    assert found.reason == NOVEL_COUNT
+    assert window_novelty(reordered, vocabulary) == Novelty()  # order is the path rule's business
+    assert window_novelty([OPEN, WRITE], vocabulary).counts == ((CLOSE, None, 0), (CLOSE, OPEN, -1))
+    vocabulary.rare_transition = 1
+    assert window_novelty([OPEN, WRITE], vocabulary).reason == NOVEL_TRANSITION  # paths outrank counts
+    assert window_novelty(thrice, vocabulary, learned_counts=set(found.counts)) == Novelty()  # an operator's label
+    assert window_novelty(thrice, for_windows(vocabulary, sessions=False)) == Novelty()  # a fixed window's cut
+    assert Novelty.from_json(json.loads(json.dumps(found.to_json()))) == found
+
+
+def test_session_rules_are_the_strictest_that_the_normal_sessions_afford() -> None:
+    vocabulary = build_vocabulary(((m, 0) for m in TRAINED), sessions=True)
+    thrice = [OPEN, WRITE, WRITE, WRITE, CLOSE]  # flagged by counts only
+    shortcut = [OPEN, CLOSE]  # flagged by both rules
+
+    def picked(held_out: list[list[str]], max_fpr: float, **kw: object) -> tuple[bool, int]:
+        chosen = pick_session_rules(vocabulary, TRAINED, held_out, max_fpr, **kw)  # type: ignore[arg-type]
+        return chosen.count_rule, chosen.rare_transition
+
+    assert picked([PLAIN, RETRIED], 0.0) == (True, 2)  # nothing flagged: both rules, the strictest rarity
+    assert picked([PLAIN, thrice], 0.0) == (False, 2)  # the count rule costs a false alarm
+    assert picked([shortcut], 0.0) == (False, 0)  # so would any rule
+    assert picked([[OPEN, "fsck <*>", WRITE, CLOSE]], 0.0) == (True, 2)  # the template rule flags it anyway
+    assert picked([PLAIN, thrice], 0.05) == (True, 2)  # 0.05 of 22 sessions: one false alarm affordable
     # the model's own false alarms on the held-out normals spend the same budget
-    assert pick_rare_transition(vocabulary, [SESSIONS[0][0], retried], 0.5, flagged_by_model=[True, False]) == 1
-    assert pick_rare_transition(build_vocabulary(SESSIONS), [retried], max_fpr=1.0) == 0  # no transitions kept
+    assert picked([PLAIN, thrice], 0.05, flagged_by_model=[True, False]) == (False, 2)
+    # the training normals count too, each against a vocabulary of the other folds: a shape only one training
+    # session holds is a false alarm whenever its fold is left out
+    odd = [OPEN, WRITE, CLOSE, CLOSE]
+    alone = pick_session_rules(build_vocabulary(((m, 0) for m in [*TRAINED, odd]), sessions=True),
+                               [*TRAINED, odd], [PLAIN], 0.0)  # fmt: skip
+    assert (alone.count_rule, alone.rare_transition) == (False, 0)
+    fixed = build_vocabulary((m, 0) for m in TRAINED)
+    assert pick_session_rules(fixed, TRAINED, [PLAIN], 1.0) is fixed  # fixed windows: no session rules
 
 
 def test_transitions_round_trip_through_the_file_with_session_ends(tmp_path: Path) -> None:
     directory = _checkpoint_copy(tmp_path)
     vocabulary = build_vocabulary(SESSIONS, "2", sessions=True)
-    vocabulary.rare_transition = 2
+    vocabulary.rare_transition, vocabulary.count_rule = 2, True
     entry = attach_vocabulary(directory, vocabulary)
-    assert (entry["transitions"], entry["rare_transition"]) == (5, 2)
+    assert (entry["transitions"], entry["rare_transition"], entry["count_rule"]) == (5, 2, True)
     assert load_vocabulary(directory) == vocabulary
     raw = json.loads((directory / "vocabulary.json").read_text())
     assert [None, "open <*>", 3] in raw["transitions"]
+    assert ["write <*>", None, [1, 2]] in raw["counts"]
 
 
 def test_novelty_sorts_unknown_templates_by_kind_in_order_of_appearance() -> None:
@@ -187,7 +241,8 @@ def test_score_columns_apply_the_rule() -> None:
     known = ["open <*>", "close <*>"]
     assert novelty_columns(known, 0.1, 0.5, vocabulary, "flag") == "normal\t-\t-"
     assert novelty_columns([*known, "fan <*> failed"], 0.1, 0.5, vocabulary, "flag") == (
-        'anomalous\tnovel_template\t{"novel": ["fan <*> failed"], "known_anomalous": [], "transitions": []}'
+        'anomalous\tnovel_template\t{"novel": ["fan <*> failed"], "known_anomalous": [], "transitions": [],'
+        ' "counts": []}'
     )
     assert novelty_columns([*known, "panic"], 0.1, 0.5, vocabulary, "annotate").startswith("normal\t-\t{")
     assert novelty_columns([*known, "panic"], 0.9, 0.5, vocabulary, "off") == "anomalous\tmodel\t-"

@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +42,23 @@ class VocabularyScorer(KeywordScorer):
     vocabulary = build_vocabulary([([preprocess(m) for m in [*EVIL, "ordinary line of blk_6"]], 0)])
 
 
+STEPS = ["opened file for blk_7", "wrote data for blk_7"]
+
+
+class CountScorer(KeywordScorer):
+    """The keyword model with a vocabulary of whole sessions and the count rule on: each step once per session."""
+
+    vocabulary = replace(build_vocabulary([([preprocess(m) for m in STEPS], 0)], sessions=True), count_rule=True)
+
+
 @pytest.fixture
-def server(redis_url: str, tmp_path: Path) -> Iterator[str]:
+def server(redis_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     settings = ServiceSettings(
         redis_url=redis_url, checkpoint=tmp_path, sweep_interval_s=0.05, max_batch_wait_ms=5, auth_token=TOKEN,
         novelty_warmup_s=0,
     )
-    app = create_app(settings, scorer=VocabularyScorer("failure"))  # not "error": the <img> line says onerror
+    scorer = getattr(request, "param", VocabularyScorer)
+    app = create_app(settings, scorer=scorer("failure"))  # not "error": the <img> line says onerror
     if "/anomalies" not in app.openapi()["paths"]:
         pytest.skip("the page reads the anomaly records of #12 (GET /anomalies), which this app does not have")
     port = free_port()
@@ -145,3 +156,29 @@ def test_feed_window_page_and_feedback_in_chromium(server: str, browser: Any, tm
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart rect"))
     time.sleep(0.2)
     browser.save_screenshot(str(screenshot_dir / "ui-feed.png"))
+
+
+@pytest.mark.parametrize("server", [CountScorer], indirect=True)
+def test_the_window_page_says_which_session_count_was_never_seen(server: str, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    api = httpx.Client(base_url=server, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    assert api.post("/logs", json={"lines": [{"message": m} for m in [*STEPS, STEPS[1]]]}).is_success
+    flagged = api.post("/sequences/blk_7/close").json()["id"]  # wrote twice: a count no normal session had
+    wait_for(lambda: [r for r in api.get("/anomalies").json()["items"] if r["id"] == flagged], what="the record")
+    wait = WebDriverWait(browser, 20)
+    browser.get(server + "/ui")
+    wait.until(ec.visibility_of_element_located((By.ID, "token"))).send_keys(TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "#token-form button").click()
+    row = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, f'#feed tr[data-window="{flagged}"]')))
+    assert [td.text for td in row.find_elements(By.TAG_NAME, "td")][4] == "unusual count"
+    row.find_element(By.TAG_NAME, "a").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#w-findings li")) == 2)
+    opened, wrote = (preprocess(m) for m in STEPS)
+    assert [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#w-findings li")] == [
+        f"unusual count: \u201c{wrote}\u201d \u00d7 2",
+        f"unusual count: \u201c{opened}\u201d minus \u201c{wrote}\u201d = -1",
+    ]
+    assert "flagged by: unusual count" in browser.find_element(By.ID, "w-summary").text

@@ -8,6 +8,7 @@ tests/service/test_patterns_hdfs.py runs the same story on the shipped checkpoin
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -56,7 +57,7 @@ def test_an_unseen_template_flags_its_window_and_leads_the_explanation_until_lea
     verdict = scored(client, flagged)
     assert (verdict["status"], verdict["reason"]) == ("anomalous", "novel_template")
     assert verdict["score"] == pytest.approx(0.1)  # the model said normal; the rule decided
-    assert verdict["novelty"] == {"novel": ["fan <*> failed"], "known_anomalous": [], "transitions": []}
+    assert verdict["novelty"] == {"novel": ["fan <*> failed"], "known_anomalous": [], "transitions": [], "counts": []}
     rec = record(client, flagged)
     assert rec["reason"] == "novel_template" and rec["novelty"]["novel"] == ["fan <*> failed"]
     lead = rec["explanation"][0]
@@ -116,7 +117,8 @@ def test_a_session_that_stops_early_is_a_novel_transition_until_an_operator_says
     stopped = session(client, "t1", KNOWN[:2])  # every template known; the session never closed its file
     verdict = scored(client, stopped)
     assert (verdict["status"], verdict["reason"], verdict["score"]) == ("anomalous", "novel_transition", 0.1)
-    assert verdict["novelty"] == {"novel": [], "known_anomalous": [], "transitions": [["read block <*>", None]]}
+    assert verdict["novelty"] == {"novel": [], "known_anomalous": [], "transitions": [["read block <*>", None]],
+                                   "counts": []}  # fmt: skip
     assert record(client, stopped)["novelty"] == verdict["novelty"]
 
     said = client.post(f"/sequences/{stopped}/feedback", json={"label": "normal", "note": "reads only"})
@@ -128,10 +130,42 @@ def test_a_session_that_stops_early_is_a_novel_transition_until_an_operator_says
     assert scored(client, "session:web:t3")["reason"] == "novel_transition"  # learned by 'default' only
 
 
-def test_fixed_windows_never_apply_the_transition_rule(make_client: MakeClient) -> None:
-    client = make_client(scorer=SessionVocabularyScorer(), novelty_warmup_s=0, window_mode="fixed", window_size=2,
-                         window_step=2)  # fmt: skip
-    window = fixed(client, "web", KNOWN[:2])  # a session checkpoint's path rule; a fixed window's ends are cuts
+class SessionCountScorer(KeywordScorer):
+    """The same sessions, with the count rule on instead: every normal session read its file once or twice."""
+
+    vocabulary = replace(SessionVocabularyScorer.vocabulary, rare_transition=0, count_rule=True)
+
+
+def test_a_session_with_a_count_no_normal_session_showed_is_a_novel_count_until_learned(
+    make_client: MakeClient,
+) -> None:
+    client = make_client(scorer=SessionCountScorer(), novelty_warmup_s=0)
+    assert scored(client, session(client, "n0", KNOWN))["status"] == "normal"  # two reads, as in training
+    thrice = session(client, "n1", [*KNOWN[:3], "read block 5", KNOWN[3]])  # every path known, one read too many
+    verdict = scored(client, thrice)
+    assert (verdict["status"], verdict["reason"], verdict["score"]) == ("anomalous", "novel_count", 0.1)
+    read, opened, closed = "read block <*>", "open file <*>", "close file <*>"
+    assert verdict["novelty"]["counts"] == [[read, None, 3], [closed, read, -2], [opened, read, -2]]
+    assert record(client, thrice)["novelty"] == verdict["novelty"]
+
+    said = client.post(f"/sequences/{thrice}/feedback", json={"label": "normal", "note": "retries happen"})
+    read_id = template_id(read)
+    assert said.json()["learned"] == [
+        f"#{read_id}=3", f"#{template_id(closed)}-{read_id}=-2", f"#{template_id(opened)}-{read_id}=-2"
+    ]  # fmt: skip
+    assert scored(client, session(client, "n2", [*KNOWN[:3], "read block 6", KNOWN[3]]))["status"] == "normal"
+    four = session(client, "n3", [*KNOWN[:3], "read block 6", "read block 7", KNOWN[3]])
+    assert scored(client, four)["novelty"]["counts"][0] == [read, None, 4]  # a label covers what it showed
+    lines = [{"message": m, "session_id": "n4", "source": "web"} for m in [*KNOWN[:3], "read block 5", KNOWN[3]]]
+    post(client, *lines)
+    assert client.post("/sequences/n4/close", params={"source": "web"}).status_code == 200
+    assert scored(client, "session:web:n4")["reason"] == "novel_count"  # learned by 'default' only
+
+
+@pytest.mark.parametrize("scorer", [SessionVocabularyScorer, SessionCountScorer])
+def test_fixed_windows_never_apply_the_session_rules(make_client: MakeClient, scorer: type[KeywordScorer]) -> None:
+    client = make_client(scorer=scorer(), novelty_warmup_s=0, window_mode="fixed", window_size=2, window_step=2)
+    window = fixed(client, "web", KNOWN[:2])  # a session checkpoint's rules; a fixed window's ends are cuts
     assert (scored(client, window)["status"], scored(client, window)["novelty"]) == ("normal", None)
 
 
@@ -144,6 +178,7 @@ def test_known_anomalous_templates_are_named_and_never_learned_from_a_window(mak
         "novel": ["fan <*> failed"],
         "known_anomalous": ["block <*> lost"],
         "transitions": [],
+        "counts": [],
     }
     assert record(client, window)["novelty"] == verdict["novelty"]
     assert pattern(client, "fan <*> failed")["learned"] == "normal_window"  # a normal window teaches it
@@ -160,6 +195,7 @@ def test_flag_names_a_known_anomalous_template_first(make_client: MakeClient) ->
         "novel": ["fan <*> failed"],
         "known_anomalous": ["block <*> lost"],
         "transitions": [],
+        "counts": [],
     }
     explanation = record(client, window)["explanation"]
     assert [(c["message"], c.get("novelty")) for c in explanation[:3]] == [

@@ -78,7 +78,7 @@ def test_an_unseen_hdfs_line_is_flagged_first_and_normal_once_learned_or_muted(c
     flagged = stream(client, "blk_2001", QUOTA_LINE)
     assert (flagged["status"], flagged["reason"]) == ("anomalous", "novel_template"), flagged
     assert flagged["score"] < flagged["threshold"]  # the model alone would have missed it
-    assert flagged["novelty"] == {"novel": [QUOTA], "known_anomalous": [], "transitions": []}
+    assert flagged["novelty"] == {"novel": [QUOTA], "known_anomalous": [], "transitions": [], "counts": []}
     lead = client.get(f"/sequences/{flagged['id']}").json()["explanation"][0]
     assert (lead["message"], lead["novelty"]) == (QUOTA, "novel") and "Disk quota exceeded" in lead["line"]
     quota = client.get(f"/patterns/{template_id(QUOTA)}", params={"source": "default"}).json()["sources"][0]

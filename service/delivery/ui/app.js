@@ -69,6 +69,7 @@ const WHY = {
   novel_template: "new template",
   known_anomalous_template: "known bad template",
   novel_transition: "new path",
+  novel_count: "unusual count",
 };
 const why = (record) => WHY[record.reason] || "";
 
@@ -126,6 +127,18 @@ async function loadChart() {
   }
 }
 
+// what the session rules found, in words: a path or a count no normal training session showed
+function sessionFindings(novelty) {
+  const end = (template, word) => (template === null ? word : "\u201c" + template + "\u201d");
+  const paths = (novelty.transitions || []).map(([first, then]) =>
+    "new path: " + end(first, "(session start)") + " \u2192 " + end(then, "(session end)"));
+  const counts = (novelty.counts || []).map(([first, other, value]) =>
+    other === null
+      ? "unusual count: \u201c" + first + "\u201d \u00d7 " + value
+      : "unusual count: \u201c" + first + "\u201d minus \u201c" + other + "\u201d = " + value);
+  return [...paths, ...counts];
+}
+
 async function showWindow(id) {
   $("feed-view").hidden = true;
   $("window-view").hidden = false;
@@ -138,6 +151,7 @@ async function showWindow(id) {
     " lines · source " + record.source + " · scored " + when(record.scored_at) + feedback +
     (why(record) ? " · flagged by: " + why(record) : "");
   const novelty = record.novelty || { novel: [], known_anomalous: [] };
+  $("w-findings").replaceChildren(...sessionFindings(novelty).map((text) => el("li", text)));
   const kinds = new Map(novelty.novel.map((m) => [m, "template never seen before"]));
   for (const m of novelty.known_anomalous) kinds.set(m, "template seen only in anomalous training windows");
   const weight = new Map();
