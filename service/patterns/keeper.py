@@ -77,31 +77,31 @@ class PatternKeeper:
     async def decide(self, pairs: Sequence[Pair], sequences: Sequence[Sequence[str]]) -> list[Pair]:
         """The verdicts with the novelty rule applied: label, reason and the templates it found."""
         learned: dict[str, frozenset[str]] = {}
-        learned_paths: dict[str, frozenset[str]] = {}
+        learned_findings: dict[str, frozenset[str]] = {}
         warming: set[str] = set()
         rare: list[tuple[Transition, ...]] = [()] * len(pairs)  # by the checkpoint; the source may know some
         odd: list[tuple[CountFinding, ...]] = [()] * len(pairs)  # the same for counts
         if self.mode != "off" and self.vocabulary is not None:
             asked: dict[str, set[str]] = {}
-            paths: dict[str, set[str]] = {}
+            session_ids: dict[str, set[str]] = {}  # path_id / count_id of the whole sessions' findings
             for i, ((window, _), messages) in enumerate(zip(pairs, sequences, strict=True)):
                 source = source_of(window)
                 asked.setdefault(source, set()).update(template_id(m) for m in messages)
                 if whole_session(window):
                     rare[i] = rare_transitions(messages, self.vocabulary)
                     odd[i] = unusual_counts(messages, self.vocabulary)
-                    findings = paths.setdefault(source, set())
+                    findings = session_ids.setdefault(source, set())
                     findings.update(path_id(pair) for pair in rare[i])
                     findings.update(count_id(found) for found in odd[i])
             try:
-                now, states = await self.patterns.lookup(asked, paths)
+                now, states = await self.patterns.lookup(asked, session_ids)
             except StoreUnavailable:
                 raise  # the loop retries through short outages
             except ResponseError:  # a script error must not cost the verdicts: the model decides this batch
                 log.exception("novelty lookup failed; this batch is decided by the model alone")
                 return [(w, replace(v, reason="model" if v.label == "anomalous" else None)) for w, v in pairs]
             learned = {source: state.learned for source, state in states.items()}
-            learned_paths = {source: state.learned_paths for source, state in states.items()}
+            learned_findings = {source: state.learned_findings for source, state in states.items()}
             warming = {source for source, state in states.items() if now - state.first_seen < self.warmup_s}
         out: list[Pair] = []
         for (window, verdict), messages, candidates, counts in zip(pairs, sequences, rare, odd, strict=True):
@@ -110,12 +110,12 @@ class PatternKeeper:
                 continue
             source = source_of(window)
             ids = learned.get(source, frozenset())
-            known_paths = learned_paths.get(source, frozenset())
+            known_findings = learned_findings.get(source, frozenset())
             templates = window_novelty(messages, self.templates_only, {m for m in messages if template_id(m) in ids})
             novelty = replace(
                 templates,
-                transitions=tuple(p for p in candidates if path_id(p) not in known_paths),
-                counts=tuple(c for c in counts if count_id(c) not in known_paths),
+                transitions=tuple(p for p in candidates if path_id(p) not in known_findings),
+                counts=tuple(c for c in counts if count_id(c) not in known_findings),
             )
             mode: NoveltyMode = "annotate" if source in warming else self.mode
             anomalous, reason = decide(verdict.score, float(verdict.threshold or 0.0), novelty, mode)
@@ -144,7 +144,7 @@ class PatternKeeper:
                     use.windows.append(window.window_id)
                 if learns and message not in anomalous_only:
                     use.learn = LEARNED_FROM_WINDOW
-        await self._learn_paths(pairs)
+        await self._learn_session_findings(pairs)
         try:
             new = await self.patterns.update({source: list(found.values()) for source, found in uses.items()})
         except StoreUnavailable:
@@ -157,7 +157,7 @@ class PatternKeeper:
                 if count:
                     self.metrics.new_templates.labels(source=self.metrics.source_label(source)).inc(count)
 
-    async def _learn_paths(self, pairs: Sequence[Pair]) -> None:
+    async def _learn_session_findings(self, pairs: Sequence[Pair]) -> None:
         """Rare transitions and unusual counts of windows that came out normal or muted (a warm-up, ``annotate``, a
         mute) become the source's, like their templates do: one call per source."""
         by_source: dict[str, tuple[list[Transition], list[CountFinding]]] = {}
@@ -168,6 +168,6 @@ class PatternKeeper:
                 counts.extend(verdict.counts)
         for source, (transitions, counts) in by_source.items():
             try:
-                await self.patterns.learn_paths(source, transitions, counts)
+                await self.patterns.learn_session_findings(source, transitions, counts)
             except ResponseError:
-                log.exception("learning the paths of source %s failed", source)
+                log.exception("learning the session findings of source %s failed", source)

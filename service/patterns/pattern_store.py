@@ -87,7 +87,7 @@ class SourceState:
 
     first_seen: float
     learned: frozenset[str]
-    learned_paths: frozenset[str] = frozenset()
+    learned_findings: frozenset[str] = frozenset()
 
 
 def _float(value: str | None) -> float | None:
@@ -150,15 +150,15 @@ class PatternStore:
             return list(await asyncio.gather(*(one(p, s) for p, s in sorted(groups.items()))))
 
     async def lookup(
-        self, asked: Mapping[str, set[str]], paths: Mapping[str, set[str]] | None = None
+        self, asked: Mapping[str, set[str]], findings: Mapping[str, set[str]] | None = None
     ) -> tuple[float, dict[str, SourceState]]:
         """The Redis clock and, per source, its first-seen time (a new source is registered now, which starts its
         warm-up) and which of the asked template ids and session findings (``path_id``, ``count_id``) it has
         learned."""
         if not asked:
             return 0.0, {}
-        paths = paths or {}
-        wanted = {s: {"ids": sorted(ids), "paths": sorted(paths.get(s, ()))} for s, ids in asked.items()}
+        findings = findings or {}
+        wanted = {s: {"ids": sorted(ids), "paths": sorted(findings.get(s, ()))} for s, ids in asked.items()}
         now, states = 0.0, {}
         for reply in await self._per_partition("lookup", wanted, {}):
             found = json.loads(_text(reply))
@@ -187,7 +187,7 @@ class PatternStore:
             await self.update({source: [TemplateUse(t, learn=how) for t in distinct]})
         return [template_id(t) for t in distinct]
 
-    async def learn_paths(
+    async def learn_session_findings(
         self,
         source: str,
         pairs: Sequence[tuple[str | None, str | None]],

@@ -71,7 +71,7 @@ async def learn_novelty(state: ServiceState, record: dict[str, str], how: str) -
     found = Novelty.from_json(json.loads(record["novelty"]))
     source = record.get("source") or DEFAULT_SOURCE
     learned = await state.patterns.learn(source, [*found.known_anomalous, *found.novel], how)
-    return learned + await state.patterns.learn_paths(source, found.transitions, found.counts)
+    return learned + await state.patterns.learn_session_findings(source, found.transitions, found.counts)
 
 
 @router.get(
