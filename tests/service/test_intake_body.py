@@ -10,12 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 import zstandard
 
 from model.preprocess import preprocess
 from service.http_errors import ApiError
 from service.intake.body import content_encodings, decode_text, decompress, split_lines
+from service.intake.routes import INLINE_LINES, parse_on_loop
 from tests.service.live_app import LiveApp, live_app
 
 LINES = [f"081109 2035{i:02d} 148 INFO dfs.DataNode: packet {i} of blk_{i % 3}" for i in range(30)]
@@ -112,6 +114,33 @@ def test_split_lines_cuts_on_newlines_only() -> None:
     assert split_lines("") == []
 
 
+def hdfs_lines(n: int) -> list[str]:
+    return [f"081109 2035{i % 60:02d} 148 INFO dfs.DataNode$DataXceiver: Receiving block blk_{i % 50} src:"
+            f" /10.250.19.102:{54000 + i % 999} dest: /10.250.19.102:50010" for i in range(n)]  # fmt: skip
+
+
+def json_body(lines: list[str]) -> bytes:
+    return orjson.dumps({"lines": [{"message": m} for m in lines]})
+
+
+def test_mid_size_plain_bodies_are_parsed_on_the_loop_and_others_in_a_thread() -> None:
+    """A body that cannot hold more than INLINE_LINES lines is parsed on the event loop (about 4 ms for 1,000
+    lines, cheaper than a thread hand-off); more lines, compression or protobuf: a worker thread."""
+    thousand, many = hdfs_lines(1000), hdfs_lines(INLINE_LINES + 1)
+    text = ("\n".join(thousand) + "\n").encode()
+    assert len(json_body(thousand)) > 64 * 1024 and len(text) > 64 * 1024  # past the plain byte rule
+    assert parse_on_loop(json_body(thousand), [], plain=True)
+    assert parse_on_loop(text, [], plain=True)
+    assert not parse_on_loop(json_body(many), [], plain=True)
+    assert not parse_on_loop(("\n".join(many) + "\n").encode(), [], plain=True)
+    assert not parse_on_loop(b"x\n" * 40_000, [], plain=True)  # 80 KiB of tiny lines: the line count decides
+    loki = orjson.dumps({"streams": [{"stream": {"job": "a"}, "values": [["1", m] for m in many]}]})
+    assert not parse_on_loop(loki, [], plain=True)  # Loki JSON: one '[' per entry
+    assert not parse_on_loop(gzip.compress(text), ["gzip"], plain=True)
+    assert not parse_on_loop(b"\x00" * (64 * 1024 + 1), [], plain=False)  # protobuf: the byte rule
+    assert parse_on_loop(b"\x00" * 1024, [], plain=False)
+
+
 # --- on the live app ----------------------------------------------------------------------------------------
 
 
@@ -141,6 +170,17 @@ def test_compressed_and_utf16_bodies_reach_their_windows(app: LiveApp) -> None:
     assert sorted(v["n_lines"] for v in verdicts.values()) == [20, 20, 20]
     contents = [preprocess(line.split(": ", 1)[1]) for line in LINES]  # the model sees preprocessed content
     assert sorted(m for s in app.scored_messages() for m in s) == sorted(contents * 2)
+
+
+def test_bodies_parsed_on_the_loop_and_in_a_thread_store_every_line(app: LiveApp) -> None:
+    inline, threaded = hdfs_lines(1000), hdfs_lines(INLINE_LINES + 500)
+    for body, lines in ((json_body(inline), 1000), (json_body(threaded), INLINE_LINES + 500)):
+        answer = post(app, body, **{"content-type": "application/json"})
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["accepted"], answer.json()["rejected"]) == (lines, [])
+    text = ("\n".join(inline) + "\n").encode()
+    answer = post(app, text, **{"content-type": "text/plain"})
+    assert (answer.status_code, answer.json()["accepted"]) == (200, 1000)
 
 
 def test_bad_bodies_get_413_415_400_and_nothing_is_stored(app: LiveApp) -> None:
