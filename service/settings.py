@@ -168,8 +168,9 @@ class ServiceSettings(ModelSettings):
     novelty: NoveltyMode = Field(
         default="flag",
         description="windows holding a template in neither the checkpoint's normal vocabulary nor the source's"
-        " learned patterns: 'flag' makes them anomalous (reason novel_template / known_anomalous_template),"
-        " 'annotate' only lists the templates, 'off' ignores them",
+        " learned patterns, or whole sessions with a path or count no normal training session showed: 'flag'"
+        " makes them anomalous (reason novel_template / known_anomalous_template / novel_transition /"
+        " novel_count), 'annotate' only lists what was found, 'off' ignores it",
     )
     novelty_warmup_s: float = Field(
         default=3600.0,
