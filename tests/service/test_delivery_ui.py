@@ -54,7 +54,11 @@ class CountScorer(KeywordScorer):
 @pytest.fixture
 def server(redis_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     settings = ServiceSettings(
-        redis_url=redis_url, checkpoint=tmp_path, sweep_interval_s=0.05, max_batch_wait_ms=5, auth_token=TOKEN,
+        redis_url=redis_url,
+        checkpoint=tmp_path,
+        sweep_interval_s=0.05,
+        max_batch_wait_ms=5,
+        auth_token=TOKEN,
         novelty_warmup_s=0,
     )
     scorer = getattr(request, "param", VocabularyScorer)

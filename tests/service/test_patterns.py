@@ -265,9 +265,7 @@ def test_patterns_page_newest_first_across_sources_with_filters_and_metrics(make
     only_a = client.get("/patterns", params={"source": "a"}).json()["items"]
     assert [p["template"] for p in only_a] == [WORDS[3], WORDS[0], "open file <*>"]
     since = only_a[0]["first_seen"]
-    assert [p["template"] for p in client.get("/patterns", params={"since": since}).json()["items"]] == [
-        WORDS[3]
-    ]
+    assert [p["template"] for p in client.get("/patterns", params={"since": since}).json()["items"]] == [WORDS[3]]
     shared = client.get(f"/patterns/{template_id('open file <*>')}").json()
     assert [s["source"] for s in shared["sources"]] == ["a", "b", "c"] and shared["template"] == "open file <*>"
     assert shared["sources"][0]["count"] == 2 and shared["sources"][0]["vocabulary"] == "normal"
