@@ -142,7 +142,7 @@ def count_values(sessions: Sequence[dict[str, int]], templates: Sequence[str]) -
 
 SESSION_REASONS = (NOVEL_TRANSITION, NOVEL_COUNT)  # the session rules' own findings: no template rule finding
 # (count rule, path rarity), strictest first
-SESSION_RULES = ((True, 2), (True, 1), (True, 0), (False, 2), (False, 1), (False, 0))
+SESSION_RULES = tuple((counts, rarity) for counts in (True, False) for rarity in range(MAX_RARE_TRANSITION, -1, -1))
 
 
 def pick_session_rules(
