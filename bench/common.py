@@ -47,6 +47,12 @@ def _memory_gib() -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def machine(with_torch: bool = False) -> dict[str, Any]:
     """CPU model, cores (all and usable by this process), memory, load; torch threads and GPU when asked."""
     info: dict[str, Any] = {

@@ -11,9 +11,10 @@ Formats: POST /logs JSON, text (also gzip-compressed) and NDJSON; Loki push JSON
 ``service_name`` label); OTLP/HTTP protobuf and JSON (one resource with ``service.name``). Each body carries the
 same lines; the session pattern finds the session. Then redis-benchmark drives the "after" Redis with pipelined
 RPUSH of one such line, EVALSHA of a one-line RPUSH script, and EVALSHA of ``PER_LINE``: the Redis work
-append.lua does per line (meta read, RPUSH, last-seen ZADD), on as many sessions as the service saw.
+append.lua does per line (open-window check, RPUSH, last-seen ZADD), on as many sessions as the service saw.
 GET /health/live is probed every 10 ms during each load (event-loop stalls; bench/stalls.py does it for 10 MiB
 bodies).
+CPU time per line of the service, its Redis and the load client (/proc/<pid>/stat) says where the two cores go.
 
     python -m bench.ingestion --requests 200 --concurrency 4 --sessions 5000
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import shutil
 import subprocess
 import time
@@ -33,6 +35,7 @@ from bench.common import (
     ServiceProcess,
     base_parser,
     checkout,
+    cpu_seconds,
     hdfs_lines,
     machine,
     machine_line,
@@ -45,13 +48,16 @@ from bench.common import (
 )
 
 SCRIPT = "return redis.call('RPUSH', KEYS[1], ARGV[1])"
-# What append.lua does per line, one line per call: read the window's meta, open it if new, buffer the line,
-# mark it seen (its XLEN/GET/TIME per partition call and ZADD per window are amortised over a call's lines).
+# What append.lua does per line, one line per call: is the window open (its key in the last-seen set), open it
+# if new, buffer the line, mark it seen (its XLEN/GET/TIME per partition call, its ZMSCORE per 1,000 keys and
+# ZADD per window are amortised over a call's lines).
 PER_LINE = """
 local key = 'session:default:' .. ARGV[1]
-local meta = 'bench:{p0}:meta:' .. key
-local f = redis.call('HMGET', meta, 'open', 'mode')
-if f[1] ~= '1' then redis.call('HSET', meta, 'open', '1', 'mode', 's') end
+if not redis.call('ZSCORE', 'bench:{p0}:lastseen', key) then
+  local meta = 'bench:{p0}:meta:' .. key
+  redis.call('HMGET', meta, 'open', 'mode')
+  redis.call('HSET', meta, 'open', '1', 'mode', 's')
+end
 redis.call('RPUSH', 'bench:{p0}:lines:' .. key, ARGV[2])
 redis.call('ZADD', 'bench:{p0}:lastseen', 1, key)
 return 1
@@ -201,16 +207,27 @@ _BODIES: dict[tuple[Any, ...], list[tuple[str, dict[str, str], bytes]]] = {}
 
 
 def load_client(
-    url: str, data: Path, mode: str, requests: int, per_request: int, sessions: int, concurrency: int
+    url: str,
+    data: Path,
+    mode: str,
+    requests: int,
+    per_request: int,
+    sessions: int,
+    concurrency: int,
+    pids: dict[str, int],
 ) -> dict[str, Any]:
     """Runs in its own process: builds the bodies once per format (kept for the next round), warms up with 2
-    requests, then times the rest."""
+    requests, then times the rest, with the CPU seconds this client and the processes in ``pids`` (the service,
+    its Redis) used meanwhile."""
     key = (data, mode, requests, per_request, sessions)
     if key not in _BODIES:
         _BODIES[key] = make_bodies(data, requests + 2, per_request, sessions, mode)
     bodies = _BODIES[key]
     asyncio.run(drive(url, bodies[:2], per_request, 1))
+    pids = {**pids, "client": os.getpid()}
+    cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
     result = asyncio.run(drive(url, bodies[2:], per_request, concurrency))
+    result["cpu_s"] = {name: cpu_seconds(pid) - cpu[name] for name, pid in pids.items()}
     result["body_bytes_mean"] = sum(len(b) for _, _, b in bodies) / len(bodies)
     return result
 
@@ -278,6 +295,8 @@ def merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "seconds": seconds,
         "failed_requests": sum(r["failed_requests"] for r in runs),
         "rounds_lines_per_second": [r["accepted_lines"] / r["seconds"] for r in runs],
+        "cpu_us_per_line": {name: 1e6 * sum(r["cpu_s"][name] for r in runs) / lines for name in runs[0]["cpu_s"]},
+        "cores_busy": sum(sum(r["cpu_s"].values()) for r in runs) / seconds,
         "body_bytes_mean": runs[0]["body_bytes_mean"],
         **probe_summary(probes),
     }
@@ -313,9 +332,10 @@ def main() -> None:
         pool = stack.enter_context(ctx.Pool(1))
         for round_no in range(args.rounds):
             for mode in formats:
-                for side, (service, _) in sides.items():
+                for side, (service, server) in sides.items():
                     load = (service.url, args.data, mode, per_round, args.lines_per_request, args.sessions)
-                    r = pool.apply(load_client, (*load, args.concurrency))
+                    pids = {"service": service.pid, "redis": server.process.pid}
+                    r = pool.apply(load_client, (*load, args.concurrency, pids))
                     runs.setdefault(side, {}).setdefault(mode, []).append(r)
                     print(
                         f"  round {round_no + 1}/{args.rounds} {side} {mode}: {r['accepted_lines'] / r['seconds']:.0f}"
@@ -372,6 +392,15 @@ def main() -> None:
         rows.append([f"redis-benchmark {name}", rate, None, rate / ceiling if ceiling else None, None, None, None])
     print()
     print(table(["path", "lines/s", "x before", "x redis-bench", "live p50 ms", "live p99 ms", "live max ms"], rows))
+    cpu_rows = []
+    for mode in formats:
+        for side in results:
+            r = results[side][mode]
+            per_line = r["cpu_us_per_line"]
+            cpu_rows.append([f"{side} {mode}", *per_line.values(), sum(per_line.values()), r["cores_busy"]])
+    names = list(results["after"][formats[0]]["cpu_us_per_line"])
+    print()
+    print(table(["path", *(f"{n} CPU us/line" for n in names), "total", "cores busy"], cpu_rows))
     print(
         f"service: {args.lines_per_request} lines/request, {args.concurrency} in flight, {args.sessions} sessions,"
         f" {args.rounds} alternating rounds of {per_round} requests per side and format; redis-benchmark: -P"

@@ -6,7 +6,7 @@ Pure functions, so the offline loaders, ``logllm score`` and the online service 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import TypeVar
 
@@ -16,16 +16,22 @@ HDFS_BLOCK_PATTERN = r"blk_-?\d+"
 
 
 @lru_cache(maxsize=32)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+def session_finder(pattern: str | re.Pattern[str] = HDFS_BLOCK_PATTERN) -> Callable[[str], list[str]]:
+    """``session_ids`` with the pattern fixed: what a caller that reads many lines with one pattern calls."""
+    regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+    if regex.groups:  # findall gives whole matches only for a pattern without groups
+        return lambda text: _distinct([match.group(0) for match in regex.finditer(text)])
+    findall = regex.findall
+    return lambda text: _distinct(findall(text))  # one C call in the common case
+
+
+def _distinct(found: list[str]) -> list[str]:
+    return found if len(found) < 2 else list(dict.fromkeys(found))
 
 
 def session_ids(text: str, pattern: str | re.Pattern[str] = HDFS_BLOCK_PATTERN) -> list[str]:
     """Distinct session ids in order of appearance; a line naming several ids belongs to each."""
-    regex = _compiled(pattern) if isinstance(pattern, str) else pattern
-    # findall gives whole matches only for a pattern without groups; either way one C call in the common case
-    found = regex.findall(text) if regex.groups == 0 else [match.group(0) for match in regex.finditer(text)]
-    return found if len(found) < 2 else list(dict.fromkeys(found))
+    return session_finder(pattern)(text)
 
 
 def group_sessions(

@@ -18,7 +18,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from model.log_formats import LogFormatError, content_parser
-from model.windows import session_ids
+from model.windows import session_finder
 from service.intake.body import decode_text, split_lines
 from service.settings import ServiceSettings
 from service.windows.ids import (
@@ -220,6 +220,13 @@ class Unwindowable(ValueError):
         self.reason = reason
 
 
+MAX_CHECKED_SESSIONS = 100_000
+_CHECKED_SESSIONS: set[str] = set()
+"""Session ids that passed ids.check_session lately: most lines name a session seen a moment ago, and a set
+lookup costs a tenth of the check. Cleared when full; safe to share between the parse threads (one set
+operation at a time under the GIL, and a miss only means checking again)."""
+
+
 class SourceRoute:
     """Where the lines of one source go in one batch: its windowing, content parser, key prefix and group.
 
@@ -230,7 +237,7 @@ class SourceRoute:
         self.windowing = windowing = settings.windowing(source)
         self.content = content_parser(windowing.log_format)
         self.max_sessions = settings.max_sessions_per_line
-        self.pattern = re.compile(windowing.session_pattern)
+        self.find = session_finder(windowing.session_pattern)
         self.items = batch.groups.setdefault(windowing, [])
         self.origins = batch.origins.setdefault(windowing, [])
         name = source or DEFAULT_SOURCE
@@ -252,11 +259,13 @@ class SourceRoute:
         ``max_sessions`` ids is rejected rather than cut to the first ones: joining only some of its sessions
         would leave the others' windows silently incomplete, while a rejection tells the sender.
         """
-        if self.windowing.mode == "fixed":
-            if self.fixed is None:
-                raise self.bad_source or BadWindowName("no fixed key")
+        if self.fixed is not None:
             return [self.fixed]
-        sessions = [session_id] if session_id else session_ids(content, self.pattern)
+        if self.windowing.mode == "fixed":
+            raise self.bad_source or BadWindowName("no fixed key")
+        sessions = [session_id] if session_id else self.find(content)
+        if len(sessions) == 1 and sessions[0] in _CHECKED_SESSIONS and self.bad_source is None:
+            return [self.prefix + sessions[0]]  # the common line: one id, already checked (same answer)
         if not sessions:
             raise Unwindowable(
                 "no_session_id", f"no session_id field and no match of {self.windowing.session_pattern!r}"
@@ -269,9 +278,13 @@ class SourceRoute:
         try:
             if self.bad_source is not None:
                 raise self.bad_source
-            return [self.prefix + check_session(sid) for sid in sessions]
+            keys = [self.prefix + check_session(sid) for sid in sessions]
         except BadWindowName as exc:
             raise Unwindowable("bad_session_id", f"{exc} (found by {self.windowing.session_pattern!r})") from None
+        if len(_CHECKED_SESSIONS) >= MAX_CHECKED_SESSIONS:
+            _CHECKED_SESSIONS.clear()
+        _CHECKED_SESSIONS.update(sessions)
+        return keys
 
     def add(self, index: int, keys: list[str], raw: str, content: str) -> None:
         """The line's items: one (window key, stored element) per window it joins."""

@@ -11,9 +11,8 @@ still read as they are. Layouts (offsets and lengths count code points of the UT
 - ``\\xff!<n>:<content><raw>``: content is not part of the raw line, so both texts are kept.
 
 The header holds only digits, ``,`` and ``!``: its first ``:`` ends it. Lua scripts copy elements as opaque
-strings (sliding windows, records), so only Python encodes and decodes; the one exception is transport: JSON
-cannot carry byte 0xFF, so a marked element reaches append.lua as ``[text after the mark]`` and the script puts
-the mark back (``store._json_line``).
+strings (sliding windows, records), so only Python encodes and decodes; append.lua receives them packed with
+MessagePack, which carries them byte for byte.
 """
 
 from __future__ import annotations

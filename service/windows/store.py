@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
+import msgpack
 import orjson
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
@@ -30,7 +31,7 @@ from redis.commands.core import AsyncScript
 
 from model.vocab import Novelty
 from service.windows.ids import parse_window_id
-from service.windows.line_codec import MARK, decode_line
+from service.windows.line_codec import decode_line
 from service.windows.windowing import DEFAULTS, Windowing
 
 log = logging.getLogger(__name__)
@@ -213,14 +214,6 @@ def _translated() -> Iterator[None]:
         raise
 
 
-def _json_line(element: object) -> list[str]:
-    """orjson's hook for a line_codec element marked with byte 0xFF, which JSON cannot carry: [its text after the
-    mark]; append.lua puts the mark back."""
-    if isinstance(element, bytes) and element.startswith(MARK):
-        return [element[len(MARK) :].decode("utf-8")]
-    raise TypeError(f"not a stored line element: {type(element).__name__}")
-
-
 def _load_script(name: str) -> str:
     # Beside this module, not importlib.resources.files("service"): under pytest, tests/service can shadow
     # the package name with a namespace package, and files() would then look in the wrong directory.
@@ -362,7 +355,7 @@ class WindowStore:
         """Split the items by partition and serialize each partition's share (no I/O, thread-safe).
 
         This is the per-line work of an append on the Python side: it runs off the event loop for big bodies,
-        and hands the event loop one JSON argument per partition instead of two protocol arguments per line.
+        and hands the event loop one MessagePack argument per partition instead of two protocol arguments per line.
         """
         n = self.config.partitions
         partition_of: dict[str, int] = {}
@@ -379,7 +372,7 @@ class WindowStore:
                 indices.append(index)
             for p, (pairs, indices) in sorted(by_partition.items()):
                 args = [w.mode, w.max_session_lines, w.size, w.step, self.open_share, self.queue_share]
-                calls.append((p, [*args, orjson.dumps(pairs, default=_json_line)]))
+                calls.append((p, [*args, msgpack.packb(pairs, use_bin_type=False)]))
                 owners.append((w, indices))
         touched: dict[int, list[str]] = {}
         for key, p in partition_of.items():

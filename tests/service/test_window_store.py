@@ -443,3 +443,26 @@ async def test_the_caps_pre_check_counts_new_windows_only_near_the_cap(make_stor
     with pytest.raises(TooManySessions, match="3 windows open in partition 0, this request would open 1 more"):
         await store.append([("a", "3"), ("d", "1")], "session")
     assert await store.open_windows() == 3
+
+
+async def test_open_session_windows_are_read_from_last_seen_a_thousand_keys_at_a_time(make_store: MakeStore) -> None:
+    """append.lua learns which session windows are open from the last-seen set (one ZMSCORE per 1,000 keys):
+    over 2,500 open keys, 500 new ones and one closed in between, the open count and the cap stay exact."""
+    store = await make_store(partitions=1, max_open_windows=3_000)
+    old = [f"session:default:s{i}" for i in range(2_500)]
+    await store.append([(key, "first") for key in old], "session")
+    assert await store.close(old[1_234]) == old[1_234]
+    new = [f"session:default:n{i}" for i in range(500)]
+    items = [(key, "second") for key in old] + [(key, "second") for key in new]
+    result = await store.append(items[::2] + items[1::2], "session")  # old and new keys interleaved
+    assert (result.accepted, result.closed) == (3_000, [])
+    assert await store.open_windows() == 3_000
+    assert len(await lastseen(store)) == 3_000
+    with pytest.raises(TooManySessions):
+        await store.append([(old[0], "third"), ("session:default:one-more", "x")], "session")
+    for key in old[:3]:
+        await store.close(key)
+    await store.close(old[1_234])
+    windows = await drain(store)
+    assert windows[old[0]] == ["first", "second"] and windows[old[2]] == ["first", "second"]
+    assert windows[old[1_234]] == ["first"] and windows[f"{old[1_234]}#1"] == ["second"]
