@@ -367,9 +367,11 @@ class WindowStore:
                 p = partition_of.get(key)
                 if p is None:
                     p = partition_of[key] = zlib.crc32(key.encode("utf-8")) % n
-                pairs, indices = by_partition.setdefault(p, ([], []))
-                pairs += (key, content)
-                indices.append(index)
+                share = by_partition.get(p)
+                if share is None:
+                    share = by_partition[p] = ([], [])
+                share[0].extend((key, content))
+                share[1].append(index)
             for p, (pairs, indices) in sorted(by_partition.items()):
                 args = [w.mode, w.max_session_lines, w.size, w.step, self.open_share, self.queue_share]
                 calls.append((p, [*args, msgpack.packb(pairs, use_bin_type=False)]))
