@@ -3,10 +3,10 @@ side, beside redis-benchmark running the same Redis work per line.
 
 One run. Each side is a ``logllm serve --role api`` subprocess on a loopback port, on its own Redis started here
 (the embedded configuration: AOF, fsync every second): "before" runs the code of ``--before`` (a git revision,
-exported once with git archive), "after" this checkout. The load client is a separate process (httpx, N
-requests in flight). Rounds alternate the sides format by format, so both see the same machine load; the lines
-are real HDFS_2k lines with block ids rewritten into a pool of sessions, and windows are kept open (no size or
-idle close), so this measures the ingestion path alone, not the model.
+exported once with git archive), "after" this checkout. The load client is a separate process (httpx, or
+aiohttp with ``--client aiohttp``; N requests in flight). Rounds alternate the sides format by format, so both
+see the same machine load; the lines are real HDFS_2k lines with block ids rewritten into a pool of sessions,
+and windows are kept open (no size or idle close), so this measures the ingestion path alone, not the model.
 Formats: POST /logs JSON, text (also gzip-compressed) and NDJSON; Loki push JSON and protobuf+snappy (one stream,
 ``service_name`` label); OTLP/HTTP protobuf and JSON (one resource with ``service.name``). Each body carries the
 same lines; the session pattern finds the session. Then redis-benchmark drives the "after" Redis with pipelined
@@ -22,11 +22,14 @@ CPU time per line of the service, its Redis and the load client (/proc/<pid>/sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import multiprocessing
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -138,37 +141,74 @@ def make_bodies(
     return bodies
 
 
-def rejected_in(response: Any) -> int:
+def rejected_in(status: int, content_type: str, content: bytes) -> int:
     """Lines the service refused in a successful answer, read from each protocol's own answer."""
-    if response.status_code == 204:
+    if status == 204:
         return 0
-    if response.headers.get("content-type", "").startswith("application/x-protobuf"):
+    if content_type.startswith("application/x-protobuf"):
         from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
-        return int(ExportLogsServiceResponse.FromString(response.content).partial_success.rejected_log_records)
-    answer = response.json()
+        return int(ExportLogsServiceResponse.FromString(content).partial_success.rejected_log_records)
+    answer = json.loads(content)
     if "partialSuccess" in answer:
         return int(answer["partialSuccess"].get("rejectedLogRecords", 0))
     return len(answer.get("rejected", []))
 
 
+CLIENTS = ("httpx", "aiohttp")
+
+
+@contextlib.asynccontextmanager
+async def http_client(kind: str, url: str, connections: int) -> AsyncIterator[Any]:
+    """``request(method, path, headers, body) -> (status, content type, content)`` over ``connections``
+    kept-alive connections, with httpx (pure Python HTTP/1.1) or aiohttp (its HTTP parser in C): the load
+    client shares the two cores with the service and Redis, so how much CPU it takes moves the figures."""
+    if kind == "aiohttp":
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=connections)
+        timeout = aiohttp.ClientTimeout(total=120)
+        async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session:
+
+            async def send_aiohttp(
+                method: str, path: str, headers: dict[str, str], body: bytes
+            ) -> tuple[int, str, bytes]:
+                async with session.request(method, path, data=body or None, headers=headers) as response:
+                    return response.status, response.headers.get("content-type", ""), await response.read()
+
+            yield send_aiohttp
+        return
+    import httpx
+
+    limits = httpx.Limits(max_connections=connections)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+
+        async def send_httpx(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
+            response = await client.request(method, path, content=body or None, headers=headers)
+            return response.status_code, response.headers.get("content-type", ""), response.content
+
+        yield send_httpx
+
+
 async def drive(
-    url: str, bodies: list[tuple[str, dict[str, str], bytes]], per_request: int, concurrency: int
+    url: str,
+    bodies: list[tuple[str, dict[str, str], bytes]],
+    per_request: int,
+    concurrency: int,
+    client_kind: str = "httpx",
 ) -> dict[str, Any]:
     """Send the bodies, ``concurrency`` in flight, while GET /health/live is probed every 10 ms on its own
     connection: how long the service's event loop stalls."""
-    import httpx
-
     accepted, errors, queue = 0, 0, list(reversed(bodies))
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(max_connections=concurrency)) as client:
+    async with http_client(client_kind, url, concurrency) as request:
 
         async def worker() -> None:
             nonlocal accepted, errors
             while queue:
                 path, headers, body = queue.pop()
-                response = await client.post(path, content=body, headers=headers)
-                if response.status_code in (200, 204):
-                    accepted += per_request - rejected_in(response)
+                status, content_type, content = await request("POST", path, headers, body)
+                if status in (200, 204):
+                    accepted += per_request - rejected_in(status, content_type, content)
                 else:
                     errors += 1
 
@@ -176,10 +216,10 @@ async def drive(
         done = asyncio.Event()
 
         async def probe() -> None:
-            async with httpx.AsyncClient(base_url=url, timeout=60) as own:
+            async with http_client(client_kind, url, 1) as own:
                 while not done.is_set():
                     sent = time.perf_counter()
-                    await own.get("/health/live")
+                    await own("GET", "/health/live", {}, b"")
                     probes.append(time.perf_counter() - sent)
                     await asyncio.sleep(0.01)
 
@@ -215,18 +255,19 @@ def load_client(
     sessions: int,
     concurrency: int,
     pids: dict[str, int],
+    client_kind: str = "httpx",
 ) -> dict[str, Any]:
     """Runs in its own process: builds the bodies once per format (kept for the next round), warms up with 2
     requests, then times the rest, with the CPU seconds this client and the processes in ``pids`` (the service,
-    its Redis) used meanwhile."""
+    its Redis) used meanwhile; ``client_kind``: one of CLIENTS."""
     key = (data, mode, requests, per_request, sessions)
     if key not in _BODIES:
         _BODIES[key] = make_bodies(data, requests + 2, per_request, sessions, mode)
     bodies = _BODIES[key]
-    asyncio.run(drive(url, bodies[:2], per_request, 1))
+    asyncio.run(drive(url, bodies[:2], per_request, 1, client_kind))
     pids = {**pids, "client": os.getpid()}
     cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    result = asyncio.run(drive(url, bodies[2:], per_request, concurrency))
+    result = asyncio.run(drive(url, bodies[2:], per_request, concurrency, client_kind))
     result["cpu_s"] = {name: cpu_seconds(pid) - cpu[name] for name, pid in pids.items()}
     result["body_bytes_mean"] = sum(len(b) for _, _, b in bodies) / len(bodies)
     return result
@@ -295,16 +336,24 @@ def merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "seconds": seconds,
         "failed_requests": sum(r["failed_requests"] for r in runs),
         "rounds_lines_per_second": [r["accepted_lines"] / r["seconds"] for r in runs],
-        "cpu_us_per_line": {name: 1e6 * sum(r["cpu_s"][name] for r in runs) / lines for name in runs[0]["cpu_s"]},
-        "cores_busy": sum(sum(r["cpu_s"].values()) for r in runs) / seconds,
         "body_bytes_mean": runs[0]["body_bytes_mean"],
         **probe_summary(probes),
+        **cpu_summary(runs, lines, seconds),
+    }
+
+
+def cpu_summary(runs: list[dict[str, Any]], lines: int, seconds: float) -> dict[str, Any]:
+    """CPU µs per line of each process timed (load_client's ``cpu_s``), and how many cores they kept busy."""
+    if not all("cpu_s" in r for r in runs):
+        return {}
+    names = runs[0]["cpu_s"]
+    return {
+        "cpu_us_per_line": {name: 1e6 * sum(r["cpu_s"][name] for r in runs) / lines for name in names},
+        "cores_busy": sum(sum(r["cpu_s"].values()) for r in runs) / seconds,
     }
 
 
 def main() -> None:
-    import contextlib
-
     parser = base_parser(__doc__.split("\n")[0], "ingestion")
     parser.add_argument("--requests", type=int, default=200, help="timed requests per body kind and side")
     parser.add_argument("--rounds", type=int, default=4, help="the requests are sent in this many alternating rounds")
@@ -314,6 +363,7 @@ def main() -> None:
     parser.add_argument("--bench-requests", type=int, default=500_000, help="redis-benchmark -n")
     parser.add_argument("--pipeline", type=int, default=16, help="redis-benchmark -P")
     parser.add_argument("--before", default="76f1bdb", help="git revision run as 'before' ('' for none)")
+    parser.add_argument("--client", choices=CLIENTS, default="httpx", help="the load client's HTTP library")
     parser.add_argument("--formats", default="json,text", help=f"body formats, comma-separated: {', '.join(FORMATS)}")
     args = parser.parse_args()
     if args.quick:
@@ -335,7 +385,7 @@ def main() -> None:
                 for side, (service, server) in sides.items():
                     load = (service.url, args.data, mode, per_round, args.lines_per_request, args.sessions)
                     pids = {"service": service.pid, "redis": server.process.pid}
-                    r = pool.apply(load_client, (*load, args.concurrency, pids))
+                    r = pool.apply(load_client, (*load, args.concurrency, pids, args.client))
                     runs.setdefault(side, {}).setdefault(mode, []).append(r)
                     print(
                         f"  round {round_no + 1}/{args.rounds} {side} {mode}: {r['accepted_lines'] / r['seconds']:.0f}"
@@ -403,7 +453,8 @@ def main() -> None:
     print(table(["path", *(f"{n} CPU us/line" for n in names), "total", "cores busy"], cpu_rows))
     print(
         f"service: {args.lines_per_request} lines/request, {args.concurrency} in flight, {args.sessions} sessions,"
-        f" {args.rounds} alternating rounds of {per_round} requests per side and format; redis-benchmark: -P"
+        f" {args.rounds} alternating rounds of {per_round} requests per side and format, load client {args.client};"
+        f" redis-benchmark: -P"
         f" {args.pipeline} -c 4 -n {args.bench_requests}, one HDFS line ({len(line)} bytes)"
     )
     if not binary:
@@ -429,6 +480,7 @@ def main() -> None:
             "redis_benchmark": binary,
             "lines_per_request": args.lines_per_request,
             "concurrency": args.concurrency,
+            "client": args.client,
             "sessions": args.sessions,
             "rounds": args.rounds,
             "pipeline": args.pipeline,
