@@ -3,7 +3,8 @@
 The ingest goal of issue 14 (100,000 lines/s on two cores) needs Redis' own share per line to be small, because
 Redis, the service and the load client share the machine. This runs the intake's own steps (``build_batch``,
 ``WindowStore.append_groups``, one EVALSHA per partition) on 1,000-line requests of real HDFS_2k lines spread
-over ``--sessions`` sessions, against one embedded Redis, and reads Redis' CPU time (``INFO cpu``, user + sys)
+over ``--sessions`` sessions (or, ``--window-mode fixed``, BGL_2k lines of one source in fixed windows), against
+one embedded Redis, and reads Redis' CPU time (``INFO cpu``, user + sys)
 before and after: that is Redis' work per line whatever the client costs. The AOF (what the embedded Redis
 runs with: appendonly, fsync every second) is switched with CONFIG SET between passes, which alternate; the
 windows are flushed between passes. ``INFO commandstats`` of the last pass with the AOF on splits the time: the
@@ -11,6 +12,7 @@ EVALSHA total includes its nested commands, so what the nested ones do not accou
 work (Lua, decoding the argument, building keys).
 
     python -m bench.append_cost --lines 200000 --sessions 5000 --repeats 2
+    python -m bench.append_cost --lines 200000 --window-mode fixed --window-size 100 --window-step 100
 """
 
 from __future__ import annotations
@@ -57,6 +59,15 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=200_000, help="HDFS lines per pass (1,000 per request)")
     parser.add_argument("--sessions", type=int, default=5000, help="distinct session ids the lines spread over")
     parser.add_argument("--repeats", type=int, default=2, help="passes per AOF setting (median reported)")
+    parser.add_argument(
+        "--window-mode",
+        choices=("session", "fixed"),
+        default="session",
+        help="session: HDFS lines over --sessions sessions; fixed: BGL_2k lines of one source in windows of"
+        " --window-size lines every --window-step",
+    )
+    parser.add_argument("--window-size", type=int, default=100)
+    parser.add_argument("--window-step", type=int, default=100)
     args = parser.parse_args()
     if args.quick:
         args.lines, args.repeats = 4000, 1
@@ -67,12 +78,23 @@ def main() -> None:
 
     info = machine()
     print(machine_line(info))
-    settings = ServiceSettings(log_format="hdfs", max_session_lines=10**9, max_open_windows=10**9)
-    templates = hdfs_lines(args.data)
-    fields = [
-        (i, with_session(templates[i % len(templates)], f"blk_{8000000 + i % args.sessions}"), None, None)
-        for i in range(args.lines)
-    ]
+    if args.window_mode == "fixed":
+        settings = ServiceSettings(
+            log_format="bgl",
+            window_mode="fixed",
+            window_size=args.window_size,
+            window_step=args.window_step,
+            max_ready_queue=10**9,
+        )
+        bgl = (args.data / "BGL" / "BGL_2k.log").read_text(encoding="utf-8").splitlines()
+        fields = [(i, bgl[i % len(bgl)], None, None) for i in range(args.lines)]
+    else:
+        settings = ServiceSettings(log_format="hdfs", max_session_lines=10**9, max_open_windows=10**9)
+        templates = hdfs_lines(args.data)
+        fields = [
+            (i, with_session(templates[i % len(templates)], f"blk_{8000000 + i % args.sessions}"), None, None)
+            for i in range(args.lines)
+        ]
     batches = [build_batch(fields[start : start + 1000], settings) for start in range(0, args.lines, 1000)]
     runs: dict[str, dict[str, list[float]]] = {"on": {"cpu": [], "wall": []}, "off": {"cpu": [], "wall": []}}
     stats: dict[str, Any] = {}
@@ -89,8 +111,11 @@ def main() -> None:
     for name, r in runs.items():
         cpu_us = statistics.median(r["cpu"]) * us
         rows.append([f"AOF {name}", cpu_us, statistics.median(r["wall"]) * us, 1e6 / cpu_us])
-    print(f"{args.lines} HDFS_2k lines per pass over {args.sessions} sessions, 1,000-line requests,"
-          f" {args.repeats} alternating pass(es) per setting")  # fmt: skip
+    if args.window_mode == "fixed":
+        what = f"BGL_2k lines per pass, fixed windows of {args.window_size} every {args.window_step}"
+    else:
+        what = f"HDFS_2k lines per pass over {args.sessions} sessions"
+    print(f"{args.lines} {what}, 1,000-line requests, {args.repeats} alternating pass(es) per setting")
     print(table(["Redis", "Redis CPU µs/line", "wall µs/line (client incl.)", "lines/s Redis' core allows"], rows))
     spent = sorted(((k.removeprefix("cmdstat_"), v) for k, v in stats.items()), key=lambda kv: -kv[1]["usec"])
     nested = sum(v["usec"] for k, v in spent if k != "evalsha")
@@ -100,7 +125,9 @@ def main() -> None:
     print(table(["command (last AOF-on pass)", "calls/line", "µs/line"], command_rows))
     print(machine_line(info))
     write_result(result_name(args), {"quick": args.quick, "lines": args.lines, "sessions": args.sessions,
-                                     "seconds": runs, "commandstats": stats}, info)  # fmt: skip
+                                     "window_mode": args.window_mode, "window_size": args.window_size,
+                                     "window_step": args.window_step, "seconds": runs, "commandstats": stats},
+                 info)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -48,17 +48,43 @@ if new > 0 and (tonumber(redis.call('GET', OPEN)) or 0) + new > open_share then 
 
 local closed = {'ok'}
 
-local function append_session(key, content, s)
-  if not s[1] then
-    mark_open(key, meta_key(key), 's')
-    s[1], s[2] = true, 's'
+-- Buffer items[first], items[first + 2], ... (the contents of n consecutive items of one key) in one RPUSH per
+-- 1,000; returns the list's length after the last.
+local function push(lines, first, n)
+  if n == 1 then return redis.call('RPUSH', lines, items[first]) end
+  local len
+  for from = 0, n - 1, 1000 do
+    local chunk = {}
+    for k = from, math.min(from + 999, n - 1) do chunk[#chunk + 1] = items[first + 2 * k] end
+    len = redis.call('RPUSH', lines, unpack(chunk))
   end
-  local len = redis.call('RPUSH', lines_key(key), content)
-  if len >= max_lines then
-    s[1] = false
-    return close_session(key, 'size')
+  return len
+end
+
+-- How many of `left` lines to push into a buffer that closes at `limit` lines: up to the limit, one at least
+-- (a buffer already past it, after a restart with a smaller size, closes with the next line, as it would
+-- alone). One line alone needs no LLEN.
+local function room(lines, left, limit)
+  if left == 1 then return 1 end
+  return math.max(1, math.min(left, limit - redis.call('LLEN', lines)))
+end
+
+local function append_session(key, first, count, s)
+  local lines = lines_key(key)
+  local done = 0
+  while done < count do
+    if not s[1] then
+      mark_open(key, meta_key(key), 's')
+      s[1], s[2] = true, 's'
+    end
+    local n = room(lines, count - done, max_lines)
+    local len = push(lines, first + 2 * done, n)
+    done = done + n
+    if len >= max_lines then
+      s[1] = false
+      closed[#closed + 1] = close_session(key, 'size')
+    end
   end
-  return false
 end
 
 local function copy_head(src, dst, count)
@@ -68,45 +94,56 @@ local function copy_head(src, dst, count)
   end
 end
 
-local function append_fixed(key, content, s)
+local function append_fixed(key, first, count, s)
   local meta = meta_key(key)
   local lines = lines_key(key)
-  if not s[1] then
-    local nxt = tonumber(redis.call('HGET', meta, 'next')) or 0
-    mark_open(key, meta, 'f')
-    s[1], s[2] = true, 'f'
-    redis.call('HSET', meta, 'start', nxt, 'next', nxt)
+  local done = 0
+  while done < count do
+    if not s[1] then
+      local nxt = tonumber(redis.call('HGET', meta, 'next')) or 0
+      mark_open(key, meta, 'f')
+      s[1], s[2] = true, 'f'
+      redis.call('HSET', meta, 'start', nxt, 'next', nxt)
+    end
+    local n = room(lines, count - done, size)
+    local len = push(lines, first + 2 * done, n)
+    local nxt = redis.call('HINCRBY', meta, 'next', n)
+    done = done + n
+    if len >= size then
+      local start = tonumber(redis.call('HGET', meta, 'start'))
+      local id = key .. ':' .. start
+      if step >= size then  -- tumbling: the buffer is the window
+        redis.call('RENAME', lines, closed_key(id))
+        redis.call('HSET', meta, 'start', nxt, 'covered', nxt)
+        mark_closed(key, meta)
+        s[1] = false
+      else  -- sliding: copy the window out, keep the overlap for the next one
+        copy_head(lines, closed_key(id), size)
+        redis.call('LTRIM', lines, step, -1)
+        redis.call('HSET', meta, 'start', start + step, 'covered', start + size)
+      end
+      enqueue(key, id, 'size', size)
+      closed[#closed + 1] = id
+    end
   end
-  local len = redis.call('RPUSH', lines, content)
-  local nxt = redis.call('HINCRBY', meta, 'next', 1)
-  if len < size then return false end
-  local start = tonumber(redis.call('HGET', meta, 'start'))
-  local id = key .. ':' .. start
-  if step >= size then  -- tumbling: the buffer is the window
-    redis.call('RENAME', lines, closed_key(id))
-    redis.call('HSET', meta, 'start', nxt, 'covered', nxt)
-    mark_closed(key, meta)
-    s[1] = false
-  else  -- sliding: copy the window out, keep the overlap for the next one
-    copy_head(lines, closed_key(id), size)
-    redis.call('LTRIM', lines, step, -1)
-    redis.call('HSET', meta, 'start', start + step, 'covered', start + size)
-  end
-  enqueue(key, id, 'size', size)
-  return id
 end
 
-for i = 1, #items, 2 do
-  local key, content = items[i], items[i + 1]
+-- Consecutive items of one key are appended as one run: a window's lines go in with one RPUSH (and, fixed, one
+-- HINCRBY) up to where it fills, not one per line; the windows, ids and their order are those of appending
+-- the lines one by one (a line fills a window exactly when the run's share for that window ends).
+local i = 1
+while i <= #items do
+  local key = items[i]
+  local j = i + 2
+  while items[j] == key do j = j + 2 end
   local s = state[key]
   if s[1] and s[2] ~= mode then  -- a key of the old scheme, windowed the other way before: finish it
     local id = close_window(key, 'mode')
     if id then closed[#closed + 1] = id end
     s[1] = false
   end
-  local id
-  if mode == 'f' then id = append_fixed(key, content, s) else id = append_session(key, content, s) end
-  if id then closed[#closed + 1] = id end
+  if mode == 'f' then append_fixed(key, i + 1, (j - i) / 2, s) else append_session(key, i + 1, (j - i) / 2, s) end
+  i = j
 end
 
 -- last seen: the windows still open after their last line of this call (a closed one was ZREMed by its close)

@@ -466,3 +466,67 @@ async def test_open_session_windows_are_read_from_last_seen_a_thousand_keys_at_a
     windows = await drain(store)
     assert windows[old[0]] == ["first", "second"] and windows[old[2]] == ["first", "second"]
     assert windows[old[1_234]] == ["first"] and windows[f"{old[1_234]}#1"] == ["second"]
+
+
+def runs_of_keys(a: str, b: str) -> list[tuple[str, str]]:
+    """Lines of two keys in runs of 250, 3, 1, 40, 1, 1, 120 and 2 (the runs alternate between the keys)."""
+    items: list[tuple[str, str]] = []
+    for n, (key, length) in enumerate([(a, 250), (b, 3), (a, 1), (b, 40), (a, 1), (b, 1), (a, 120), (b, 2)]):
+        items += [(key, f"{key} run {n} line {i}") for i in range(length)]
+    return items
+
+
+async def windows_after(store: WindowStore, keys: list[str]) -> list[tuple[str, list[str], str]]:
+    for key in keys:
+        await store.close(key)
+    return [(w.window_id, w.lines, w.reason) for w in await store.read_batch("c", 10_000, 100_000, 0)]
+
+
+@pytest.mark.parametrize(
+    ("mode", "config"),
+    [
+        ("fixed", {"window_size": 100, "window_step": 100}),
+        ("fixed", {"window_size": 100, "window_step": 30}),
+        ("session", {"max_session_lines": 7}),
+        ("session", {"max_session_lines": 1}),
+    ],
+)
+async def test_a_run_of_lines_of_one_key_stores_what_line_by_line_appends_store(
+    make_store: MakeStore, mode: str, config: dict[str, int]
+) -> None:
+    """append.lua buffers consecutive lines of one key with one RPUSH per window they fill: the windows, their
+    ids, lines and order come out as if every line had been appended alone."""
+    a, b = ("fixed:a", "fixed:b") if mode == "fixed" else ("session:default:a", "session:default:b")
+    items = runs_of_keys(a, b)
+    together = await make_store(key_prefix="together", partitions=1, **config)
+    alone = await make_store(key_prefix="alone", partitions=1, **config)
+    closed = (await together.append(items, mode)).closed  # type: ignore[arg-type]
+    one_by_one = [i for item in items for i in (await alone.append([item], mode)).closed]  # type: ignore[arg-type]
+    assert closed == one_by_one and len(closed) >= 3
+    assert await together.open_windows() == await alone.open_windows()
+    assert await windows_after(together, [a, b]) == await windows_after(alone, [a, b])
+
+
+@pytest.mark.parametrize(
+    ("mode", "before", "after"), [("fixed", "window_size", 4), ("session", "max_session_lines", 4)]
+)
+async def test_a_run_into_a_window_already_past_a_smaller_size_closes_it_as_lines_one_by_one_would(
+    make_store: MakeStore, mode: str, before: str, after: int
+) -> None:
+    """A restart with a smaller window size finds a buffer longer than it: the first line of the next run closes
+    it whole, as a line appended alone would, and the rest of the run fills the next windows."""
+    key = "fixed:a" if mode == "fixed" else "session:default:a"
+    found: list[list[tuple[str, list[str], str]]] = []
+    for prefix, together in (("together", True), ("alone", False)):
+        first = await make_store(key_prefix=prefix, partitions=1, **{before: 10, "window_step": 10})
+        await first.append([(key, f"old {i}") for i in range(8)], mode)  # type: ignore[arg-type]
+        second = await make_store(key_prefix=prefix, partitions=1, **{before: after, "window_step": after})
+        run = [(key, f"new {i}") for i in range(9)]
+        if together:
+            await second.append(run, mode)  # type: ignore[arg-type]
+        else:
+            for item in run:
+                await second.append([item], mode)  # type: ignore[arg-type]
+        found.append(await windows_after(second, [key]))
+    assert found[0] == found[1]
+    assert found[0][0][1] == [f"old {i}" for i in range(8)] + ["new 0"]
