@@ -48,25 +48,20 @@ if new > 0 and (tonumber(redis.call('GET', OPEN)) or 0) + new > open_share then 
 
 local closed = {'ok'}
 
--- Buffer items[first], items[first + 2], ... (the contents of n consecutive items of one key) in one RPUSH per
--- 1,000; returns the list's length after the last.
-local function push(lines, first, n)
-  if n == 1 then return redis.call('RPUSH', lines, items[first]) end
+-- Buffer the contents of the `left` consecutive items of one key from items[first] (every other item) into a
+-- buffer that closes at `limit` lines: up to the limit, one at least (a buffer already past it, after a restart
+-- with a smaller size, closes with the next line, as it would alone), one RPUSH per 1,000. Returns how many
+-- went in and the buffer's length after them; one line alone (the common case) costs its RPUSH only.
+local function push(lines, first, left, limit)
+  if left == 1 then return 1, redis.call('RPUSH', lines, items[first]) end
+  local n = math.max(1, math.min(left, limit - redis.call('LLEN', lines)))
   local len
   for from = 0, n - 1, 1000 do
     local chunk = {}
     for k = from, math.min(from + 999, n - 1) do chunk[#chunk + 1] = items[first + 2 * k] end
     len = redis.call('RPUSH', lines, unpack(chunk))
   end
-  return len
-end
-
--- How many of `left` lines to push into a buffer that closes at `limit` lines: up to the limit, one at least
--- (a buffer already past it, after a restart with a smaller size, closes with the next line, as it would
--- alone). One line alone needs no LLEN.
-local function room(lines, left, limit)
-  if left == 1 then return 1 end
-  return math.max(1, math.min(left, limit - redis.call('LLEN', lines)))
+  return n, len
 end
 
 local function append_session(key, first, count, s)
@@ -77,8 +72,7 @@ local function append_session(key, first, count, s)
       mark_open(key, meta_key(key), 's')
       s[1], s[2] = true, 's'
     end
-    local n = room(lines, count - done, max_lines)
-    local len = push(lines, first + 2 * done, n)
+    local n, len = push(lines, first + 2 * done, count - done, max_lines)
     done = done + n
     if len >= max_lines then
       s[1] = false
@@ -105,8 +99,7 @@ local function append_fixed(key, first, count, s)
       s[1], s[2] = true, 'f'
       redis.call('HSET', meta, 'start', nxt, 'next', nxt)
     end
-    local n = room(lines, count - done, size)
-    local len = push(lines, first + 2 * done, n)
+    local n, len = push(lines, first + 2 * done, count - done, size)
     local nxt = redis.call('HINCRBY', meta, 'next', n)
     done = done + n
     if len >= size then
