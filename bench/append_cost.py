@@ -22,7 +22,17 @@ import statistics
 import time
 from typing import Any
 
-from bench.common import base_parser, hdfs_lines, machine, machine_line, result_name, table, with_session, write_result
+from bench.common import (
+    base_parser,
+    bgl_lines,
+    hdfs_lines,
+    machine,
+    machine_line,
+    result_name,
+    table,
+    with_session,
+    write_result,
+)
 
 
 def _redis_cpu(sync: Any) -> float:
@@ -86,7 +96,7 @@ def main() -> None:
             window_step=args.window_step,
             max_ready_queue=10**9,
         )
-        bgl = (args.data / "BGL" / "BGL_2k.log").read_text(encoding="utf-8").splitlines()
+        bgl = bgl_lines(args.data)
         fields = [(i, bgl[i % len(bgl)], None, None) for i in range(args.lines)]
     else:
         settings = ServiceSettings(log_format="hdfs", max_session_lines=10**9, max_open_windows=10**9)

@@ -176,6 +176,11 @@ def hdfs_lines(data: Path) -> list[str]:
     return usable
 
 
+def bgl_lines(data: Path) -> list[str]:
+    """BGL_2k's real lines in their order: one source's lines for fixed windows."""
+    return (data / "BGL" / "BGL_2k.log").read_text(encoding="utf-8").splitlines()
+
+
 def with_session(line: str, session: str) -> str:
     """The line with its block id replaced by ``session`` (which must itself match ``blk_-?\\d+``)."""
     import re

@@ -37,6 +37,7 @@ from bench.common import (
     REPO,
     ServiceProcess,
     base_parser,
+    bgl_lines,
     checkout,
     cpu_seconds,
     hdfs_lines,
@@ -138,7 +139,7 @@ def make_bodies(
 ) -> list[tuple[str, dict[str, str], bytes]]:
     """``requests`` bodies of ``per_request`` HDFS lines each, line k naming session k % sessions; ``fixed``:
     BGL_2k's lines in their order, over and over (one source, for fixed windows)."""
-    templates = (data / "BGL" / "BGL_2k.log").read_text(encoding="utf-8").splitlines() if fixed else hdfs_lines(data)
+    templates = bgl_lines(data) if fixed else hdfs_lines(data)
     bodies, k = [], first
     for _ in range(requests):
         chunk = []

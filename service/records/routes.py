@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
@@ -14,8 +14,8 @@ from service.windows.ids import DEFAULT_SOURCE, BadWindowName, is_window_key, se
 router = APIRouter(prefix="/sequences", dependencies=[Depends(require_token)])
 
 
-REASONS = ("model", "novel_template", "known_anomalous_template", "novel_transition", "novel_count")
 Reason = Literal["model", "novel_template", "known_anomalous_template", "novel_transition", "novel_count"]
+REASONS = get_args(Reason)
 
 
 class NoveltyFound(BaseModel):

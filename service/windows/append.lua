@@ -32,10 +32,10 @@ for i = 1, #items, 2 do
 end
 for first = 1, #order, 1000 do
   local last = math.min(first + 999, #order)
-  local seen = mode == 's' and redis.call('ZMSCORE', LASTSEEN, unpack(order, first, last)) or {}
+  local listed = mode == 's' and redis.call('ZMSCORE', LASTSEEN, unpack(order, first, last)) or {}
   for j = first, last do
     local key = order[j]
-    if seen[j - first + 1] and string.sub(key, 1, 8) == 'session:' then
+    if listed[j - first + 1] and string.sub(key, 1, 8) == 'session:' then
       state[key] = {true, 's'}
     else
       local f = redis.call('HMGET', meta_key(key), 'open', 'mode')
