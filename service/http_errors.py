@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from redis import exceptions as redis_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.windows.store import QueueFull, StoreUnavailable, TooManySessions
+from service.windows.store import QueueFull, RequestInFlight, StoreUnavailable, TooManySessions
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,10 @@ def install_error_handlers(app: FastAPI, default_retry_after_s: float) -> None:
             f"the open-window cap is reached ({exc}); close sessions or retry later",
             headers=retry_after(default_retry_after_s),
         )
+
+    @app.exception_handler(RequestInFlight)
+    async def _request_in_flight(_: Request, exc: RequestInFlight) -> JSONResponse:
+        return error_response(429, "request_in_flight", str(exc), headers=retry_after(exc.retry_after_s))
 
     @app.exception_handler(redis_errors.RedisError)
     async def _redis_error(_: Request, exc: redis_errors.RedisError) -> JSONResponse:

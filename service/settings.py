@@ -112,6 +112,9 @@ class ServiceSettings(ModelSettings):
     max_ready_queue: int = Field(default=10_000, gt=0, description="closed windows awaiting a verdict before 429")
     retry_after_s: float = Field(default=1.0, gt=0, description="Retry-After sent with a 429")
     verdict_ttl_s: int = Field(default=86_400, gt=0, description="how long a verdict stays readable")
+    idempotency_ttl_s: int = Field(
+        default=3_600, gt=0, description="a retry of a request that failed (503) within this long stores no line twice"
+    )
     reclaim_idle_ms: int = Field(default=60_000, gt=0, description="a claimed window idle this long is taken over")
     max_deliveries: int = Field(
         default=5, gt=0, description="model failures on one window before it gets a 'failed' verdict"

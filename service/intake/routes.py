@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from service.http_errors import ApiError
-from service.intake import loki, otlp
+from service.intake import idempotency, loki, otlp
 from service.intake.batch import (
     Batch,
     LogLine,
@@ -73,7 +73,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"description": "body over max_body_bytes, before or after decompression"},
     415: {"description": "unsupported Content-Type, charset or Content-Encoding"},
     429: {"description": "queue or session cap reached; see Retry-After"},
-    503: {"description": "Redis down or out of memory"},
+    503: {"description": "Redis down or out of memory; retry the same body: no line is stored twice"},
 }
 
 
@@ -128,11 +128,21 @@ def _merge(batch: Batch, rejected: list[Rejection]) -> Batch:
     return batch
 
 
-async def store_batch(state: ServiceState, batch: Batch, prepared: PreparedAppend, fmt: str) -> list[str]:
-    """The one path to the store for every format: caps (429), Redis failures (503), counters by format."""
+async def store_batch(
+    state: ServiceState, batch: Batch, prepared: PreparedAppend, fmt: str, request: Request | None = None,
+    raw: bytes = b"",
+) -> list[str]:
+    """The one path to the store for every format: caps (429), Redis failures (503), counters by format.
+
+    With the request and its body as sent, a request of several store calls (or one sent with an
+    Idempotency-Key) is stored idempotently: its retry after a 503 stores no line twice (intake/idempotency.py).
+    """
     closed: list[str] = []
     if batch.groups:
-        result = await state.store.append_prepared(prepared)
+        key, keep = None, False
+        if request is not None and (len(prepared.calls) > 1 or idempotency.HEADER in request.headers):
+            key, keep = await idempotency.request_key(request, raw)
+        result = await state.store.append_prepared(prepared, key, keep)
         closed = list(result.closed)
         batch.refuse(result.refused)
     metrics = state.metrics
@@ -195,7 +205,7 @@ async def post_logs(
         return _prepared(state, _logs_batch(body, media, charset, source, settings))
 
     batch, prepared = await _off_loop(raw, codings, parse)
-    closed = await store_batch(state, batch, prepared, LOGS_MEDIA[media])
+    closed = await store_batch(state, batch, prepared, LOGS_MEDIA[media], request, raw)
     return LogsResponse(
         accepted=batch.accepted,
         rejected=batch.rejected,
@@ -255,7 +265,7 @@ async def loki_push(request: Request, state: State) -> Response:
         return *_model_batch(state, entries.lines, entries.rejected), entries.where
 
     batch, prepared, where = await _off_loop(raw, codings, parse, plain=fmt == "loki_json")
-    await store_batch(state, batch, prepared, fmt)
+    await store_batch(state, batch, prepared, fmt, request, raw)
     if batch.rejected:
         first = batch.rejected[0]
         problems = "; ".join(f"{where[r.index]}: {r.reason} ({r.message})" for r in batch.rejected[:5])
@@ -303,6 +313,6 @@ async def otlp_logs(request: Request, state: State) -> Response:
         return *_model_batch(state, records.lines, records.rejected), records.where
 
     batch, prepared, where = await _off_loop(raw, codings, parse, plain=as_json)
-    await store_batch(state, batch, prepared, "otlp_json" if as_json else "otlp_protobuf")
+    await store_batch(state, batch, prepared, "otlp_json" if as_json else "otlp_protobuf", request, raw)
     content, content_type = otlp.response(batch.rejected, where, as_json)
     return Response(content=content, media_type=content_type)

@@ -5,6 +5,10 @@
 -- elements' byte 0xFF as is). The caps are checked here, atomically with the writes, against this
 -- partition's share of max_open_windows and max_ready_queue: concurrent requests cannot pass them together.
 -- Returns {'ok', ids closed...}, or {'queue_full'} / {'too_many_sessions'} having written nothing.
+-- Optional ARGV[9] (a request marker name, service/windows/store.py `_append_once`) and ARGV[10] (its TTL, s): a
+-- call whose marker exists was applied by an earlier attempt of the same request and returns that attempt's
+-- reply without writing; a call that applies its lines sets the marker, in this script, so a retry after a
+-- failure in another partition cannot store them twice.
 -- Each window's meta (open, mode) is read once per call and kept in `state`, updated with every open and close
 -- this script makes; last-seen times are written once per window at the end (every line of one call has the
 -- same time), which leaves the same sorted set as one ZADD per line and a ZREM per close would.
@@ -19,6 +23,11 @@ local size = tonumber(ARGV[4])
 local step = tonumber(ARGV[5])
 local open_share = tonumber(ARGV[6])
 local queue_share = tonumber(ARGV[7])
+local marker = ARGV[9] and ARGV[9] ~= '' and P .. 'req:' .. ARGV[9] or nil
+if marker then
+  local applied = redis.call('GET', marker)
+  if applied then return cmsgpack.unpack(applied) end
+end
 local items = cmsgpack.unpack(ARGV[8])
 
 if redis.call('XLEN', STREAM) >= queue_share then return {'queue_full'} end
@@ -152,4 +161,5 @@ for _, key in ipairs(order) do
   end
 end
 if #seen > 0 then redis.call('ZADD', LASTSEEN, unpack(seen)) end
+if marker then redis.call('SET', marker, cmsgpack.pack(closed), 'EX', tonumber(ARGV[10])) end
 return closed

@@ -40,6 +40,7 @@ SWEEP_CHUNK = 500
 RESUME_PAGE = 1000
 CLUSTER_POLL_S = 0.02  # how often a cluster worker looks at the ready streams while they are empty
 ID_SCHEME = "2"  # window keys and ids of service/windows/ids.py; "1" was bare session ids and source names
+REQUEST_LOCK_MS = 60_000  # an attempt of a request holds its lock at most this long (a dead process's expires)
 
 
 class QueueFull(Exception):
@@ -55,6 +56,14 @@ class QueueFull(Exception):
 
 class TooManySessions(Exception):
     """Accepting the request would open more windows than ``max_open_windows``; nothing was accepted."""
+
+
+class RequestInFlight(Exception):
+    """An attempt of the same request (same body, or same Idempotency-Key) is being stored right now; retry."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__("an identical request is being stored right now; retry it")
+        self.retry_after_s = retry_after_s
 
 
 class LayoutMismatch(Exception):
@@ -86,6 +95,7 @@ class StoreConfig:
     max_ready_queue: int = 10_000
     retry_after_s: float = 1.0
     verdict_ttl_s: int = 86_400
+    idempotency_ttl_s: int = 3_600
     key_prefix: str = "logllm"
 
     @classmethod
@@ -276,8 +286,13 @@ class WindowStore:
         is sent again alone, which loads the script. A cluster pipeline refuses EVALSHA; single calls reload a
         script a failed-over node lacks (NOSCRIPT).
         """
-        if self.cluster:
-            return list(await asyncio.gather(*(self._run(name, p, args) for p, args in calls)))
+        if self.cluster:  # every call runs to its end before a failure is raised: a retry must not race them
+            runs = (self._run(name, p, args) for p, args in calls)
+            results = list(await asyncio.gather(*runs, return_exceptions=True))
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            return results
         sha = self._scripts[name].sha
         async with self.redis.pipeline(transaction=False) as pipe:
             for p, args in calls:
@@ -381,8 +396,17 @@ class WindowStore:
             touched.setdefault(p, []).append(key)
         return PreparedAppend(calls, owners, touched, sum(len(items) for items in groups.values()))
 
-    async def append_prepared(self, prepared: PreparedAppend) -> AppendResult:
+    async def append_prepared(
+        self, prepared: PreparedAppend, request_key: str | None = None, keep: bool = False
+    ) -> AppendResult:
         """Store a prepared request.
+
+        A request is one script call per partition, and calls are not one transaction: if one fails (Redis out
+        of memory on its node, unreachable), the others may have stored their lines. With ``request_key`` (the
+        intake's hash of the body as sent) such a request is idempotent: see ``_append_once``. It is only used
+        for requests of several calls (one call is atomic), or always with ``keep`` (a client's
+        Idempotency-Key: its markers stay after a success too, so a retry of an answer the client never got
+        stores nothing again).
 
         The caps hold per partition (``open_share``, ``queue_share``: the cap divided by the partitions, rounded
         up) and are checked twice: for every partition the request touches before any line is written, so a
@@ -394,8 +418,11 @@ class WindowStore:
         if not prepared.calls:
             return AppendResult(0, [])
         await self._check_caps(prepared.touched)
-        with _translated():
-            results = await self._run_each("append", prepared.calls)
+        if request_key is not None and (keep or len(prepared.calls) > 1):
+            results = await self._append_once(prepared.calls, request_key, keep)
+        else:
+            with _translated():
+                results = await self._run_each("append", prepared.calls)
         closed: list[str] = []
         refused: list[tuple[Windowing, int, str]] = []
         for (w, indices), result in zip(prepared.owners, results, strict=True):
@@ -407,6 +434,33 @@ class WindowStore:
         if len(refused) == prepared.total:
             self._refuse(refused[0][2])
         return AppendResult(prepared.total - len(refused), closed, refused)
+
+    async def _append_once(self, calls: list[tuple[int, list[Any]]], request_key: str, keep: bool) -> list[Any]:
+        """The append calls of a request, each applied at most once for its attempts within idempotency_ttl_s.
+
+        Each call carries a marker name (request key and call index): append.lua skips a call whose marker
+        exists, answering the reply it stored, and sets the marker atomically with its writes. After every call
+        succeeded the markers are deleted (unless ``keep``), so the same body sent again later is new lines
+        (repeated heartbeats are not dropped); after a failure they stay, and the retry stores only what is
+        missing. An attempt holds a lock on the request key meanwhile (one SET NX), so an identical request
+        sent concurrently is told to retry (RequestInFlight -> 429) instead of skipping calls whose attempt may
+        yet fail. If the markers cannot be deleted the request fails (503): its retry finds them and stores
+        nothing twice.
+        """
+        lock = self.prefix(self.partition(request_key)) + "req-lock:" + request_key
+        ttl = self.config.idempotency_ttl_s
+        marked = [(p, [*args, f"{request_key}:{i}", ttl]) for i, (p, args) in enumerate(calls)]
+        with _translated():
+            if not await self.redis.set(lock, 1, nx=True, px=REQUEST_LOCK_MS):
+                raise RequestInFlight(self.config.retry_after_s)
+            try:
+                results = await self._run_each("append", marked)
+                if not keep:
+                    await self.redis.delete(*(self.prefix(p) + "req:" + args[-2] for p, args in marked))
+            finally:
+                with contextlib.suppress(redis_errors.RedisError, OSError):
+                    await self.redis.delete(lock)
+        return results
 
     def _refuse(self, reason: str, detail: str = "") -> NoReturn:
         cfg = self.config
