@@ -277,9 +277,9 @@ class RecordStore:
                 "id": window_id, "number": i, "status": status, "score": _float(_text(rec[1] or b"")),
                 "n_lines": int(rec[2]) if rec[2] else None, "scored_at": _float(_text(rec[3] or b"")),
             })  # fmt: skip
-        if is_open:
-            window_id = key if closed == 0 else f"{key}#{closed}"
-            out.append({"id": window_id, "number": closed, "status": "open", "score": None, "n_lines": None,
+        if is_open:  # numbered after the scored ones when the numbering expired (windows_lib.next_after_records)
+            window_id = key if count == 0 else f"{key}#{count}"
+            out.append({"id": window_id, "number": count, "status": "open", "score": None, "n_lines": None,
                         "scored_at": None})  # fmt: skip
         return out
 

@@ -47,7 +47,7 @@ local function write_record(id, v, payload)
   local rk = rec_key(id)
   local label = v[1]
   local old = redis.call('HMGET', rk, 'status', 'source', 'kind', 'key')
-  if old[1] then  -- an id seen again after its session numbering expired: the newer window wins
+  if old[1] then  -- an id seen again (a fixed source's line index restarted): the newer window wins
     local okey = ''
     if old[3] == 'session' then okey = old[4] end
     drop_record(old[1] .. '\n' .. old[2] .. '\n' .. okey .. '\n' .. id)

@@ -37,8 +37,11 @@ for i = 4, #ARGV, 13 do
   redis.call('HDEL', P .. 'attempts', id)
   redis.call('XACK', STREAM, group, entry)
   redis.call('XDEL', STREAM, entry)
-  -- the meta (window numbering) outlives the session's newest verdict, then goes
+  -- a session's meta (window numbering) outlives its newest verdict, then goes (windows_lib's
+  -- next_after_records numbers a returning session after its kept records); a fixed key's meta (its source's
+  -- line index, one small hash per source) stays, so a source that pauses longer never reuses a record's id
   local meta = meta_key(key)
-  if redis.call('HGET', meta, 'open') ~= '1' then redis.call('EXPIRE', meta, ttl) end
+  local f = redis.call('HMGET', meta, 'open', 'mode')
+  if f[1] ~= '1' and f[2] ~= 'f' then redis.call('EXPIRE', meta, ttl) end
 end
 return written

@@ -32,10 +32,20 @@ local function mark_open(key, meta, mode)
   redis.call('INCR', OPEN)
 end
 
+-- The number of a session's next window when its meta holds none (a new session, or its numbering expired
+-- with its verdicts, after verdict_ttl_s): after the newest window the session's records still hold
+-- (service/records/records_lib.lua, rec:sess:<key>, kept as long as its records), so a returning session id
+-- never takes the id of a record that is still kept.
+local function next_after_records(key)
+  local newest = redis.call('ZREVRANGE', P .. 'rec:sess:' .. key, 0, 0, 'WITHSCORES')
+  if newest[2] then return tonumber(newest[2]) + 1 end
+  return 0
+end
+
 -- Session: the lines move (RENAME, O(1)) to closed:<id>; id = key, then key#1, key#2, ...
 local function close_session(key, reason)
   local meta = meta_key(key)
-  local n = tonumber(redis.call('HGET', meta, 'n')) or 0
+  local n = tonumber(redis.call('HGET', meta, 'n')) or next_after_records(key)
   local id = key
   if n > 0 then id = key .. '#' .. n end
   local lines = lines_key(key)
