@@ -97,12 +97,12 @@ def main() -> None:
             max_ready_queue=10**9,
         )
         bgl = bgl_lines(args.data)
-        fields = [(i, bgl[i % len(bgl)], None, None) for i in range(args.lines)]
+        fields = [(i, bgl[i % len(bgl)], None, None, None) for i in range(args.lines)]
     else:
         settings = ServiceSettings(log_format="hdfs", max_session_lines=10**9, max_open_windows=10**9)
         templates = hdfs_lines(args.data)
         fields = [
-            (i, with_session(templates[i % len(templates)], f"blk_{8000000 + i % args.sessions}"), None, None)
+            (i, with_session(templates[i % len(templates)], f"blk_{8000000 + i % args.sessions}"), None, None, None)
             for i in range(args.lines)
         ]
     batches = [build_batch(fields[start : start + 1000], settings) for start in range(0, args.lines, 1000)]

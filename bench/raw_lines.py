@@ -28,7 +28,7 @@ async def one_pass(store: Any, settings: Any, requests: list[list[Any]], keep_ra
     import service.intake.batch as batch_module
     from service.windows.line_codec import encode_line
 
-    batch_module.encode_line = encode_line if keep_raw else (lambda raw, content: content)  # type: ignore[assignment]
+    batch_module.encode_line = encode_line if keep_raw else (lambda raw, content, timestamp=None: content)  # type: ignore[assignment]
     try:
         building = storing = 0.0
         for lines in requests:

@@ -31,7 +31,7 @@ from service.windows.ids import (
     fixed_key,
     session_prefix,
 )
-from service.windows.line_codec import encode_line
+from service.windows.line_codec import Timestamp, encode_line
 from service.windows.windowing import Windowing
 
 WindowName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS, pattern=SESSION_PATTERN)]
@@ -45,7 +45,10 @@ class LogLine(BaseModel):
 
     message: str = Field(description="the raw log line, parsed with the configured log format")
     session_id: WindowName | None = Field(default=None, description="session window key; else taken from the message")
-    timestamp: str | float | None = Field(default=None, description="informational; windows close on arrival time")
+    timestamp: str | int | float | None = Field(
+        default=None,
+        description="kept as sent with the line (records, exports); windows close on arrival time, not on this",
+    )
     source: SourceName | None = Field(
         default=None,
         description="where the line comes from (no ':'): picks its windowing (--sources) and is part of every"
@@ -107,15 +110,15 @@ class Batch:
         self.accepted -= len(reasons)
 
 
-LineFields = tuple[int, str, str | None, str | None]
-"""(index, message, session_id, source) of one line: what build_batch reads. A plain tuple of strings and ints,
-which the garbage collector stops tracking after one pass: a 10 MiB body holds ~80,000 of them at once, and
+LineFields = tuple[int, str, str | None, str | None, Timestamp | None]
+"""(index, message, session_id, source, timestamp) of one line: what build_batch reads. A plain tuple of strings
+and numbers, which the garbage collector stops tracking after one pass: a 10 MiB body holds ~80,000 of them at once, and
 tracked objects (models, named tuples) made every full collection of the heap a stall of the event loop."""
 
 
 def line_fields(lines: Iterable[tuple[int, LogLine]]) -> list[LineFields]:
     """The fields of validated ``LogLine`` models (NDJSON, Loki, OTLP), for build_batch."""
-    return [(index, line.message, line.session_id, line.source) for index, line in lines]
+    return [(index, line.message, line.session_id, line.source, line.timestamp) for index, line in lines]
 
 
 def text_lines(body: bytes, charset: str | None) -> tuple[list[tuple[int, str]], int]:
@@ -164,7 +167,7 @@ def plain_lines(body: bytes, default_source: str | None) -> list[LineFields] | N
         timestamp = item.get("timestamp")
         if timestamp is not None and type(timestamp) not in (str, float, int):
             return None
-        lines.append((index, message, session_id, source or default_source))
+        lines.append((index, message, session_id, source or default_source, timestamp))
     return lines
 
 
@@ -178,7 +181,10 @@ def json_lines(body: bytes, default_source: str | None) -> list[LineFields]:
     if plain is not None:
         return plain
     request = LogsRequest.model_validate_json(body)
-    return [(i, line.message, line.session_id, line.source or default_source) for i, line in enumerate(request.lines)]
+    return [
+        (i, line.message, line.session_id, line.source or default_source, line.timestamp)
+        for i, line in enumerate(request.lines)
+    ]
 
 
 def build_batch(lines: Iterable[LineFields], settings: ServiceSettings, replaced: int = 0) -> Batch:
@@ -186,7 +192,7 @@ def build_batch(lines: Iterable[LineFields], settings: ServiceSettings, replaced
     batch = Batch(replaced=replaced)
     max_chars = settings.max_line_chars
     routes: dict[str | None, SourceRoute] = {}
-    for index, message, session_id, source in lines:
+    for index, message, session_id, source, timestamp in lines:
         message = message.rstrip("\r\n")
         if not message or message.isspace():
             batch.rejected.append(Rejection(index=index, reason="empty", message="blank message"))
@@ -207,7 +213,7 @@ def build_batch(lines: Iterable[LineFields], settings: ServiceSettings, replaced
         except Unwindowable as exc:
             batch.rejected.append(Rejection(index=index, reason=exc.reason, message=str(exc)[:200]))
             continue
-        route.add(index, keys, message, content)
+        route.add(index, keys, message, content, timestamp)
         batch.accepted += 1
     return batch
 
@@ -286,9 +292,9 @@ class SourceRoute:
         _CHECKED_SESSIONS.update(sessions)
         return keys
 
-    def add(self, index: int, keys: list[str], raw: str, content: str) -> None:
+    def add(self, index: int, keys: list[str], raw: str, content: str, timestamp: Timestamp | None = None) -> None:
         """The line's items: one (window key, stored element) per window it joins."""
-        element = encode_line(raw, content)  # content, and the raw line when it differs (for records)
+        element = encode_line(raw, content, timestamp)  # content, the raw line when it differs, the timestamp sent
         if len(keys) == 1:
             self.items.append((keys[0], element))
             self.origins.append(index)

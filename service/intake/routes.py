@@ -166,7 +166,7 @@ def _logs_batch(body: bytes, media: str, charset: str | None, source: str | None
     raw, replaced = text_lines(body, charset)
     if not raw:
         raise ApiError(400, "empty_body", "the body has no non-blank line")
-    return build_batch([(i, line, None, source) for i, line in raw], settings, replaced)
+    return build_batch([(i, line, None, source, None) for i, line in raw], settings, replaced)
 
 
 LOGS_MEDIA = {"application/json": "json", "application/x-ndjson": "ndjson", "text/plain": "text"}

@@ -85,7 +85,8 @@ async def export_feedback(
     since: Annotated[float, Query(ge=0, description="labeled at or after (unix seconds)")] = 0.0,
     limit: Annotated[int, Query(ge=1, le=MAX_EXPORT)] = 10_000,
 ) -> Response:
-    """One JSON object per line: ``{"sequence_id", "message", "label"}``; a window's lines share its id.
+    """One JSON object per line: ``{"sequence_id", "message", "label"}`` and the line's ``timestamp`` when it was
+    sent with one (the generic format takes it); a window's lines share its id.
 
     Labeled windows whose lines were not kept (normal windows, by default) cannot be exported; the header
     ``X-Logllm-Without-Lines`` counts them.
@@ -99,7 +100,11 @@ async def export_feedback(
             continue
         label = record["feedback"]["label"]
         out.extend(
-            json.dumps({"sequence_id": record["id"], "message": line["line"], "label": label}) + "\n"
+            json.dumps(
+                {"sequence_id": record["id"], "message": line["line"], "label": label}
+                | ({"timestamp": line["timestamp"]} if "timestamp" in line else {})
+            )
+            + "\n"
             for line in record["lines"]
         )
     return Response(

@@ -15,6 +15,9 @@ class RecordLine(BaseModel):
     content: str = Field(description="what the source's log format cut out of it (the model reads it preprocessed)")
     line: str = Field(description="the same as content (the field's name before raw lines were kept)")
     message: str | None = Field(default=None, description="the preprocessed message (template) the model read")
+    timestamp: str | int | float | None = Field(
+        default=None, description="the line's timestamp field as sent (JSON, NDJSON, Loki, OTLP); absent if none"
+    )
 
 
 class TopLine(BaseModel):

@@ -19,7 +19,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 
 from service.windows.ids import DEFAULT_SOURCE, parse_window_id
-from service.windows.line_codec import decode_line
+from service.windows.line_codec import decode_element
 from service.windows.store import ClosedWindow, Verdict, WindowStore, _text, _translated
 
 STATUSES = ("anomalous", "failed", "muted", "normal")
@@ -126,9 +126,10 @@ def _float(value: str | None) -> float | None:
     return float(value) if value not in (None, "") else None
 
 
-def public_record(f: dict[str, str], lines: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:
-    """A record hash as the API shows it; ``lines`` ((raw, content) pairs, line_codec.decode_line) when asked
-    for, each with its preprocessed message. ``line`` repeats ``content``: the name old clients read it by."""
+def public_record(f: dict[str, str], lines: Sequence[tuple[str, str, Any]] | None = None) -> dict[str, Any]:
+    """A record hash as the API shows it; ``lines`` ((raw, content, timestamp), line_codec.decode_element) when
+    asked for, each with its preprocessed message and, when it was sent with one, its ``timestamp`` as sent.
+    ``line`` repeats ``content``: the name old clients read it by."""
     out: dict[str, Any] = {
         "id": f["id"],
         "source": f.get("source", DEFAULT_SOURCE),
@@ -164,7 +165,8 @@ def public_record(f: dict[str, str], lines: Sequence[tuple[str, str]] | None = N
         out["lines"] = [
             {"raw": raw, "content": content, "line": content,
              "message": table["templates"][table["index"][i]] if table else None}
-            for i, (raw, content) in enumerate(lines)
+            | ({"timestamp": timestamp} if timestamp is not None else {})
+            for i, (raw, content, timestamp) in enumerate(lines)
         ]  # fmt: skip
     return out
 
@@ -214,7 +216,9 @@ class RecordStore:
             pipe.hgetall(prefix + "rec:" + window_id)
             pipe.lrange(prefix + "rec:lines:" + window_id, 0, -1)
             found, lines = await pipe.execute()
-        return public_record(_pairs(found), [decode_line(x) for x in lines] if with_lines else None) if found else None
+        if not found:
+            return None
+        return public_record(_pairs(found), [decode_element(x) for x in lines] if with_lines else None)
 
     async def get(self, window_id: str, with_lines: bool = True) -> dict[str, Any] | None:
         with _translated():

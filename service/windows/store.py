@@ -450,16 +450,17 @@ class WindowStore:
         lock = self.prefix(self.partition(request_key)) + "req-lock:" + request_key
         ttl = self.config.idempotency_ttl_s
         marked = [(p, [*args, f"{request_key}:{i}", ttl]) for i, (p, args) in enumerate(calls)]
+        markers = [] if keep else [self.prefix(p) + "req:" + args[-2] for p, args in marked]
         with _translated():
             if not await self.redis.set(lock, 1, nx=True, px=REQUEST_LOCK_MS):
                 raise RequestInFlight(self.config.retry_after_s)
             try:
                 results = await self._run_each("append", marked)
-                if not keep:
-                    await self.redis.delete(*(self.prefix(p) + "req:" + args[-2] for p, args in marked))
-            finally:
+            except BaseException:
                 with contextlib.suppress(redis_errors.RedisError, OSError):
                     await self.redis.delete(lock)
+                raise
+            await self.redis.delete(*markers, lock)  # one round trip (split by slot on a cluster)
         return results
 
     def _refuse(self, reason: str, detail: str = "") -> NoReturn:

@@ -14,7 +14,9 @@ from service.intake.batch import LineFields, LogsRequest, json_lines, plain_line
 def model_lines(body: bytes, default_source: str | None) -> list[LineFields]:
     """What the request model makes of a body: the reference the fast path is held to."""
     request = LogsRequest.model_validate_json(body)
-    return [(i, ln.message, ln.session_id, ln.source or default_source) for i, ln in enumerate(request.lines)]
+    return [
+        (i, ln.message, ln.session_id, ln.source or default_source, ln.timestamp) for i, ln in enumerate(request.lines)
+    ]
 
 
 def body(*lines: object, **top: object) -> bytes:

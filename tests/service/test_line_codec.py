@@ -95,3 +95,15 @@ async def test_content_only_elements_read_as_before(make_store: MakeStore) -> No
     key = store.prefix(store.partition("s")) + "lines:s"
     await store.append([("s", "plain raw-format line")], "session")
     assert await store.redis.lrange(key, 0, -1) == [b"plain raw-format line"]  # no extra byte for raw == content
+
+
+def test_a_timestamp_rides_with_every_layout_as_sent() -> None:
+    from service.windows.line_codec import decode_element
+
+    for timestamp in ("2024-05-01T10:00:00Z", 1714557600.5, 1714557600, "ünï:@\"q\"", ""):
+        for raw, content in CASES:
+            element = encode_line(raw, content, timestamp)
+            assert isinstance(element, bytes) and element.startswith(b"\xff")
+            assert decode_element(element) == (raw, content, timestamp), (raw, content, timestamp)
+            assert decode_line(element) == (raw, content)
+    assert decode_element(encode_line(*CASES[0])) == (*CASES[0], None)  # no timestamp: none, as before
