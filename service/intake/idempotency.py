@@ -11,26 +11,27 @@ nothing again).
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-
+import xxhash
 from fastapi import Request
 
 from service.http_errors import ApiError
 
 HEADER = "Idempotency-Key"
 MAX_KEY_CHARS = 255
-INLINE_HASH_BYTES = 1024 * 1024  # bodies past this are hashed in a worker thread (sha256: about 1 ms per MiB)
 
 
 def _digest(parts: list[bytes], raw: bytes) -> str:
-    h = hashlib.sha256(b"\n".join(parts))
+    """XXH3-128: 0.05 ms for a 1,000-line body where SHA-256 took 0.5-0.7 ms (the 2-core machine, loaded). Not a
+    cryptographic hash: a body forged to collide with another request that failed would at worst have its own
+    lines skipped, or that request's retry store some twice (as with no key); whoever may POST can already send
+    any lines."""
+    h = xxhash.xxh3_128(b"\n".join(parts))
     h.update(b"\n")
     h.update(raw)
-    return h.hexdigest()[:32]
+    return h.hexdigest()
 
 
-async def request_key(request: Request, raw: bytes) -> tuple[str, bool]:
+def request_key(request: Request, raw: bytes) -> tuple[str, bool]:
     """(request key, keep): keep is True when the client named the request with an Idempotency-Key."""
     given = request.headers.get(HEADER)
     if given is not None and not (0 < len(given) <= MAX_KEY_CHARS and given.isprintable()):
@@ -45,5 +46,4 @@ async def request_key(request: Request, raw: bytes) -> tuple[str, bool]:
         headers.get("content-encoding", "").encode(),
         (given or "").encode(),
     ]
-    key = _digest(parts, raw) if len(raw) <= INLINE_HASH_BYTES else await asyncio.to_thread(_digest, parts, raw)
-    return key, given is not None
+    return _digest(parts, raw), given is not None

@@ -141,7 +141,7 @@ async def store_batch(
     if batch.groups:
         key, keep = None, False
         if request is not None and (len(prepared.calls) > 1 or idempotency.HEADER in request.headers):
-            key, keep = await idempotency.request_key(request, raw)
+            key, keep = idempotency.request_key(request, raw)
         result = await state.store.append_prepared(prepared, key, keep)
         closed = list(result.closed)
         batch.refuse(result.refused)

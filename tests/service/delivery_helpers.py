@@ -16,7 +16,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.delivery.worker import GROUP
 from service.settings import ServiceSettings
+from service.windows.store import _text
 from tests.service.test_app import KeywordScorer
 from tests.service.test_app import wait_for as app_wait_for
 
@@ -124,3 +126,37 @@ def plant(client: TestClient, session: str, messages: Sequence[str], source: str
         closed = client.post(f"/sequences/{session}/close")
     assert closed.status_code == 200, closed.text
     return str(closed.json()["id"])
+
+
+def nothing_left_to_send(client: TestClient) -> bool:
+    """No push can ever be sent again, whatever time it is: every verdict the delivery group will see was read and
+    acked, the outbox holds no job, and a claim with the clock an hour ahead (every lease run out) finds none.
+
+    Tests that check "no duplicate" wait for this instead of sleeping: a duplicate needs a job left in the outbox
+    (a re-published verdict finds its job done and is not enqueued again), so once it holds none the receiver's
+    count is final.
+    """
+    delivery = client.app.state.delivery  # type: ignore[attr-defined]
+
+    async def check() -> bool:
+        redis = delivery.stream.redis
+        if await delivery.outbox.pending():
+            return False
+        if await redis.exists(delivery.stream.key):
+            last = (await redis.xinfo_stream(delivery.stream.key))["last-generated-id"]
+            groups = {_text(g["name"]): g for g in await redis.xinfo_groups(delivery.stream.key)}
+            group = groups.get(GROUP)
+            if group is None or group["pending"] or _text(group["last-delivered-id"]) != _text(last):
+                return False
+        return not await delivery.outbox.claim(time.time() + 3600, 1.0, 100)
+
+    return bool(client.portal.call(check))  # type: ignore[union-attr]
+
+
+def metric(client: TestClient, name: str) -> float:
+    """The sum of one metric's samples in /metrics (0 when absent)."""
+    total = 0.0
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

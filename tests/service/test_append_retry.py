@@ -193,6 +193,19 @@ def test_post_logs_answers_503_and_its_retry_stores_each_line_once(redis_url: st
         server.close()
 
 
+def test_an_idempotency_key_makes_a_repeat_a_no_op_and_a_bad_one_is_400(redis_url: str, tmp_path: Path) -> None:
+    settings = ServiceSettings(redis_url=redis_url, checkpoint=tmp_path, partitions=4, max_session_lines=2)
+    with TestClient(create_app(settings, scorer=KeywordScorer())) as client:
+        body = {"lines": [{"message": "one", "session_id": "k1"}, {"message": "two", "session_id": "k1"}]}
+        first = client.post("/logs", json=body, headers={"Idempotency-Key": "batch-17"})
+        repeat = client.post("/logs", json=body, headers={"Idempotency-Key": "batch-17"})  # a lost answer's retry
+        other = client.post("/logs", json=body, headers={"Idempotency-Key": "batch-18"})  # another request
+        assert first.json()["closed"] == repeat.json()["closed"] == ["session:default:k1"]
+        assert other.json()["closed"] == ["session:default:k1#1"]  # stored: the numbering moved on once
+        bad = client.post("/logs", json=body, headers={"Idempotency-Key": "x" * 256})
+        assert bad.status_code == 400 and bad.json()["field"] == "Idempotency-Key", bad.text
+
+
 # --- on the 3-node cluster ----------------------------------------------------------------------------------
 
 

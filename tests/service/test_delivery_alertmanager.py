@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.binaries import require_binary
-from tests.service.delivery_helpers import free_port, make_app, plant, wait_for
+from tests.service.delivery_helpers import free_port, make_app, metric, nothing_left_to_send, plant, wait_for
 
 __all__ = ["make_app"]  # fixture
 CONFIG = """
@@ -61,8 +61,9 @@ def test_an_anomaly_becomes_an_alert_that_resolves(make_app: Callable[..., TestC
         return list(found.json())
 
     (alert,) = wait_for(alerts, timeout=20, what="the alert in Alertmanager")
-    time.sleep(1.0)
+    wait_for(lambda: nothing_left_to_send(app), what="an outbox with nothing left to send, even after every lease")
     assert len(alerts()) == 1
+    assert metric(app, "logllm_deliveries_total") == 1  # one push: Alertmanager would merge a second one
     assert alert["labels"] == {"alertname": "LogAnomaly", "source": "default", "window": window}
     annotations = alert["annotations"]
     assert isinstance(annotations, dict)

@@ -12,20 +12,20 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.delivery.outbox import backoff_s
-from tests.service.delivery_helpers import Receiver, make_app, plant, receiver, stop, wait_for
+from tests.service.delivery_helpers import (
+    Receiver,
+    make_app,
+    metric,
+    nothing_left_to_send,
+    plant,
+    receiver,
+    stop,
+    wait_for,
+)
 
 __all__ = ["make_app", "receiver"]  # fixtures
 SECRET = "s3cret-for-tests"
 MakeApp = Callable[..., TestClient]
-
-
-def metric(client: TestClient, name: str) -> float:
-    """The sum of one metric's samples in /metrics (0 when absent)."""
-    total = 0.0
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_one_signed_delivery_despite_two_failures_and_a_restart(make_app: MakeApp, receiver: Receiver) -> None:
@@ -39,7 +39,7 @@ def test_one_signed_delivery_despite_two_failures_and_a_restart(make_app: MakeAp
     restarted_at = time.time()
     second = make_app(webhooks=hooks, webhook_backoff_s=1.0)
     wait_for(receiver.accepted, timeout=20, what="the delivery after the restart")
-    time.sleep(1.5)  # nothing more may arrive
+    wait_for(lambda: nothing_left_to_send(second), what="an outbox with nothing left to send, even after every lease")
 
     assert [r.status for r in receiver.requests] == [500, 500, 200]
     assert receiver.requests[0].at < restarted_at < receiver.requests[-1].at
@@ -105,6 +105,7 @@ def test_two_replicas_push_each_anomaly_once(make_app: MakeApp, receiver: Receiv
     replicas = [make_app(webhooks=hooks, consumer=f"replica-{i}") for i in range(2)]
     windows = [plant(replicas[i % 2], f"blk_{i}", [f"open blk_{i}", f"disk error on blk_{i}"]) for i in range(6)]
     wait_for(lambda: len(receiver.accepted()) >= len(windows), timeout=20, what="every anomaly pushed")
-    time.sleep(1.5)  # nothing more may arrive
+    for replica in replicas:  # both loops' reads acked; no job left for either, even after every lease
+        wait_for(lambda replica=replica: nothing_left_to_send(replica), what="nothing left to send")
     assert [r.status for r in receiver.requests] == [200] * len(windows)
     assert sorted(json.loads(r.body)["record"]["id"] for r in receiver.requests) == sorted(windows)

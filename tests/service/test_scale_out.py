@@ -147,6 +147,14 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
         time.sleep(0.2)
 
 
+def nothing_left_to_score(redis_url: str, cluster: bool) -> bool:
+    """Every partition's ready stream is empty: complete (and drop) delete the entries they ack, so a window
+    can only be scored again while its entry is there; once none is, the verdict counters are final."""
+    client = redis.RedisCluster.from_url(redis_url) if cluster else redis.Redis.from_url(redis_url)
+    with client:
+        return all(client.xlen(f"logllm:{{p{p}}}:ready") == 0 for p in range(PARTITIONS))
+
+
 def read_verdicts(redis_url: str, cluster: bool, window_ids: list[str]) -> list[Verdict | str | None]:
     async def read() -> list[Verdict | str | None]:
         client = RedisCluster.from_url(redis_url) if cluster else Redis.from_url(redis_url)
@@ -174,7 +182,8 @@ def test_two_apis_and_three_workers_score_every_window_of_50000_lines_exactly_on
     assert accepted == LINES and len(closed) == expected == len(set(closed))
     wait_for(lambda: sum(map(verdicts_written, fleet.workers)) >= expected, DRAIN_TIMEOUT_S, "all verdicts")
     elapsed = time.perf_counter() - started
-    time.sleep(0.5)  # a second write of any window would show up in a counter by now
+    # no entry left in any ready queue: no window can be scored (and its verdict written) again
+    wait_for(lambda: nothing_left_to_score(url, on_cluster), DRAIN_TIMEOUT_S, "every ready queue empty")
     per_worker = [verdicts_written(w) for w in fleet.workers]
     assert sum(per_worker) == expected, f"verdict writes per worker: {per_worker}"
     assert all(n > 0 for n in per_worker), f"a worker got no work: {per_worker}"

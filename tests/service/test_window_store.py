@@ -54,11 +54,25 @@ async def test_explicit_close_and_window_reasons(make_store: MakeStore) -> None:
     assert await store.close("never-seen") is None
 
 
+async def age(store: WindowStore, seconds: float) -> None:
+    """Move every open window's last line ``seconds`` into the past by the Redis clock (its last-seen score):
+    the idle sweep then sees them as Redis would that much later, without a sleep and with no margin to lose."""
+    seconds_now, micros = await store.redis.time()
+    now = seconds_now + micros / 1_000_000
+    for p in range(store.config.partitions):
+        key = store.prefix(p) + "lastseen"
+        seen = await store.redis.zrange(key, 0, -1, withscores=True)
+        if seen:
+            await store.redis.zadd(key, {member: min(score, now) - seconds for member, score in seen}, xx=True)
+
+
 async def test_idle_sweep_closes_only_windows_idle_long_enough(make_store: MakeStore) -> None:
-    store = await make_store(idle_timeout_s=0.5)
+    store = await make_store(idle_timeout_s=30)
     await store.append([("session:default:old", "x")], "session")
-    assert await store.sweep_idle() == []  # 0.5 s have not passed
-    await asyncio.sleep(0.6)
+    assert await store.sweep_idle() == []  # just seen
+    await age(store, 29)
+    assert await store.sweep_idle() == []  # 29 s of 30 have passed
+    await age(store, 2)
     await store.append([("session:default:fresh", "y")], "session")
     assert await store.sweep_idle() == ["session:default:old"]
     assert (await store.read_batch("c", 10, 100, 0))[0].reason == "idle"
@@ -407,13 +421,14 @@ async def lastseen(store: WindowStore) -> set[str]:
 async def test_windows_closed_and_reopened_within_one_call_keep_meta_and_last_seen_right(make_store: MakeStore) -> None:
     """append.lua reads each window's meta once per call and writes last-seen once per window at the end: a
     window that closes and reopens within the call is open and seen after it, one that closes is neither."""
-    store = await make_store(max_session_lines=2, idle_timeout_s=0.3)
+    store = await make_store(max_session_lines=2, idle_timeout_s=30)
     a, b = "session:default:a", "session:default:b"
     result = await store.append([(a, "1"), (b, "x"), (a, "2"), (a, "3"), (b, "y")], "session")
     assert (result.accepted, result.closed) == (5, [a, b])
     assert await store.open_windows() == 1
     assert await lastseen(store) == {a}
-    await asyncio.sleep(0.4)
+    assert await store.sweep_idle() == []
+    await age(store, 31)
     assert await store.sweep_idle() == [f"{a}#1"]
     assert await lastseen(store) == set()
     assert await drain(store) == {a: ["1", "2"], b: ["x", "y"], f"{a}#1": ["3"]}
