@@ -69,10 +69,10 @@ _BODY_DOC: dict[str, Any] = {
     }
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "malformed body (names what failed) or bad Content-Encoding data"},
+    400: {"description": "malformed body (names what failed), bad Content-Encoding data or Idempotency-Key"},
     413: {"description": "body over max_body_bytes, before or after decompression"},
     415: {"description": "unsupported Content-Type, charset or Content-Encoding"},
-    429: {"description": "queue or session cap reached; see Retry-After"},
+    429: {"description": "queue or session cap reached, or an identical request is being stored; see Retry-After"},
     503: {"description": "Redis down or out of memory; retry the same body: no line is stored twice"},
 }
 
