@@ -250,5 +250,6 @@ async def test_on_the_cluster_a_node_out_of_memory_fails_half_and_the_retry_comp
     result = await store.append_prepared(prepared, request_key=request_key)
     assert result.accepted == BIG_LINES + 1
     assert await stored(store, big, small) == (BIG_LINES - 99, 1)
+    assert await store.redis.keys("*req*", target_nodes=RedisCluster.PRIMARIES) == []  # markers gone, each node
     await store.append_prepared(prepared, request_key=request_key)  # after a success: new lines
     assert await stored(store, big, small) == (2 * BIG_LINES - 99, 2)
