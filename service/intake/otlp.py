@@ -134,9 +134,12 @@ def otlp_lines(request: ExportLogsServiceRequest, settings: ServiceSettings) -> 
                 if not session_ok:
                     out.rejected.append(Rejection(index=index, reason="invalid_session", message=shorten(session)))
                     continue
-                timestamp = record.time_unix_nano or record.observed_time_unix_nano
+                timestamp = record.time_unix_nano or record.observed_time_unix_nano  # 0 in both: not known
                 line = LogLine.model_construct(
-                    message=any_text(record.body), session_id=session, timestamp=str(timestamp), source=source
+                    message=any_text(record.body),
+                    session_id=session,
+                    timestamp=str(timestamp) if timestamp else None,
+                    source=source,
                 )
                 out.lines.append((index, line))
     return out

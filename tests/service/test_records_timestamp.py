@@ -12,6 +12,7 @@ import redis
 
 from service.windows.line_codec import decode_element, encode_line
 from tests.service.test_app import MakeClient, make_client, scored  # noqa: F401
+from tests.service.test_intake_otlp import otlp_json
 from tests.service.test_records import record
 from training.data_generic import load_generic
 
@@ -55,6 +56,21 @@ def test_a_loki_entry_keeps_its_nanosecond_timestamp(make_client: MakeClient) ->
     window_id = client.post("/sequences/session:web:blk_9/close").json()["id"]
     scored(client, window_id)
     assert record(client, window_id)["lines"][0]["timestamp"] == "1714557600123456789"
+
+
+def test_an_otlp_record_keeps_its_time_and_one_without_a_time_gets_none(make_client: MakeClient) -> None:
+    """OTLP's time_unix_nano (else observed_time_unix_nano); 0 in both means not known, so none is kept."""
+    client = make_client()
+    records = [
+        {"timeUnixNano": "1700000000000000001", "body": {"stringValue": "open blk_3"}},
+        {"observedTimeUnixNano": "1700000000000000002", "body": {"stringValue": "read blk_3"}},
+        {"body": {"stringValue": "disk error blk_3"}},
+    ]
+    assert client.post("/v1/logs", json=otlp_json(records)).status_code == 200
+    window_id = client.post("/sequences/session:api:blk_3/close").json()["id"]
+    scored(client, window_id)
+    stamps = [x.get("timestamp") for x in record(client, window_id)["lines"]]
+    assert stamps == ["1700000000000000001", "1700000000000000002", None]
 
 
 def test_a_line_without_a_timestamp_is_stored_as_before(make_client: MakeClient, redis_url: str) -> None:
