@@ -72,6 +72,12 @@ def webhook_headers(job_id: str, body: bytes, secret: str | None, now: float) ->
     return headers
 
 
+def _weight(top: dict[str, Any]) -> str:
+    """A top line's contribution, or the novelty kind of a template the novelty rule found (none measured)."""
+    value = top.get("contribution")
+    return f"{value:+.3f}" if isinstance(value, int | float) else str(top.get("novelty") or "")
+
+
 def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
@@ -79,7 +85,7 @@ def _iso(seconds: float) -> str:
 def alert_body(record: dict[str, Any], record_url: str, now: float, resolve_after_s: float) -> bytes:
     """One alert for Alertmanager's ``POST /api/v2/alerts``; ``endsAt`` makes it resolve by itself."""
     lines = "\n".join(
-        f"{c.get('contribution', 0):+.3f} {c.get('raw') or c.get('line') or c.get('message', '')}"[:300]
+        f"{_weight(c)} {c.get('raw') or c.get('line') or c.get('message', '')}"[:300]
         for c in top_lines(record)
     )  # the line as shipped where the record kept it
     score = record.get("score")
