@@ -59,7 +59,8 @@ def test_the_verdict_record_and_push_do_not_wait_for_the_explanation(make_app: A
     scorer.release.set()
     done = wait_for(lambda: (r := record(app, window))["explanation_status"] == "done" and r, what="explanation")
     top = done["explanation"][0]
-    assert (top["message"], top["line"], round(top["contribution"], 6)) == ("disk error on block <*>", ANOMALOUS[2], 0.8)
+    assert (top["message"], top["line"]) == ("disk error on block <*>", ANOMALOUS[2])
+    assert round(top["contribution"], 6) == 0.8  # 0.9 with it, 0.1 without
 
 
 def test_queued_explanations_survive_a_restart(make_app: Any, redis_url: str) -> None:
