@@ -20,6 +20,7 @@ import os
 import random
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from bench.common import (
@@ -115,6 +116,7 @@ def main() -> None:
     parser.add_argument("--shares", type=float, nargs="+", default=[0.0, 0.2, 0.5], help="shares made anomalous")
     parser.add_argument("--before", default="668764b", help="git revision run as 'before' ('' for none)")
     parser.add_argument("--batch-size", type=int, default=16, help="max_batch_windows of both services")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds over all shares (medians are reported)")
     parser.add_argument("--timeout-s", type=float, default=900.0)
     parser.add_argument("--novelty", default="flag", help="both services' novelty rule ('off': every anomaly is the"
                         " model's, so every explanation is an occlusion; result file storm-novelty-off)")  # fmt: skip
@@ -141,7 +143,7 @@ def main() -> None:
                 "max_session_lines": 10_000, "max_batch_windows": args.batch_size, "novelty": args.novelty}  # fmt: skip
     repos: dict[str, Path] = ({"before": checkout(args.before)} if args.before else {}) | {"after": REPO}
     services = {side: ServiceProcess(checkpoint, settings, repo=repo) for side, repo in repos.items()}
-    results: dict[str, dict[str, Any]] = {side: {} for side in services}
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {s: {f"{x:g}": [] for x in args.shares} for s in services}
     block = 5_000_000
     try:
         for side, service in services.items():
@@ -151,7 +153,7 @@ def main() -> None:
         for client in clients.values():  # embedding cache warm, nothing anomalous
             storm(client, warm, block, args.timeout_s)
             block += args.windows
-        for share in args.shares:
+        for share in [x for _ in range(args.rounds) for x in args.shares]:
             picked = rng.sample(normal, args.windows)
             chosen = set(rng.sample(range(args.windows), round(share * args.windows)))
             windows = [[*w[: len(w) // 2], events[20], *w[len(w) // 2 :]] if i in chosen else w
@@ -159,7 +161,7 @@ def main() -> None:
             for side, client in clients.items():  # the same windows for both sides
                 found = storm(client, windows, block, args.timeout_s)
                 block += args.windows
-                results[side][f"{share:g}"] = found
+                results[side][f"{share:g}"].append(found)
                 print(f"  {side} {share:.0%}: {found['verdicts_per_second']:.2f} verdicts/s, {found['anomalous']} "
                       f"anomalous, explanations done {found['explanations_done_after_last_verdict_s']:.1f} s after "
                       f"the last verdict, load {found['load_average_1m'][0]:.1f}", flush=True)  # fmt: skip
@@ -168,27 +170,41 @@ def main() -> None:
             service.stop()
     rows = []
     base = f"{args.shares[0]:g}"
+    summary: dict[str, dict[str, dict[str, Any]]] = {side: {} for side in results}
     for share in args.shares:
         key = f"{share:g}"
-        for side in results:
-            r = results[side][key]
-            r["x_rate_at_first_share"] = r["verdicts_per_second"] / results[side][base]["verdicts_per_second"]
+        for side, runs in results.items():
+            rate = median(r["verdicts_per_second"] for r in runs[key])
+            r = summary[side][key] = {
+                "verdicts_per_second_median": rate,
+                "verdicts_per_second_runs": [r["verdicts_per_second"] for r in runs[key]],
+                "x_rate_at_first_share": rate / median(r["verdicts_per_second"] for r in runs[base]),
+                "explanations_done_after_last_verdict_s_max": max(
+                    r["explanations_done_after_last_verdict_s"] for r in runs[key]
+                ),
+                "anomalous": [r["anomalous"] for r in runs[key]],
+            }
             if side == "after" and "before" in results:
-                r["x_before"] = r["verdicts_per_second"] / results["before"][key]["verdicts_per_second"]
+                r["x_before"] = rate / median(x["verdicts_per_second"] for x in results["before"][key])
+            how: dict[str, float] = {}
+            for run in runs[key]:
+                for k, v in run["explanations_by_how"].items():
+                    how[k] = how.get(k, 0) + v
             rows.append([
-                f"{share:.0%}", side, r["anomalous"], r["verdicts_per_second"], r["x_rate_at_first_share"],
-                r.get("x_before") or "-", r["explanations_done_after_last_verdict_s"],
-                " ".join(f"{k}={v:g}" for k, v in r["explanations_by_how"].items() if v) or "-",
+                f"{share:.0%}", side, "/".join(map(str, r["anomalous"])), rate, r["x_rate_at_first_share"],
+                r.get("x_before") or "-", r["explanations_done_after_last_verdict_s_max"],
+                " ".join(f"{k}={v:g}" for k, v in how.items() if v) or "-",
             ])  # fmt: skip
     print()
-    print(table(["injected", "side", "anomalous", "verdicts/s", f"x at {float(base):.0%}", "x before",
-                 "explained +s", "explanations"], rows))  # fmt: skip
-    print(f"{args.windows} windows per storm, batch {args.batch_size}; before = {args.before or '-'}")
+    print(table(["injected", "side", "anomalous", "median verdicts/s", f"x at {float(base):.0%}", "x before",
+                 "explained +s (max)", "explanations"], rows))  # fmt: skip
+    print(f"{args.windows} windows per storm, {args.rounds} round(s), batch {args.batch_size}; novelty "
+          f"{args.novelty}; before = {args.before or '-'}")  # fmt: skip
     print(machine_line(info))
     write_result(
         result_name(args),
         {"quick": args.quick, "checkpoint": str(checkpoint), "seed": args.seed, "windows": args.windows,
-         "novelty": args.novelty,
+         "novelty": args.novelty, "rounds": args.rounds, "summary": summary,
          "batch_size": args.batch_size, "before": args.before, "results": results},
         info,
     )  # fmt: skip

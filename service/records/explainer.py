@@ -37,6 +37,7 @@ CHUNK = 8  # variants per forward pass: about one small scoring batch, the most 
 CLAIM_PER_PARTITION = 8
 LEASE_S = 300.0  # a claimed job another worker may take over after this (it held it, or it died)
 CACHE_TTL_S = 86_400
+IDLE_CLAIM_S = 1.0  # an idle worker looks for other workers' (or a previous life's) queued work this often
 
 
 @dataclass
@@ -103,6 +104,7 @@ class Explainer:
         self._jobs: list[ExplainJob] = []
         self._current: Occlusion | None = None
         self._more = True  # the queue may hold work: claim before deciding there is none
+        self._next_claim = 0.0  # monotonic time of the next claim when nothing was announced
 
     def has_work(self) -> bool:
         """Work known to wait (claimed, in progress, or announced by ``notify``)."""
@@ -145,6 +147,9 @@ class Explainer:
         """The next job that needs the model; jobs explained without it are written on the way."""
         while True:
             if not self._jobs:
+                if not self._more and time.monotonic() < self._next_claim:
+                    return None
+                self._next_claim = time.monotonic() + IDLE_CLAIM_S
                 jobs, unusable = await self.queue.claim(CLAIM_PER_PARTITION, LEASE_S)
                 for partition, window_id in unusable:
                     await self.queue.finish(partition, [(window_id, "", "failed")])
