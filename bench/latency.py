@@ -189,6 +189,21 @@ def measure(service: ServiceProcess, args: Any, templates: list[str], share: flo
     }
 
 
+def drain(url: str, timeout_s: float) -> float | None:
+    """Wait until the service's ready queue is empty (a backlog of one run must not load the next); the depth
+    left when the wait ran out, else None."""
+    import httpx
+
+    deadline = time.perf_counter() + timeout_s
+    depth = None
+    while time.perf_counter() < deadline:
+        depth = metric(httpx.get(f"{url}/metrics", timeout=30).text, "logllm_ready_queue_depth")
+        if not depth:
+            return None
+        time.sleep(1.0)
+    return depth
+
+
 def main() -> None:
     parser = base_parser(__doc__.split("\n")[0], "latency")
     parser.add_argument("--checkpoint", help="checkpoint the service loads (default, else untrained)")
@@ -202,6 +217,7 @@ def main() -> None:
     parser.add_argument("--before", default="", help="git revision run beside this checkout as 'before'")
     parser.add_argument("--before-probes", type=int, help="probes on the before side (default --probes)")
     parser.add_argument("--verbose", action="store_true", help="print every probe")
+    parser.add_argument("--drain-s", type=float, default=120.0, help="longest wait for a backlog to clear after a run")
     args = parser.parse_args()
     if args.quick:
         args.probes, args.load_windows_per_s, args.probe_interval_s = 4, 0.5, 0.5
@@ -219,11 +235,12 @@ def main() -> None:
         for side, service in services.items():
             print(f"{side}: logllm serve ready on {service.url} after {service.start():.1f} s", flush=True)
         for share in args.shares:
-            for side, service in services.items():
+            for side, service in reversed(services.items()):  # after first: a before backlog is drained after it
                 side_args = argparse.Namespace(**vars(args))
                 if side == "before" and args.before_probes:
                     side_args.probes = args.before_probes
                 run = runs[side][f"{share:g}"] = measure(service, side_args, templates, share)
+                run["backlog_left_after_drain"] = drain(service.url, args.drain_s)
                 lat, load = run["latency"]["all"], run["load"]
                 flagged = run["share_flagged"]
                 rows.append([

@@ -33,7 +33,7 @@ from service.records.record_store import mute_id
 from service.windows.store import _text, _translated
 
 log = logging.getLogger(__name__)
-CHUNK = 8  # variants per forward pass: about one small scoring batch, the most a closed window waits behind
+CHUNK = 4  # variants per forward pass: a quarter of a scoring batch, the most a closed window waits behind
 CLAIM_PER_PARTITION = 8
 LEASE_S = 300.0  # a claimed job another worker may take over after this (it held it, or it died)
 CACHE_TTL_S = 86_400

@@ -26,6 +26,7 @@ from service.windows.store import ClosedWindow, StoreUnavailable, Verdict, Windo
 
 log = logging.getLogger(__name__)
 IDLE_BLOCK_MS = 200  # how long an idle loop waits on Redis before it looks at stop() again
+EXPLAIN_GRACE_MS = 20  # with explanations waiting: how long the stream must stay empty before one step runs
 RETRY_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 T = TypeVar("T")
 
@@ -137,6 +138,7 @@ class ClassifierLoop:
         self._held: list[ClosedWindow] = []  # read but left out of the last batch by its limits
         self._next_reclaim = 0.0
         self._explain_credit = 0.0  # seconds of explanation a busy loop has earned (explain_share of its batches)
+        self._explain_step_s = 0.5  # the last step's duration: a busy loop runs one only once it has earned it
 
     def stop(self) -> None:
         """Ask run() to return: no new reads, the batch in flight is scored and acked first."""
@@ -193,10 +195,9 @@ class ClassifierLoop:
         """The next batch: waits up to IDLE_BLOCK_MS for a first window, then max_batch_wait_ms for more."""
         cfg = self.config
         if not self._held:
-            explaining = self.explain is not None and self.explain.has_work()  # then only look, do not wait
-            self._held = await self.store.read_batch(
-                cfg.consumer, cfg.max_batch_windows, cfg.max_batch_lines, 0 if explaining else IDLE_BLOCK_MS
-            )
+            explaining = self.explain is not None and self.explain.has_work()  # then only glance, do not wait
+            block_ms = EXPLAIN_GRACE_MS if explaining else IDLE_BLOCK_MS
+            self._held = await self.store.read_batch(cfg.consumer, cfg.max_batch_windows, cfg.max_batch_lines, block_ms)
         if not self._held:
             return []
         deadline = time.monotonic() + cfg.max_batch_wait_ms / 1000
@@ -302,10 +303,11 @@ class ClassifierLoop:
             self._explain_credit = 0.0
             return
         self._explain_credit = min(self._explain_credit + batch_s * self.config.explain_share, 60.0)
-        if self._explain_credit > 0 and self.config.explain_share > 0:
+        if self._explain_credit >= self._explain_step_s and self.config.explain_share > 0:
             started = time.perf_counter()
             await self.explain.step(self.scorer)
-            self._explain_credit -= time.perf_counter() - started
+            self._explain_step_s = time.perf_counter() - started
+            self._explain_credit -= self._explain_step_s
 
     async def _give_up(self, windows: list[ClosedWindow], error: str) -> None:
         records = self.records.failed_payloads(windows) if self.records is not None else None
