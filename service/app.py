@@ -40,6 +40,7 @@ from service.state import ServiceState
 if TYPE_CHECKING:
     from model.vocab import Vocabulary
     from service.patterns.keeper import PatternKeeper
+    from service.records.explainer import Explainer
     from service.records.keeper import RecordKeeper
     from service.scoring.classifier import ClassifierLoop, Scorer
     from service.windows.store import WindowStore
@@ -179,6 +180,7 @@ class Runtime:
                 records=self._record_keeper(),
                 publish=self.publish,
                 patterns=self._pattern_keeper(vocabulary),
+                explain=self._explainer(),
             )
             try:
                 await self.classifier.run()
@@ -194,6 +196,16 @@ class Runtime:
 
         records = self.state.records
         return RecordKeeper(records, preprocess, self.state.metrics) if records is not None else None
+
+    def _explainer(self) -> Explainer | None:
+        from service.records.explain_queue import ExplainQueue
+        from service.records.explainer import Explainer
+
+        records, settings = self.state.records, self.state.settings
+        if records is None or records.config.explain_top_k <= 0:
+            return None
+        return Explainer(ExplainQueue(self.state.store), records.config.explain_top_k, settings.explain_budget_s,
+                         self.state.metrics)  # fmt: skip
 
     def _pattern_keeper(self, vocabulary: Vocabulary | None) -> PatternKeeper | None:
         from service.patterns.keeper import PatternKeeper

@@ -91,6 +91,10 @@ class ServiceMetrics:
         self.explanation_seconds = Histogram(
             "logllm_explanation_seconds", "occlusion explanation of one window", buckets=_SECONDS, registry=r
         )
+        self.explanations = Counter(
+            "logllm_explanations", "explanations written after their verdicts, by how (occlusion, cached, novelty,"
+            " failed)", ["how"], registry=r,
+        )  # fmt: skip
         self.new_templates = Counter(
             "logllm_new_templates", "templates seen for the first time in a source (bounded source names)",
             ["source"], registry=r,

@@ -159,6 +159,16 @@ class ServiceSettings(ModelSettings):
     explain_top_k: int = Field(
         default=5, ge=0, description="messages stored with each anomalous window's explanation (0: no explanation)"
     )
+    explain_share: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="share of a busy worker's time given to explanations while closed windows wait (they are"
+        " written after their verdicts; an idle worker explains at once)",
+    )
+    explain_budget_s: float = Field(
+        default=10.0, gt=0, description="model time one window's explanation may take; then it keeps what it has"
+    )
     cursor_secret: SecretStr | None = Field(
         default=None,
         description="key that signs page cursors (empty: a random one kept in Redis, shared by all instances)",

@@ -27,6 +27,18 @@ class WebhookTarget(BaseModel):
     min_score: float = Field(default=0.0, ge=0, le=1, description="only windows scoring at least this")
     sources: list[str] | None = Field(default=None, description="only these sources (default: all)")
     secret: SecretStr | None = Field(default=None, description="signs the body with HMAC-SHA256")
+    group_wait: float | None = Field(
+        default=None,
+        ge=0,
+        description="seconds: group anomalies per source and reason (as Alertmanager does); a new group's first"
+        " anomaly waits this long, then one call carries the whole group (default: one call per window)",
+    )
+    group_interval: float = Field(
+        default=300.0,
+        gt=0,
+        description="with group_wait: anomalies that join a group after it was sent go out together this long"
+        " after its last call",
+    )
 
     @property
     def target_id(self) -> str:
@@ -56,10 +68,24 @@ def top_lines(record: dict[str, Any], limit: int = 5) -> list[dict[str, Any]]:
     return list(explanation)[:limit]
 
 
-def webhook_body(record: dict[str, Any], record_url: str) -> bytes:
-    """The JSON POSTed for one anomalous window: its record (without the full line list) and its top lines."""
+def _anomaly(record: dict[str, Any], record_url: str) -> dict[str, Any]:
+    """One anomalous window as pushed: its record (without the full line list), its top lines and its URL.
+    The push does not wait for the explanation: ``record.explanation_status`` says whether it had landed."""
     summary = {k: v for k, v in record.items() if k not in ("lines", "explanation")}
-    body = {"event": "anomaly", "record": summary, "top_lines": top_lines(record), "url": record_url}
+    return {"record": summary, "top_lines": top_lines(record), "url": record_url}
+
+
+def webhook_body(record: dict[str, Any], record_url: str) -> bytes:
+    """The JSON POSTed for one anomalous window."""
+    body = {"event": "anomaly", **_anomaly(record, record_url)}
+    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+
+def group_body(source: str, reason: str, items: list[tuple[dict[str, Any], str]]) -> bytes:
+    """The JSON POSTed for a group: every anomaly of one source and reason since the group's last call, oldest
+    first, each as ``webhook_body`` has it (record, top lines, url)."""
+    anomalies = [_anomaly(record, url) for record, url in items]
+    body = {"event": "anomalies", "source": source, "reason": reason, "count": len(anomalies), "anomalies": anomalies}
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 
 
@@ -72,6 +98,12 @@ def webhook_headers(job_id: str, body: bytes, secret: str | None, now: float) ->
     return headers
 
 
+def _weight(top: dict[str, Any]) -> str:
+    """A top line's contribution, or the novelty kind of a template the novelty rule found (none measured)."""
+    value = top.get("contribution")
+    return f"{value:+.3f}" if isinstance(value, int | float) else str(top.get("novelty") or "")
+
+
 def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
@@ -79,7 +111,7 @@ def _iso(seconds: float) -> str:
 def alert_body(record: dict[str, Any], record_url: str, now: float, resolve_after_s: float) -> bytes:
     """One alert for Alertmanager's ``POST /api/v2/alerts``; ``endsAt`` makes it resolve by itself."""
     lines = "\n".join(
-        f"{c.get('contribution', 0):+.3f} {c.get('raw') or c.get('line') or c.get('message', '')}"[:300]
+        f"{_weight(c)} {c.get('raw') or c.get('line') or c.get('message', '')}"[:300]
         for c in top_lines(record)
     )  # the line as shipped where the record kept it
     score = record.get("score")

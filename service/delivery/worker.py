@@ -13,16 +13,25 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 from redis.exceptions import RedisError, ResponseError
 
+from service.delivery.groups import MAX_GROUP, ClaimedGroup, GroupedJob, GroupOutbox
 from service.delivery.outbox import Job, Outbox, backoff_s
 from service.delivery.records import RecordSource
 from service.delivery.stream import VerdictStream, _decode
-from service.delivery.targets import ALERTMANAGER, WebhookTarget, alert_body, webhook_body, webhook_headers
+from service.delivery.targets import (
+    ALERTMANAGER,
+    WebhookTarget,
+    alert_body,
+    group_body,
+    webhook_body,
+    webhook_headers,
+)
 from service.metrics import ServiceMetrics
 from service.settings import ServiceSettings
 
@@ -44,8 +53,11 @@ class DeliveryLoop:
         settings: ServiceSettings,
         metrics: ServiceMetrics | None = None,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.stream, self.outbox, self.records, self.settings, self.metrics = stream, outbox, records, settings, metrics
+        self.groups = GroupOutbox(outbox.redis, outbox.prefix, outbox.done_ttl_s)
+        self.clock = clock  # unix seconds; tests drive it to test group_wait / group_interval
         self.webhooks: dict[str, WebhookTarget] = {w.target_id: w for w in settings.webhooks}
         self.rng = rng or random.Random()
         self.base_url = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
@@ -88,8 +100,21 @@ class DeliveryLoop:
         if not entries:
             return False
         decoded = [_decode(i, raw) for i, raw in entries]
-        jobs = [(target, e.fields["id"]) for e in decoded for target in self._targets_for(e.fields)]
-        await self.outbox.enqueue(jobs, time.time())
+        single: list[tuple[str, str]] = []
+        grouped: list[GroupedJob] = []
+        for e in decoded:
+            for target in self._targets_for(e.fields):
+                hook = self.webhooks.get(target)
+                if hook is not None and hook.group_wait is not None:
+                    source, reason = str(e.fields.get("source") or ""), str(e.fields.get("verdict_reason") or "model")
+                    grouped.append(
+                        GroupedJob(target, e.fields["id"], source, reason, hook.group_wait, hook.group_interval)
+                    )
+                else:
+                    single.append((target, e.fields["id"]))
+        now = self.clock()
+        await self.outbox.enqueue(single, now)
+        await self.groups.enqueue(grouped, now)
         await self.stream.redis.xack(self.stream.key, GROUP, *[e.entry_id for e in decoded])
         return backlog
 
@@ -102,14 +127,71 @@ class DeliveryLoop:
 
     async def _send_due(self, client: httpx.AsyncClient) -> None:
         lease = self.settings.webhook_timeout_s + 5
-        jobs = await self.outbox.claim(time.time(), lease, SEND_BATCH)
-        if jobs:
-            await asyncio.gather(*(self._send(client, job) for job in jobs))
+        now = self.clock()
+        jobs = await self.outbox.claim(now, lease, SEND_BATCH)
+        groups = await self.groups.claim(now, lease, SEND_BATCH)
+        if jobs or groups:
+            await asyncio.gather(
+                *(self._send(client, job) for job in jobs), *(self._send_group(client, g) for g in groups)
+            )
         if self.metrics is not None:
-            self.metrics.outbox_pending.set(await self.outbox.pending())
+            self.metrics.outbox_pending.set(await self.outbox.pending() + await self.groups.pending())
+
+    async def _send_group(self, client: httpx.AsyncClient, group: ClaimedGroup) -> None:
+        """One call for the group's waiting anomalies whose records say anomalous; the rest are dropped
+        (muted since, expired) or wait (record not written yet) as a single job would."""
+        now = self.clock()
+        webhook = self.webhooks.get(group.target)
+        if webhook is None:
+            log.warning("delivery group %s: target %s is no longer configured; dropped", group.id, group.target)
+            await self.groups.finish(group, [(m.id, "unknown_target") for m in group.members], False, now, now)
+            return
+        records: list[dict[str, Any] | None] = []
+        for first in range(0, len(group.members), SEND_BATCH):  # a few reads at a time: the client's pool is shared
+            chunk = group.members[first : first + SEND_BATCH]
+            records += await asyncio.gather(*(self.records.get(m.window_id, with_lines=False) for m in chunk))
+        done: list[tuple[str, str]] = []
+        items: list[tuple[dict[str, Any], str]] = []
+        sent: list[tuple[str, str]] = []
+        waiting = False
+        for member, record in zip(group.members, records, strict=True):
+            if record is None:
+                if now - member.created_at > RECORD_WAIT_S:
+                    done.append((member.id, "no_record"))
+                else:
+                    waiting = True
+            elif record.get("status") != "anomalous":
+                done.append((member.id, "skipped"))
+            else:
+                items.append((record, f"{self.base_url}/sequences/{quote(member.window_id, safe='')}"))
+                sent.append((member.id, "delivered"))
+        if not items:
+            await self.groups.finish(group, done, False, now + 0.5 if waiting else now, now)
+            return
+        body = group_body(group.source, group.reason, items)
+        secret = webhook.secret.get_secret_value() if webhook.secret else None
+        try:
+            headers = webhook_headers(group.delivery_id, body, secret, now)
+            response = await client.post(str(webhook.url), content=body, headers=headers)
+            error = None if response.is_success else f"HTTP {response.status_code}: {response.text[:200]}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        if error is None:
+            full = len(group.members) >= MAX_GROUP
+            await self.groups.finish(group, done + sent, True, now if full else now + webhook.group_interval, now)
+            if self.metrics is not None:
+                self.metrics.deliveries.labels(kind="webhook").inc()
+            return
+        s = self.settings
+        next_try = now + backoff_s(group.attempts + 1, s.webhook_backoff_s, s.webhook_backoff_max_s, self.rng)
+        outcome = await self.groups.failed(group, error, next_try, s.webhook_max_attempts, now)
+        log.warning("delivery of group %s (%d anomalies) failed (%s): %s", group.id, len(items), outcome, error)
+        if self.metrics is not None:
+            counter = self.metrics.delivery_dead_letters if outcome == "dead" else self.metrics.delivery_retries
+            counter.labels(kind="webhook").inc()
 
     async def _send(self, client: httpx.AsyncClient, job: Job) -> None:
-        now = time.time()
+        now = self.clock()
         kind = "alertmanager" if job.target == ALERTMANAGER else "webhook"
         webhook = self.webhooks.get(job.target)
         if kind == "webhook" and webhook is None:

@@ -24,7 +24,10 @@ class TopLine(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     message: str = Field(description="a distinct preprocessed message of the window")
-    contribution: float = Field(description="the drop in score when all its occurrences are removed (occlusion)")
+    contribution: float | None = Field(
+        description="the drop in score when all its occurrences are removed (occlusion); null for a template the"
+        " novelty rule found, which explains its window without an occlusion pass"
+    )
     count: int = Field(description="its occurrences in the window")
     line: str | None = Field(default=None, description="the content of the first line that carried it")
     raw: str | None = Field(default=None, description="that line as shipped (absent on records written before)")
@@ -54,6 +57,11 @@ class RecordResponse(BaseModel):
     error: str | None = None
     lines_kept: bool = False
     explanation: list[TopLine] | None = Field(default=None, description="top lines, strongest first")
+    explanation_status: str | None = Field(
+        default=None,
+        description="pending (the verdict is written, its explanation follows), done, partial (the time budget"
+        " ran out: the messages measured so far), failed; null for windows that get none",
+    )
     feedback: RecordFeedback | None = None
     session_key: str | None = Field(default=None, description="session windows")
     window_number: int | None = Field(default=None, description="session windows: 0, then #1, #2...")

@@ -89,9 +89,11 @@ def record_payload(
     messages: Sequence[str] | None = None,
     explanation: list[dict[str, Any]] | None = None,
     verdict: Verdict | None = None,
+    explain: bool = False,
 ) -> str:
     """The JSON records_lib.lua writes: where the window came from, retention and, when kept, its messages;
-    with the verdict, why it is anomalous and the templates the novelty rule found (service/patterns)."""
+    with the verdict, why it is anomalous and the templates the novelty rule found (service/patterns).
+    ``explain``: queue the window for its explanation (service/records/explainer.py), written later."""
     parts = window_parts(window.window_id, window.window_key)
     keep = status in ("anomalous", "failed")
     payload: dict[str, Any] = {
@@ -108,6 +110,8 @@ def record_payload(
         payload["messages"] = json.dumps(template_table(messages), separators=(",", ":"))
     if explanation is not None:
         payload["explanation"] = json.dumps(explanation, separators=(",", ":"))
+    if explain:
+        payload["explain"] = 1
     if verdict is not None and verdict.reason:
         payload["verdict_reason"] = verdict.reason
     novelty = verdict.novelty() if verdict is not None else None
@@ -145,6 +149,7 @@ def public_record(f: dict[str, str], lines: Sequence[tuple[str, str, Any]] | Non
         "error": f.get("error") or None,
         "lines_kept": f.get("lines_kept") == "1",
         "explanation": json.loads(f["explanation"]) if f.get("explanation") else None,
+        "explanation_status": f.get("explanation_status") or ("done" if f.get("explanation") else None),
         "feedback": None,
         "reason": f.get("verdict_reason") or None,
         "novelty": json.loads(f["novelty"]) if f.get("novelty") else None,
@@ -198,8 +203,9 @@ class RecordStore:
             self.secret = _text(await self.redis.get(self._secret_key)).encode()
 
     def payload(self, window: ClosedWindow, status: str, messages: Sequence[str] | None = None,
-                explanation: list[dict[str, Any]] | None = None, verdict: Verdict | None = None) -> str:  # fmt: skip
-        return record_payload(window, status, self.config, self.partitions, messages, explanation, verdict)
+                explanation: list[dict[str, Any]] | None = None, verdict: Verdict | None = None,
+                explain: bool = False) -> str:  # fmt: skip
+        return record_payload(window, status, self.config, self.partitions, messages, explanation, verdict, explain)
 
     # --- one record ------------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@
 --   rec:idx:feedback    zset feedback time -> id (labeled records)
 --   rec:sess:<key>      zset window number -> id, the scored windows of one session
 --   rec:all             zset scored_at -> 'status\nsource\nsession key\nid': trim order, oldest first
+--   rec:explain         zset due time -> id: records whose explanation is still to come (service/records/explainer.py)
 local function rec_key(id) return P .. 'rec:' .. id end
 local function rec_lines_key(id) return P .. 'rec:lines:' .. id end
 local function rec_index(status, source)
@@ -24,6 +25,7 @@ local function drop_record(member)
   redis.call('ZREM', rec_index(status, source), id)
   redis.call('ZREM', P .. 'rec:idx:feedback', id)
   if skey ~= '' then redis.call('ZREM', P .. 'rec:sess:' .. skey, id) end
+  redis.call('ZREM', P .. 'rec:explain', id)
   redis.call('DEL', rec_key(id), rec_lines_key(id))
 end
 
@@ -59,6 +61,10 @@ local function write_record(id, v, payload)
   if v[8] ~= '' then redis.call('HSET', rk, 'error', v[8]) end
   if r.messages then redis.call('HSET', rk, 'messages', r.messages) end
   if r.explanation then redis.call('HSET', rk, 'explanation', r.explanation) end
+  if r.explain then  -- the explanation follows on the worker's lower-priority path; queued with the record
+    redis.call('HSET', rk, 'explanation_status', 'pending')
+    redis.call('ZADD', P .. 'rec:explain', v[7], id)
+  end
   if r.verdict_reason then redis.call('HSET', rk, 'verdict_reason', r.verdict_reason) end
   if r.novelty then redis.call('HSET', rk, 'novelty', r.novelty) end
   redis.call('EXPIRE', rk, r.ttl)

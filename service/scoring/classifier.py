@@ -26,6 +26,7 @@ from service.windows.store import ClosedWindow, StoreUnavailable, Verdict, Windo
 
 log = logging.getLogger(__name__)
 IDLE_BLOCK_MS = 200  # how long an idle loop waits on Redis before it looks at stop() again
+EXPLAIN_GRACE_MS = 20  # with explanations waiting: how long the stream must stay empty before one step runs
 RETRY_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 T = TypeVar("T")
 
@@ -79,6 +80,18 @@ class PatternStep(Protocol):
     ) -> None: ...
 
 
+class ExplainStep(Protocol):
+    """Explanations after their verdicts, at lower priority (service/records/explainer.py's Explainer)."""
+
+    def has_work(self) -> bool: ...
+
+    def notify(self) -> None: ...
+
+    async def step(self, scorer: Any) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class ClassifierConfig:
     """The settings the loop needs; ``from_settings`` takes them by name from ``ServiceSettings``."""
@@ -90,6 +103,7 @@ class ClassifierConfig:
     max_deliveries: int = 5
     consumer: str = "logllm"
     consumer_idle_s: float = 3600.0
+    explain_share: float = 0.1
 
     @classmethod
     def from_settings(cls, settings: object) -> ClassifierConfig:
@@ -109,8 +123,10 @@ class ClassifierLoop:
         records: RecordStep | None = None,
         publish: Callable[[Sequence[tuple[ClosedWindow, Verdict]]], Awaitable[None]] | None = None,
         patterns: PatternStep | None = None,
+        explain: ExplainStep | None = None,
     ) -> None:
         self.store = store
+        self.explain = explain  # after the verdicts: when no window waits, or explain_share of a busy loop
         self.records = records
         self.patterns = patterns
         self.publish = publish  # the verdict stream (service/delivery): called before complete = at-least-once
@@ -121,6 +137,8 @@ class ClassifierLoop:
         self._stopping = asyncio.Event()
         self._held: list[ClosedWindow] = []  # read but left out of the last batch by its limits
         self._next_reclaim = 0.0
+        self._explain_credit = 0.0  # seconds of explanation a busy loop has earned (explain_share of its batches)
+        self._explain_step_s = 0.5  # the last step's duration: a busy loop runs one only once it has earned it
 
     def stop(self) -> None:
         """Ask run() to return: no new reads, the batch in flight is scored and acked first."""
@@ -138,7 +156,11 @@ class ClassifierLoop:
                 batch = await self._collect()
                 self._count_dropped()
                 if batch:
+                    started = time.perf_counter()
                     await self._process(batch)
+                    await self._explain_busy(time.perf_counter() - started)
+                elif self.explain is not None:
+                    await self.explain.step(self.scorer)
             except StoreUnavailable as exc:
                 log.warning("classifier: %s; retrying", exc)
                 await self._sleep(RETRY_DELAYS_S[-1])
@@ -147,6 +169,9 @@ class ClassifierLoop:
                     raise
                 log.warning("consumer groups are gone (Redis flushed or restarted empty?); creating them")
                 await self.store.setup()
+        if self.explain is not None:
+            with contextlib.suppress(StoreUnavailable):
+                await self.explain.close()
         log.info("classifier %s stopped", cfg.consumer)
 
     async def _reclaim(self) -> None:
@@ -170,9 +195,9 @@ class ClassifierLoop:
         """The next batch: waits up to IDLE_BLOCK_MS for a first window, then max_batch_wait_ms for more."""
         cfg = self.config
         if not self._held:
-            self._held = await self.store.read_batch(
-                cfg.consumer, cfg.max_batch_windows, cfg.max_batch_lines, IDLE_BLOCK_MS
-            )
+            explaining = self.explain is not None and self.explain.has_work()  # then only glance, do not wait
+            block_ms = EXPLAIN_GRACE_MS if explaining else IDLE_BLOCK_MS
+            self._held = await self.store.read_batch(cfg.consumer, cfg.max_batch_windows, cfg.max_batch_lines, block_ms)
         if not self._held:
             return []
         deadline = time.monotonic() + cfg.max_batch_wait_ms / 1000
@@ -268,6 +293,21 @@ class ClassifierLoop:
         self._observe(verdicts, written, picked, inference_s)
         if self.records is not None:
             self.records.observe(verdicts, written, self.scorer)
+        if self.explain is not None and any(v.label == "anomalous" for _, v in verdicts):
+            self.explain.notify()
+
+    async def _explain_busy(self, batch_s: float) -> None:
+        """While windows keep coming, explanations still get ``explain_share`` of the loop's time (one step
+        when that share has added up), so a storm that does not end cannot starve them."""
+        if self.explain is None or not self.explain.has_work():
+            self._explain_credit = 0.0
+            return
+        self._explain_credit = min(self._explain_credit + batch_s * self.config.explain_share, 60.0)
+        if self._explain_credit >= self._explain_step_s and self.config.explain_share > 0:
+            started = time.perf_counter()
+            await self.explain.step(self.scorer)
+            self._explain_step_s = time.perf_counter() - started
+            self._explain_credit -= self._explain_step_s
 
     async def _give_up(self, windows: list[ClosedWindow], error: str) -> None:
         records = self.records.failed_payloads(windows) if self.records is not None else None

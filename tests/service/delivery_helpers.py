@@ -88,7 +88,7 @@ def make_app(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., TestClien
     they stop at teardown."""
     clients: list[TestClient] = []
 
-    def make(**overrides: Any) -> TestClient:
+    def make(scorer: KeywordScorer | None = None, **overrides: Any) -> TestClient:
         options: dict[str, Any] = {
             "redis_url": redis_url, "checkpoint": tmp_path, "sweep_interval_s": 0.05, "max_batch_wait_ms": 5,
             "webhook_backoff_s": 0.2, "webhook_backoff_max_s": 2.0, "consumer": "delivery-test", **overrides,
@@ -96,7 +96,7 @@ def make_app(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., TestClien
         for name in ("webhooks",):
             if name in options and not isinstance(options[name], str):
                 options[name] = json.dumps(options[name])
-        client = TestClient(create_app(ServiceSettings(**options), scorer=KeywordScorer()))
+        client = TestClient(create_app(ServiceSettings(**options), scorer=scorer or KeywordScorer()))
         client.__enter__()
         clients.append(client)
         wait_for(lambda: client.get("/health/ready").status_code == 200, what="ready")

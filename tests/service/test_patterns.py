@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from model.vocab import build_vocabulary
 from service.patterns.pattern_store import template_id
 from tests.service.test_app import KeywordScorer, MakeClient, make_client, scored  # noqa: F401
-from tests.service.test_records import fixed, post, record, session
+from tests.service.test_records import explained, fixed, post, record, session
 
 KNOWN = ["open file 1", "read block 2", "read block 3", "close file 4"]
 FAN = "fan 7 failed"  # preprocessed: "fan <*> failed", a template training never saw
@@ -58,7 +58,7 @@ def test_an_unseen_template_flags_its_window_and_leads_the_explanation_until_lea
     assert (verdict["status"], verdict["reason"]) == ("anomalous", "novel_template")
     assert verdict["score"] == pytest.approx(0.1)  # the model said normal; the rule decided
     assert verdict["novelty"] == {"novel": ["fan <*> failed"], "known_anomalous": [], "transitions": [], "counts": []}
-    rec = record(client, flagged)
+    rec = explained(client, flagged)
     assert rec["reason"] == "novel_template" and rec["novelty"]["novel"] == ["fan <*> failed"]
     lead = rec["explanation"][0]
     assert (lead["message"], lead["line"], lead["novelty"]) == ("fan <*> failed", FAN, "novel")
@@ -197,9 +197,9 @@ def test_flag_names_a_known_anomalous_template_first(make_client: MakeClient) ->
         "transitions": [],
         "counts": [],
     }
-    explanation = record(client, window)["explanation"]
-    assert [(c["message"], c.get("novelty")) for c in explanation[:3]] == [
-        ("block <*> lost", "known_anomalous"), ("fan <*> failed", "novel"), ("open file <*>", None),
+    explanation = explained(client, window)["explanation"]  # the rule's templates, no occlusion pass
+    assert [(c["message"], c.get("novelty"), c["contribution"], c["count"]) for c in explanation] == [
+        ("block <*> lost", "known_anomalous", None, 1), ("fan <*> failed", "novel", None, 1),
     ]  # fmt: skip
 
 

@@ -79,7 +79,10 @@ def test_an_unseen_hdfs_line_is_flagged_first_and_normal_once_learned_or_muted(c
     assert (flagged["status"], flagged["reason"]) == ("anomalous", "novel_template"), flagged
     assert flagged["score"] < flagged["threshold"]  # the model alone would have missed it
     assert flagged["novelty"] == {"novel": [QUOTA], "known_anomalous": [], "transitions": [], "counts": []}
-    lead = client.get(f"/sequences/{flagged['id']}").json()["explanation"][0]
+    lead = wait_for(
+        lambda: (r := client.get(f"/sequences/{flagged['id']}").json())["explanation_status"] == "done" and r,
+        what="the explanation",
+    )["explanation"][0]
     assert (lead["message"], lead["novelty"]) == (QUOTA, "novel") and "Disk quota exceeded" in lead["line"]
     quota = client.get(f"/patterns/{template_id(QUOTA)}", params={"source": "default"}).json()["sources"][0]
     assert quota["new"] and "Disk quota exceeded while writing blk_2001 to /data" in quota["example"]  # raw_line(i)

@@ -48,6 +48,15 @@ def record(client: TestClient, window_id: str) -> dict[str, Any]:
     return response.json()  # type: ignore[no-any-return]
 
 
+def explained(client: TestClient, window_id: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The record once its explanation has landed (it follows the verdict, service/records/explainer.py)."""
+    return wait_for(  # type: ignore[no-any-return]
+        lambda: (r := record(client, window_id))["explanation_status"] != "pending" and r,
+        timeout,
+        f"the explanation of {window_id}",
+    )
+
+
 NORMAL = ["open file 1", "read block 2", "read block 3", "close file 4"]
 ANOMALOUS = ["open file 1", "read block 2", "disk error on block 3", "read block 3", "close file 4"]
 
@@ -58,7 +67,8 @@ def test_an_anomalous_window_keeps_its_lines_and_an_explanation_a_normal_one_onl
     bad = session(client, "s-bad", ANOMALOUS)
     good = session(client, "s-good", NORMAL)
 
-    rec = record(client, bad)
+    rec = explained(client, bad)
+    assert rec["explanation_status"] == "done"
     assert rec["status"] == "anomalous" and rec["score"] == pytest.approx(0.9) and rec["threshold"] == 0.5
     where = (rec["kind"], rec["session_key"], rec["window_number"], rec["close_reason"])
     assert where == ("session", "session:default:s-bad", 0, "explicit")  # the window key, as /sessions/{key} takes
@@ -73,7 +83,7 @@ def test_an_anomalous_window_keeps_its_lines_and_an_explanation_a_normal_one_onl
 
     normal = record(client, good)
     assert normal["status"] == "normal" and normal["lines"] == [] and not normal["lines_kept"]
-    assert normal["explanation"] is None
+    assert normal["explanation"] is None and normal["explanation_status"] is None
 
 
 def test_normal_lines_are_kept_when_retention_says_so(make_client: MakeClient) -> None:
@@ -214,13 +224,18 @@ def test_a_muted_false_positive_mutes_later_windows_with_the_same_messages(clien
 
 def test_metrics_count_verdicts_by_bounded_source_and_explanations(make_client: MakeClient) -> None:
     client = make_client(metrics_max_sources=2, window_mode="fixed", window_size=5, window_step=5)
-    for source in ("a", "b", "c", "d"):
-        fixed(client, source, ANOMALOUS)
+    windows = [fixed(client, source, ANOMALOUS) for source in ("a", "b", "c", "d")]
+    for window in windows:
+        explained(client, window)
     text = client.get("/metrics").text
     assert 'logllm_source_verdicts_total{label="anomalous",source="a"} 1.0' in text
     assert 'logllm_source_verdicts_total{label="anomalous",source="other"} 2.0' in text
     assert 'source="c"' not in text
-    assert "logllm_explanation_seconds_count 4.0" in text
+    # one set of distinct messages: one occlusion pass, the three other windows share it (the cache)
+    assert "logllm_explanation_seconds_count 1.0" in text
+    assert 'logllm_explanations_total{how="occlusion"} 1.0' in text
+    assert 'logllm_explanations_total{how="cached"} 3.0' in text
+    assert len({json.dumps(record(client, w)["explanation"]) for w in windows}) == 1
 
 
 def test_every_records_endpoint_needs_the_token(make_client: MakeClient) -> None:

@@ -1,0 +1,199 @@
+"""Explanations on the worker's lower-priority path: the verdicts are written first, the explanations follow.
+
+An occlusion explanation (model/explain.py) scores one variant of the window per distinct message, so one
+anomalous window costs about as much model time as several windows' verdicts; done inline, an alert storm
+slowed the verdicts down 3-7x exactly when they matter. So complete.lua queues each anomalous window with its
+record (explain_queue.py) and the classifier loop calls ``step`` only when no closed window waits, or for a
+bounded share of its time while they do (``explain_share``). One step is at most one forward pass over
+``CHUNK`` variants, so a closed window never waits behind more than that; a window's passes stop at
+``explain_budget_s`` of model time (status ``partial``: the messages measured so far).
+
+Cheaper than occlusion where it can be: a window flagged by the novelty rule is explained by the templates the
+rule found (no forward pass: they are why it is anomalous), and windows with the same set of distinct messages
+share one occlusion ranking (a Redis cache keyed like the mute id, per model version), as storms repeat a few
+message sets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from model.explain import explain, one_pass
+from service.metrics import ServiceMetrics
+from service.records.explain_queue import ExplainJob, ExplainQueue
+from service.records.record_store import mute_id
+from service.windows.store import _text, _translated
+
+log = logging.getLogger(__name__)
+CHUNK = 4  # variants per forward pass: a quarter of a scoring batch, the most a closed window waits behind
+CLAIM_PER_PARTITION = 8
+LEASE_S = 300.0  # a claimed job another worker may take over after this (it held it, or it died)
+CACHE_TTL_S = 86_400
+IDLE_CLAIM_S = 1.0  # an idle worker looks for other workers' (or a previous life's) queued work this often
+
+
+@dataclass
+class Occlusion:
+    """An occlusion explanation in progress: one variant per distinct message, scored a chunk per step."""
+
+    job: ExplainJob
+    distinct: list[str]
+    scores: list[float] = field(default_factory=list)
+    spent_s: float = 0.0
+
+    def next_chunk(self, size: int) -> list[list[str]]:
+        done = len(self.scores)
+        return [[m for m in self.job.messages if m != d] for d in self.distinct[done : done + size]]
+
+    @property
+    def finished(self) -> bool:
+        return len(self.scores) >= len(self.distinct)
+
+
+def novelty_explanation(job: ExplainJob) -> list[dict[str, Any]]:
+    """The templates the novelty rule found, known-anomalous ones first: no contribution was measured, so
+    ``contribution`` is null; count and first line as an occlusion entry has them."""
+    counts = Counter(job.messages)
+    first = {m: i for i, m in reversed(list(enumerate(job.messages)))}
+    kinds = {m: "known_anomalous" for m in job.known_anomalous} | {m: "novel" for m in job.novel}
+    ordered = sorted((m for m in kinds if m in counts), key=lambda m: kinds[m] != "known_anomalous")
+    out = []
+    for m in ordered:
+        entry: dict[str, Any] = {"message": m, "contribution": None, "count": counts[m], "line": job.lines[first[m]]}
+        if job.raw_lines is not None:
+            entry["raw"] = job.raw_lines[first[m]]
+        out.append(entry | {"novelty": kinds[m]})
+    return out
+
+
+def ranked(job: ExplainJob, contributions: dict[str, float], top_k: int) -> list[dict[str, Any]]:
+    """The top_k messages by contribution, with this window's counts and first lines (model.explain.explain
+    over the measured contributions: a message not measured counts 0)."""
+    distinct = list(dict.fromkeys(job.messages))
+    variant_scores = [job.score - contributions.get(d, 0.0) for d in distinct] if len(distinct) > 1 else []
+    top = explain(lambda _: variant_scores, job.messages, top_k, job.score, job.lines, job.raw_lines)
+    return [c.to_json() for c in top]
+
+
+class Explainer:
+    """One per classifier loop; ``step`` does one slice of work, ``close`` hands back what it claimed."""
+
+    def __init__(
+        self,
+        queue: ExplainQueue,
+        top_k: int,
+        budget_s: float,
+        metrics: ServiceMetrics | None = None,
+        chunk: int = CHUNK,
+    ) -> None:
+        self.queue = queue
+        self.redis: Any = queue.redis
+        self.cache_prefix = f"{queue.store.config.key_prefix}:{{explain}}:"
+        self.top_k = top_k
+        self.budget_s = budget_s
+        self.metrics = metrics
+        self.chunk = chunk
+        self._jobs: list[ExplainJob] = []
+        self._current: Occlusion | None = None
+        self._more = True  # the queue may hold work: claim before deciding there is none
+        self._next_claim = 0.0  # monotonic time of the next claim when nothing was announced
+
+    def has_work(self) -> bool:
+        """Work known to wait (claimed, in progress, or announced by ``notify``)."""
+        return bool(self._jobs) or self._current is not None or self._more
+
+    def notify(self) -> None:
+        """Anomalous windows were just written: their explanations are queued."""
+        self._more = True
+
+    async def step(self, scorer: Any) -> bool:
+        """Explain what needs no forward pass, then run at most one chunk of variants; False when idle."""
+        if self._current is None:
+            self._current = await self._next(str(getattr(scorer, "version", "")))
+            if self._current is None:
+                return False
+        work = self._current
+        started = time.perf_counter()
+        try:
+            work.scores.extend(await asyncio.to_thread(one_pass(scorer), work.next_chunk(self.chunk)))
+        except Exception:  # the verdict is written; an explanation that fails leaves its record without one
+            log.exception("explanation failed for window %s", work.job.window_id)
+            self._current = None
+            await self.queue.finish(work.job.partition, [(work.job.window_id, "", "failed")])
+            self._count("failed")
+            return True
+        work.spent_s += time.perf_counter() - started
+        if work.finished or work.spent_s >= self.budget_s:
+            self._current = None
+            await self._write_occlusion(work, str(getattr(scorer, "version", "")))
+        return True
+
+    async def close(self) -> None:
+        """Release the claimed jobs (a stopping worker), so another picks them up at once."""
+        jobs = self._jobs + ([self._current.job] if self._current is not None else [])
+        self._jobs, self._current = [], None
+        if jobs:
+            await self.queue.release(jobs)
+
+    async def _next(self, version: str) -> Occlusion | None:
+        """The next job that needs the model; jobs explained without it are written on the way."""
+        while True:
+            if not self._jobs:
+                if not self._more and time.monotonic() < self._next_claim:
+                    return None
+                self._next_claim = time.monotonic() + IDLE_CLAIM_S
+                jobs, unusable = await self.queue.claim(CLAIM_PER_PARTITION, LEASE_S)
+                for partition, window_id in unusable:
+                    await self.queue.finish(partition, [(window_id, "", "failed")])
+                self._jobs = jobs
+                self._more = bool(jobs)
+                if not jobs:
+                    return None
+            job = self._jobs.pop(0)
+            distinct = list(dict.fromkeys(job.messages))
+            if job.novel or job.known_anomalous:
+                await self._write(job, novelty_explanation(job), "done", "novelty")
+            elif len(distinct) == 1:  # nothing to compare with: the message gets the whole score
+                await self._write(job, ranked(job, {distinct[0]: job.score}, self.top_k), "done", "occlusion")
+            elif (cached := await self._cached(version, distinct)) is not None:
+                await self._write(job, ranked(job, cached, self.top_k), "done", "cached")
+            else:
+                return Occlusion(job, distinct)
+
+    async def _write_occlusion(self, work: Occlusion, version: str) -> None:
+        contributions = {d: work.job.score - s for d, s in zip(work.distinct, work.scores, strict=False)}
+        status = "done" if work.finished else "partial"
+        if work.finished:
+            with _translated():
+                await self.redis.set(self._cache_key(version, work.distinct), json.dumps(contributions), ex=CACHE_TTL_S)
+        if self.metrics is not None:
+            self.metrics.explanation_seconds.observe(work.spent_s)
+        await self._write(work.job, ranked(work.job, contributions, self.top_k), status, "occlusion")
+
+    async def _write(self, job: ExplainJob, explanation: list[dict[str, Any]], status: str, how: str) -> None:
+        text = json.dumps(explanation, separators=(",", ":"))
+        await self.queue.finish(job.partition, [(job.window_id, text, status)])
+        self._count(how)
+
+    def _cache_key(self, version: str, distinct: Sequence[str]) -> str:
+        return self.cache_prefix + hashlib.sha256(version.encode()).hexdigest()[:12] + ":" + mute_id(distinct)
+
+    async def _cached(self, version: str, distinct: Sequence[str]) -> dict[str, float] | None:
+        with _translated():
+            found = await self.redis.get(self._cache_key(version, distinct))
+        if found is None:
+            return None
+        contributions: dict[str, float] = json.loads(_text(found))
+        return contributions if all(d in contributions for d in distinct) else None
+
+    def _count(self, how: str) -> None:
+        if self.metrics is not None:
+            self.metrics.explanations.labels(how=how).inc()
