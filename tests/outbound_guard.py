@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-SITECUSTOMIZE = '''
+SITECUSTOMIZE = """
 import os, socket, sys, traceback
 
 _RECORD = os.environ["LOGLLM_TEST_OUTBOUND_RECORD"]
@@ -42,7 +42,7 @@ def _hook(event, args):
 
 
 sys.addaudithook(_hook)
-'''
+"""
 
 
 def install(folder: Path, record: Path) -> dict[str, str]:
