@@ -14,6 +14,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -111,7 +112,10 @@ def convert_gguf(resolved: ResolvedBackbone, cache_dir: Path) -> Path:
         del config.quantization_config  # the weights are de-quantized now; keep them loadable as plain weights
     plain = type(model)(config)
     plain.load_state_dict(model.state_dict())
-    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    # Unique per process even where several share one cache with the same pid (containers on one volume).
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f"{target.name}.partial-", dir=target.parent))
+    partial.chmod(0o755)  # readable by others as save_pretrained's own folders are (mkdtemp makes it 0700)
     plain.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     try:

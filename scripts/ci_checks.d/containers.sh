@@ -47,7 +47,7 @@ cleanup() {
         [ "$status" = 0 ] || tail -n 120 "$WORK/compose.log"
         "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1
     fi
-    docker rm -f logllm-ci-alone >/dev/null 2>&1
+    docker rm -f logllm-ci-alone logllm-ci-offline >/dev/null 2>&1
     docker volume prune -f >/dev/null 2>&1
     [ -n "$index_pid" ] && kill "$index_pid" 2>/dev/null && wait "$index_pid" 2>/dev/null
     if [ -n "$dockerd_pid" ]; then
@@ -114,7 +114,8 @@ step "build logllm:cpu"
 docker build --network host -f docker/Dockerfile -t logllm:cpu --build-arg "PYTHON_IMAGE=$BASE" \
     --build-arg "TORCH_INDEX_URL=http://127.0.0.1:$index_port/" . >"$WORK/build.log" 2>&1 \
     || { tail -n 40 "$WORK/build.log"; exit 1; }
-kill "$index_pid" && wait "$index_pid" 2>/dev/null
+kill "$index_pid"
+wait "$index_pid" 2>/dev/null || true  # its status is that of the kill
 index_pid=""
 docker image inspect logllm:cpu --format 'containers: logllm:cpu {{.Size}} bytes, user {{.Config.User}}'
 for standin in redis prometheus nginx; do
@@ -124,47 +125,67 @@ for standin in redis prometheus nginx; do
         || { tail -n 20 "$WORK/build-$standin.log"; exit 1; }
 done
 
-# --- the image alone, as `docker run -p 8000:8000 logllm:cpu`, and with networking off -----------------------------
-wait_healthy() {  # container, seconds
-    for _ in $(seq "$2"); do
-        case $(docker inspect --format '{{.State.Health.Status}}' "$1") in
-            healthy) return 0 ;;
-            unhealthy) break ;;
-        esac
-        [ "$(docker inspect --format '{{.State.Running}}' "$1")" = true ] || break
-        sleep 1
-    done
-    docker logs --tail 40 "$1"
-    echo "containers: $1 did not become healthy" >&2
-    return 1
+# --- the image alone: as `docker run -p 8000:8000 logllm:cpu`, then again with networking off ---------------------
+remote_lookups() {  # fail when a container's log shows a remote lookup
+    local log
+    log=$(docker logs "$1" 2>&1)
+    if grep -qiE "kernels-community|huggingface\.co|NameResolutionError|Max retries exceeded" <<<"$log"; then
+        tail -n 30 <<<"$log"
+        echo "containers: FAILED: $1 looked something up remotely" >&2
+        return 1
+    fi
+    grep -q "model hub off" <<<"$log"
 }
-step "docker run --network none logllm:cpu (role all, embedded Redis in the volume)"
-docker run -d --name logllm-ci-alone --network none logllm:cpu >/dev/null
-wait_healthy logllm-ci-alone 600
-docker exec logllm-ci-alone python -c "
-import json, os, urllib.request
-ready = json.load(urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=5))
-assert ready == {'status': 'ready'}, ready
-assert os.getuid() != 0, 'runs as root'
-assert os.listdir(os.path.expanduser('~/redis')), 'the embedded Redis keeps no data in the volume'
-print('containers: alone, no network: ready as uid', os.getuid(), '- Redis data in', os.path.expanduser('~/redis'))
-"
-alone_log=$(docker logs logllm-ci-alone 2>&1)
-if grep -qiE "kernels-community|huggingface\.co|Max retries|NameResolutionError" <<<"$alone_log"; then
-    echo "$alone_log" | tail -n 30
-    echo "containers: FAILED: the image looked something up remotely" >&2
-    exit 1
-fi
-grep -q "model hub off" <<<"$alone_log"
-docker rm -f logllm-ci-alone >/dev/null
-step "published: docker run -p 127.0.0.1:PORT:8000 logllm:cpu"
 alone_port=$(.venv/bin/python -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+step "docker run -p 127.0.0.1:$alone_port:8000 logllm:cpu (role all, embedded Redis, no other flag)"
 docker run -d --name logllm-ci-alone -p "127.0.0.1:$alone_port:8000" logllm:cpu >/dev/null
 wait_healthy logllm-ci-alone 600
-.venv/bin/python -c "
+step "healthy (first start: the decoder converted into the empty cache volume)"
+expected=$(.venv/bin/python - "$alone_port" <<'EOF'
+import collections, json, re, sys
+
 import httpx
-print('containers: published port:', httpx.get('http://127.0.0.1:$alone_port/health/ready', timeout=5).json())"
-docker rm -f logllm-ci-alone >/dev/null
+
+url = f"http://127.0.0.1:{sys.argv[1]}"
+lines = open("tests/fixtures/hdfs/HDFS.log").read().splitlines()
+response = httpx.post(f"{url}/logs", content="
+".join(lines) + "
+", headers={"Content-Type": "text/plain"}, timeout=30)
+assert response.status_code == 200 and response.json()["accepted"] == len(lines), response.text
+print(json.dumps(collections.Counter(m for line in lines for m in re.findall(r"blk_-?\d+", line))))
+print(f"containers: published port ready, {len(lines)} HDFS lines accepted", file=sys.stderr)
+EOF
+)
+remote_lookups logllm-ci-alone
+docker stop -t 60 logllm-ci-alone >/dev/null
+step "docker run --network none, on the same volumes"
+docker run -d --name logllm-ci-offline --network none --volumes-from logllm-ci-alone logllm:cpu >/dev/null
+wait_healthy logllm-ci-offline 600
+step "healthy"
+docker exec -i logllm-ci-offline python - "$expected" <<'EOF'
+import json, os, socket, sys, time, urllib.request
+
+expected = json.loads(sys.argv[1])
+ready = json.load(urllib.request.urlopen("http://127.0.0.1:8000/health/ready", timeout=5))
+assert ready["status"] == "ready", ready
+assert os.getuid() != 0, "runs as root"
+interfaces = [name for _, name in socket.if_nameindex()]
+assert interfaces == ["lo"], f"not offline: {interfaces}"
+# The lines went in before the restart; the embedded Redis kept them in the volume, so each session gets its verdict.
+found, deadline = {}, time.monotonic() + 300
+while len(found) < len(expected) and time.monotonic() < deadline:
+    for session in expected.keys() - found.keys():
+        url = f"http://127.0.0.1:8000/sequences/session:default:{session}/verdict"
+        verdict = json.load(urllib.request.urlopen(url, timeout=5))
+        if verdict["status"] in ("normal", "anomalous"):
+            found[session] = verdict["n_lines"]
+    time.sleep(1)
+assert found == expected, f"verdicts (lines) after the restart {found}, lines sent before it {expected}"
+print(f"containers: offline (interfaces {interfaces}), uid {os.getuid()}: all {len(found)} sessions sent before"
+      " the restart scored after it, every line counted")
+EOF
+remote_lookups logllm-ci-offline
+docker rm -f logllm-ci-alone logllm-ci-offline >/dev/null
 docker volume prune -f >/dev/null
 
 # --- the stack --------------------------------------------------------------------------------------------------
