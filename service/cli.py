@@ -12,6 +12,7 @@ import logging
 import sys
 
 from model.cli_args import add_settings_arguments, settings_from_args
+from model.hub import checkpoint_backbones, stay_offline
 from service.settings import ServiceSettings
 
 GRACEFUL_SHUTDOWN_S = 30
@@ -34,6 +35,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:  # type: i
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until a signal; 1 when the app could not start (bad checkpoint, Redis unreachable...), 130 on Ctrl-C."""
     settings = settings_from_args(ServiceSettings, args)
+    stay_offline(checkpoint_backbones(settings.checkpoint))  # before anything imports huggingface_hub
     import uvicorn
 
     from service.app import create_app
