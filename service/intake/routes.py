@@ -131,6 +131,8 @@ def _merge(batch: Batch, rejected: list[Rejection]) -> Batch:
 async def store_batch(state: ServiceState, batch: Batch, prepared: PreparedAppend, fmt: str) -> list[str]:
     """The one path to the store for every format: caps (429), Redis failures (503), counters by format."""
     closed: list[str] = []
+    if batch.groups:  # lines of a new source past max_sources are rejected first
+        prepared = await state.source_registry().admit(batch, prepared)
     if batch.groups:
         result = await state.store.append_prepared(prepared)
         closed = list(result.closed)
