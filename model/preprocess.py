@@ -14,7 +14,7 @@ Speed (the output is byte-identical to the plain one-pass alternation, kept in t
   character, as the ends of a string are for ``\b``), so a line without a month + day is its space-separated tokens,
   each substituted alone, joined by spaces. Logs repeat tokens far more than
   lines, so each distinct token is substituted once (an LRU cache); lines that may hold a month + day take the
-  whole-line path.
+  month path below.
 - Patterns 7, 9 and 10 begin with a run that the next element cannot take back (``[\w.]*`` before ``@``, letters
   before a digit or a slash), so those runs are possessive (``*+``): the same matches, without rescanning a word
   from every split point.
@@ -24,8 +24,8 @@ Worst case (linear in the line; anyone who may POST logs chooses the line):
   so a plain scan is quadratic in the run (``'a' * 8000 + '!@1'``). A token longer than ``LONG_TOKEN`` is scanned
   by ``_linear_spans``: each run pattern is tried only where its left neighbour lies in another run (a guard,
   a lookbehind), because in the same run its outcome is the neighbour's, already known to be a failure. Right
-  after a match the neighbour was never tried, so there the outcome comes from each run's end, found once per
-  token (``_dead_runs``). Shorter tokens keep the plain scan: its worst case is bounded by their length.
+  after a match the neighbour was never tried, so there the outcome comes from the end of the run, each run
+  scanned once (``_DeadRuns``). Shorter tokens keep the plain scan: its worst case is bounded by their length.
 - A month + day is the only match that spans whitespace: lines that may hold one are cut at whitespace, each token
   substituted as above, and a month + day is decided from the token that ends in the month and the two after it
   (``_month_day_at``), instead of running every pattern over the whole line.
