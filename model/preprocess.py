@@ -21,11 +21,12 @@ Speed (the output is byte-identical to the plain one-pass alternation, kept in t
 
 Worst case (linear in the line; anyone who may POST logs chooses the line):
 - A run pattern (7, 9a, 9b, 10) that fails after a long run fails again from every later position of that run,
-  so a plain scan is quadratic in the run (``'a' * 8000 + '!@1'``). A token longer than ``LONG_TOKEN`` is scanned
-  by ``_linear_spans``: each run pattern is tried only where its left neighbour lies in another run (a guard,
-  a lookbehind), because in the same run its outcome is the neighbour's, already known to be a failure. Right
-  after a match the neighbour was never tried, so there the outcome comes from the end of the run, each run
-  scanned once (``_DeadRuns``). Shorter tokens keep the plain scan: its worst case is bounded by their length.
+  so a plain scan is quadratic in the run (``'a' * 8000 + '!@1'``). A token with such a run longer than
+  ``LONG_TOKEN`` is scanned by ``_linear_spans``: each run pattern is tried only where its left neighbour lies
+  in another run (a guard, a lookbehind), because in the same run its outcome is the neighbour's, already known
+  to be a failure. Right after a match the neighbour was never tried, so there the outcome comes from the end of
+  the run, each run scanned once (``_DeadRuns``). Other tokens keep the plain scan: a failing try reads at most
+  ``LONG_TOKEN`` characters there.
 - A month + day is the only match that spans whitespace: lines that may hold one are cut at whitespace, each token
   substituted as above, and a month + day is decided from the token that ends in the month and the two after it
   (``_month_day_at``), instead of running every pattern over the whole line.
@@ -70,7 +71,7 @@ _ELLIPSIS = re.compile(r"\.{3,}")
 # Every month + day match contains this (a month's first three letters, maybe more letters, whitespace, a digit).
 _MAYBE_MONTH_DAY = re.compile(r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\s+\d")
 
-LONG_TOKEN = 48  # tokens longer than this take the linear scan (tests set it to 0 to check that scan everywhere)
+LONG_TOKEN = 48  # tokens with a longer run take the linear scan (tests set 0 to check that scan everywhere)
 
 _HAS_DIGIT = re.compile(r"\d").search
 # Pattern numbers (indexes into PATTERNS) that can only match where a token holds a digit, "@", ":" or a slash.
@@ -99,6 +100,12 @@ def _alternation(absent: frozenset[int], guarded: bool = False) -> re.Pattern[st
 def _absent_patterns(token: str) -> frozenset[int]:
     """The patterns that need a character the token lacks: leaving them out gives the same matches, fewer tries."""
     return _absent(bool(_HAS_DIGIT(token)), "@" in token, ":" in token, "/" in token or "\\" in token)
+
+
+@lru_cache(maxsize=16)
+def _token_variables(digit: bool, at: bool, colon: bool, slash: bool) -> re.Pattern[str]:
+    """The plain alternation for a token with these characters (one cache lookup on the short-token path)."""
+    return _alternation(_absent(digit, at, colon, slash))
 
 
 @lru_cache(maxsize=16)
@@ -192,8 +199,19 @@ def _linear_spans(token: str) -> list[tuple[int, int]]:
     return spans
 
 
+@lru_cache(maxsize=4)
+def _long_run(longest: int) -> re.Pattern[str]:
+    return re.compile(rf"[\w.:\-/\\]{{{longest + 1}}}")  # every class a run pattern reads before it can fail
+
+
+def _plain_scan_is_bounded(token: str) -> bool:
+    """Whether the plain scan is fast enough on this token: a failing try of a run pattern reads no further than
+    its run, so with no run past LONG_TOKEN characters it reads at most that much from each position."""
+    return len(token) <= LONG_TOKEN or _long_run(LONG_TOKEN).search(token) is None
+
+
 def _spans(token: str) -> list[tuple[int, int]]:
-    if len(token) > LONG_TOKEN:
+    if not _plain_scan_is_bounded(token):
         return _linear_spans(token)
     return [m.span() for m in _alternation(_absent_patterns(token)).finditer(token)]
 
@@ -211,9 +229,10 @@ def _replaced(text: str, spans: list[tuple[int, int]], end: int) -> str:
 
 @lru_cache(maxsize=TOKEN_CACHE_SIZE)
 def _substitute_token(token: str) -> str:
-    if len(token) > LONG_TOKEN:
+    if not _plain_scan_is_bounded(token):
         return _replaced(token, _linear_spans(token), len(token))
-    return _alternation(_absent_patterns(token)).sub("<*>", token)
+    has_slash = "/" in token or "\\" in token
+    return _token_variables(bool(_HAS_DIGIT(token)), "@" in token, ":" in token, has_slash).sub("<*>", token)
 
 
 _WHITESPACE = re.compile(r"(\s+)")

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from service.intake.batch import Batch, Rejection
-from service.windows.store import PreparedAppend, WindowStore
+from service.windows.store import PreparedAppend, WindowStore, _translated
 
 REASON = "too_many_sources"
 _SCRIPT = (Path(__file__).parent / "sources.lua").read_text()
@@ -37,7 +37,8 @@ class SourceRegistry:
         new = [s for s in sources if s not in self.admitted]
         if not new:
             return set()
-        reply = await self._admit(keys=[self.key], args=[self.cap, *new])
+        with _translated():  # out of memory or unreachable: 503 with its reason, as the append would answer
+            reply = await self._admit(keys=[self.key], args=[self.cap, *new])
         refused = {r.decode() if isinstance(r, bytes) else str(r) for r in reply}
         self.admitted.update(s for s in new if s not in refused)
         return refused
