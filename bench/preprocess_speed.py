@@ -6,6 +6,10 @@ before each repeat, so every distinct token of the run is a miss once (a fresh p
 with the cache filled by the previous repeat. Repeats interleave the methods, so a neighbour's load hits all
 alike; the minimum and the median of the repeats are printed. Every output is compared with the reference.
 
+Worst case: lines crafted against a backtracking scan (CRAFTED: long runs a run pattern fails after, and the
+month path), before and now, cold cache, each beside a real line of the same length (sample lines joined by
+spaces) timed now; "x real line" is now's time over that real line's.
+
     python -m bench.preprocess_speed --repeats 5
 """
 
@@ -15,10 +19,18 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.common import base_parser, machine, machine_line, result_name, table, write_result
 
 FILES = (("BGL/BGL_2k.log", "bgl"), ("Thunderbird/Thunderbird_2k.log", "thunderbird"), ("HDFS/HDFS_2k.log", "hdfs"))
+CRAFTED = {  # the issue's line first; each stalls one run pattern or the month path of the plain scan
+    "'a'*8000+'!@1' (9a, 9b, 10)": "a" * 8000 + "!@1",
+    "'a.'*4000+'!@' (9a, 9b)": "a." * 4000 + "!@",
+    "'a'*8000+'/' + ' 1' (7)": "a" * 8000 + "/ 1",
+    "'true.'*1600+'x!1' (10, after each match)": "true." * 1600 + "x!1",
+    "'Jun 14 x '+'a'*8000+'!@1' (month path)": "Jun 14 x " + "a" * 8000 + "!@1",
+}
 
 
 def contents(data: Path) -> list[str]:
@@ -36,6 +48,40 @@ def seconds(run: Callable[[str], str], lines: list[str]) -> float:
     for line in lines:
         run(line)
     return time.perf_counter() - started
+
+
+def cold(run: Callable[[str], str], line: str, repeats: int) -> float:
+    """The fastest of repeats, each with an empty token cache (the reference has none), after one untimed run
+    that compiles the regexes this line needs."""
+    from model import preprocess as now
+
+    run(line)
+    best = float("inf")
+    for _ in range(repeats):
+        now._substitute_token.cache_clear()
+        best = min(best, seconds(run, [line]))
+    return best
+
+
+def worst_case(lines: list[str], repeats: int, before_too: bool) -> list[dict[str, Any]]:
+    """Each crafted line before and now, and a real line of the same length now, interleaved."""
+    from model import preprocess as now
+    from tests.model.preprocess_reference import preprocess as before
+
+    rows: list[dict[str, Any]] = []
+    joined = " ".join(lines)
+    for name, line in CRAFTED.items():
+        real = joined[: len(line)]
+        now_s, real_s = cold(now.preprocess, line, repeats), cold(now.preprocess, real, repeats)
+        before_s, same = None, None
+        if before_too:  # seconds per run: once is enough (the reference compiles nothing on the way)
+            started = time.perf_counter()
+            before_out = before(line)
+            before_s = time.perf_counter() - started
+            same = before_out == now.preprocess(line)
+        rows.append({"line": name, "chars": len(line), "before_s": before_s, "now_s": now_s, "real_line_now_s": real_s,
+                     "x_real_line": now_s / real_s, "same_output": same})  # fmt: skip
+    return rows
 
 
 def main() -> None:
@@ -73,12 +119,19 @@ def main() -> None:
     print()
     print(table(["method", "µs/line (min)", "µs/line (median)", "x before"], rows))
     print(f"distinct tokens {cache.currsize}; outputs differing from the reference: {mismatches} of {n}")
+    worst = worst_case(lines, args.repeats, before_too=not args.quick)
+    print()
+    print(table(["crafted line", "chars", "before ms", "now ms", "real line now ms", "x real line", "same output"], [
+        [r["line"], r["chars"], None if r["before_s"] is None else 1e3 * r["before_s"], 1e3 * r["now_s"],
+         1e3 * r["real_line_now_s"], r["x_real_line"], r["same_output"]] for r in worst
+    ]))  # fmt: skip
     print(machine_line(info))
     write_result(
         result_name(args),
-        {"quick": args.quick, "lines": n, "mean_chars": chars, "methods": methods, "mismatches": mismatches},
+        {"quick": args.quick, "lines": n, "mean_chars": chars, "methods": methods, "mismatches": mismatches,
+         "worst_case": worst},
         info,
-    )
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from service.patterns import routes as patterns_routes
 from service.records import feedback_routes as records_feedback
 from service.records import query_routes as records_queries
 from service.records import routes as records_routes
+from service.request_guard import RequestGuard
 from service.settings import Role, ServiceSettings
 from service.state import ServiceState
 
@@ -334,6 +335,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app, settings.retry_after_s)
+    app.add_middleware(RequestGuard, allowed_hosts=settings.allowed_hosts, public_url=settings.public_url)
     for router, tags in role_routers(settings.role):
         app.include_router(router, tags=list(tags))
     install_openapi(app, auth=settings.auth_token is not None)

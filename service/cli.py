@@ -26,7 +26,8 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:  # type: i
         description="--role api runs intake and queries without the model, --role worker the classifier (health"
         " and metrics on --worker-port); run any number of each on one Redis. Every flag is also an environment"
         " variable LOGLLM_<FLAG>; prefer LOGLLM_AUTH_TOKEN over "
-        "--auth-token, which other users can see in the process list.",
+        "--auth-token, which other users can see in the process list. Without a token it listens on loopback"
+        " only, unless --insecure-no-auth.",
     )
     add_settings_arguments(parser, ServiceSettings)
     parser.set_defaults(handler=run_serve)
@@ -36,6 +37,13 @@ def run_serve(args: argparse.Namespace) -> int:
     """Serve until a signal; 1 when the app could not start (bad checkpoint, Redis unreachable...), 130 on Ctrl-C."""
     settings = settings_from_args(ServiceSettings, args)
     stay_offline(checkpoint_backbones(settings.checkpoint))  # before anything imports huggingface_hub
+    from service.request_guard import serve_settings
+
+    served, level, message = serve_settings(settings)  # no token: loopback only, unless --insecure-no-auth
+    logging.getLogger("logllm.serve").log(level, message)
+    if served is None:
+        return 2
+    settings = served
     import uvicorn
 
     from service.app import create_app

@@ -1,16 +1,17 @@
-"""Health probes and Prometheus metrics; open even when auth_token is set, as probes carry no token."""
+"""Health probes and Prometheus metrics; open even when auth_token is set, as probes carry no token (/metrics
+takes its own metrics_token, a scraper's credential that opens nothing else)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
-from service.state import ServiceState, State
+from service.state import ServiceState, State, require_metrics_token
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
@@ -68,7 +69,12 @@ async def ready(state: State) -> JSONResponse:
     return JSONResponse(body)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (up to metrics_max_sources source names); needs metrics_token when one is set",
+    response_class=Response,
+    dependencies=[Depends(require_metrics_token)],
+)
 async def metrics(state: State) -> Response:
     await readiness(state)
     body, content_type = state.metrics.render()

@@ -97,6 +97,12 @@ class ServiceSettings(ModelSettings):
     max_sessions_per_line: int = Field(
         default=1024, gt=0, description="a line naming more session ids than this is rejected (too_many_session_ids)"
     )
+    max_sources: int = Field(
+        default=1000,
+        gt=0,
+        description="distinct sources admitted (each adds window, record and pattern keys); lines of a new source"
+        " past this are rejected (too_many_sources)",
+    )
     idle_timeout_s: float = Field(default=30.0, gt=0, description="a window closes after this long without a line")
     sweep_interval_s: float = Field(default=1.0, gt=0, description="how often idle windows are looked for")
     max_open_windows: int = Field(
@@ -133,6 +139,20 @@ class ServiceSettings(ModelSettings):
     )
     max_line_chars: int = Field(default=8192, gt=0, description="longer lines are truncated to this many characters")
     auth_token: SecretStr | None = Field(default=None, description="bearer token required on /logs and /sequences")
+    insecure_no_auth: bool = Field(
+        default=False,
+        description="without auth_token, let `logllm serve` listen on an address other than loopback (roles all and"
+        " api; without this it refuses to start there)",
+    )
+    allowed_hosts: str = Field(
+        default="",
+        description="Host header names this service answers to, comma-separated: name, name:port, .domain (and"
+        " subdomains), [v6], * (any); also the web origins allowed to POST. Empty: `logllm serve` on loopback"
+        " allows loopback names only (localhost, 127.0.0.1, [::1]), elsewhere any host",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="bearer token required on GET /metrics (empty: open; it shows source names)"
+    )
     source_label: str = Field(
         default="service_name,job",
         description="Loki stream labels that name a line's source, comma-separated: the first one present wins",
@@ -275,10 +295,18 @@ class ServiceSettings(ModelSettings):
             raise ValueError("redis_cluster needs redis_url (redis:// or rediss://) naming a node of the cluster")
         return self
 
-    @field_validator("auth_token", "cursor_secret")
+    @field_validator("auth_token", "cursor_secret", "metrics_token")
     @classmethod
     def _empty_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value() else None
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_rules(cls, value: str) -> str:
+        from service.request_guard import HostRules
+
+        HostRules(value)  # a bad entry is named at start, not on the first request
+        return value
 
     @model_validator(mode="after")
     def _resolve_windowings(self) -> ServiceSettings:

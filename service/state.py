@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
 
 from service.http_errors import ApiError
 from service.metrics import ServiceMetrics
 from service.settings import ServiceSettings
 
 if TYPE_CHECKING:
+    from service.intake.sources import SourceRegistry
     from service.patterns.pattern_store import PatternStore
     from service.records.record_store import RecordStore
     from service.scoring.classifier import Scorer
@@ -31,6 +33,15 @@ class ServiceState:
     model_error: str | None = None
     records: RecordStore | None = None
     patterns: PatternStore | None = None
+    sources: SourceRegistry | None = None
+
+    def source_registry(self) -> SourceRegistry:
+        """The max_sources cap (made on first use: only the intake needs it)."""
+        if self.sources is None:
+            from service.intake.sources import SourceRegistry
+
+            self.sources = SourceRegistry(self.store, self.settings.max_sources)
+        return self.sources
 
 
 def get_state(request: Request) -> ServiceState:
@@ -46,7 +57,18 @@ def require_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """401 unless the request carries the configured bearer token; open when no token is configured."""
-    token = state.settings.auth_token
+    _check_bearer(state.settings.auth_token, credentials)
+
+
+def require_metrics_token(request: Request) -> None:
+    """GET /metrics: 401 unless it carries metrics_token (a scraper's own credential); open without one. Read
+    from the header directly, so the OpenAPI document keeps auth_token's scheme for the API alone."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    credentials = HTTPAuthorizationCredentials(scheme=scheme, credentials=given) if scheme.lower() == "bearer" else None
+    _check_bearer(get_state(request).settings.metrics_token, credentials)
+
+
+def _check_bearer(token: SecretStr | None, credentials: HTTPAuthorizationCredentials | None) -> None:
     if token is None:
         return
     given = credentials.credentials if credentials is not None else ""

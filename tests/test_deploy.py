@@ -265,6 +265,7 @@ def test_proxy_forwards_to_the_api_replicas() -> None:
     upstream = re.search(r"set \$\w+ http://([\w-]+):(\d+);", conf)
     assert upstream and upstream.group(1) == "api" and upstream.group(2) in services["api"]["expose"]
     assert "resolver 127.0.0.11" in conf, "without a resolver, nginx pins the replicas it saw at start"
+    assert "proxy_set_header Host $http_host;" in conf, "the service compares a POST's Origin with Host, port and all"
     size = re.search(r"client_max_body_size (\d+)m;", conf)
     assert size and int(size.group(1)) * 2**20 >= ServiceSettings.model_fields["max_body_bytes"].default
     assert services["proxy"]["ports"][0].endswith(":8000:8000")

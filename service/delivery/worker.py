@@ -42,6 +42,18 @@ POLL_MS = 100
 SEND_BATCH = 16
 
 
+def failure(response: httpx.Response) -> str:
+    """Why a push failed, as logged and kept with its dead letter. Redirects are not followed: the signed body goes
+    to the configured URL only, never where an answer points; a redirect says so and where it pointed."""
+    if response.is_redirect:
+        where = response.headers.get("location", "")[:200]
+        return (
+            f"HTTP {response.status_code} redirect to {where!r}: pushes do not follow redirects (the body goes to the"
+            " configured url only); set the target's url to the address it redirects to"
+        )
+    return f"HTTP {response.status_code}: {response.text[:200]}"
+
+
 class DeliveryLoop:
     """``await run()`` until ``stop()``; does nothing unless webhooks or an Alertmanager are configured."""
 
@@ -220,7 +232,7 @@ class DeliveryLoop:
                 url = self.settings.alertmanager_url.rstrip("/") + "/api/v2/alerts"
                 body = alert_body(record, record_url, now, self.settings.alert_resolve_s)
                 response = await client.post(url, content=body, headers={"Content-Type": "application/json"})
-            error = None if response.is_success else f"HTTP {response.status_code}: {response.text[:200]}"
+            error = None if response.is_success else failure(response)
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
         if error is None:

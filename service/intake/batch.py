@@ -64,7 +64,8 @@ class Rejection(BaseModel):
     index: int = Field(description="position of the line in the request (text: line number from 0)")
     reason: str = Field(
         description="bad_format | no_session_id | bad_session_id | too_many_session_ids | empty"
-        " | too_many_sessions | queue_full (a cap reached while the request was being stored)"
+        " | too_many_sessions | queue_full (a cap reached while the request was being stored) | too_many_sources"
+        " (a new source past max_sources)"
     )
     message: str = Field(default="", description="what was wrong, cut short")
 
@@ -88,6 +89,7 @@ class Batch:
     rejected: list[Rejection] = field(default_factory=list)
     truncated: int = 0
     replaced: int = 0
+    sources: dict[str, None] = field(default_factory=dict)  # its lines' valid sources, in order (intake/sources.py)
 
     def rejected_by_reason(self) -> Counter[str]:
         return Counter(r.reason for r in self.rejected)
@@ -255,6 +257,7 @@ class SourceRoute:
                 self.fixed = fixed_key(name)
             else:
                 self.prefix = session_prefix(name)
+            batch.sources[name] = None
         except BadWindowName as exc:
             self.bad_source = exc
 

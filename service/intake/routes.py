@@ -138,6 +138,8 @@ async def store_batch(
     Idempotency-Key) is stored idempotently: its retry after a 503 stores no line twice (intake/idempotency.py).
     """
     closed: list[str] = []
+    if batch.groups:  # lines of a new source past max_sources are rejected first
+        prepared = await state.source_registry().admit(batch, prepared)
     if batch.groups:
         key, keep = None, False
         if request is not None and (len(prepared.calls) > 1 or idempotency.HEADER in request.headers):

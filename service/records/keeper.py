@@ -59,9 +59,9 @@ class RecordKeeper:
         }
         return out, payloads
 
-    def failed_payloads(self, windows: Sequence[ClosedWindow]) -> dict[str, str]:
-        """Records for dead-lettered windows: their lines are kept like an anomaly's."""
-        messages = self._preprocess(list(windows))
+    async def failed_payloads(self, windows: Sequence[ClosedWindow]) -> dict[str, str]:
+        """Records for dead-lettered windows: their lines are kept like an anomaly's (preprocessed off the loop)."""
+        messages = await asyncio.to_thread(self._preprocess, list(windows))
         return {w.window_id: self.records.payload(w, "failed", m) for w, m in zip(windows, messages, strict=True)}
 
     def _preprocess(self, windows: Sequence[ClosedWindow]) -> list[list[str]]:

@@ -63,7 +63,7 @@ class RecordStep(Protocol):
         self, scorer: Any, pairs: Sequence[tuple[ClosedWindow, Verdict]]
     ) -> tuple[list[tuple[ClosedWindow, Verdict]], dict[str, str]]: ...
 
-    def failed_payloads(self, windows: Sequence[ClosedWindow]) -> dict[str, str]: ...
+    async def failed_payloads(self, windows: Sequence[ClosedWindow]) -> dict[str, str]: ...
 
     def observe(self, pairs: Sequence[tuple[ClosedWindow, Verdict]], written: set[str], scorer: Any) -> None: ...
 
@@ -310,7 +310,7 @@ class ClassifierLoop:
             self._explain_credit -= self._explain_step_s
 
     async def _give_up(self, windows: list[ClosedWindow], error: str) -> None:
-        records = self.records.failed_payloads(windows) if self.records is not None else None
+        records = await self.records.failed_payloads(windows) if self.records is not None else None
         failed = await self._retrying(self.store.fail, windows, error, records)
         names = ", ".join(w.window_id for w in windows[:10])
         log.error("gave up on %d windows: %s: %s", len(windows), error, names)
