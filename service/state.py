@@ -14,6 +14,7 @@ from service.metrics import ServiceMetrics
 from service.settings import ServiceSettings
 
 if TYPE_CHECKING:
+    from service.intake.formats import SourceFormats
     from service.patterns.pattern_store import PatternStore
     from service.records.record_store import RecordStore
     from service.scoring.classifier import Scorer
@@ -31,6 +32,7 @@ class ServiceState:
     model_error: str | None = None
     records: RecordStore | None = None
     patterns: PatternStore | None = None
+    formats: SourceFormats | None = None  # the decided formats of --log-format auto sources
 
 
 def get_state(request: Request) -> ServiceState:
