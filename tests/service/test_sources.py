@@ -180,3 +180,15 @@ def test_sources_lists_configured_sources_before_their_first_line(make_client: M
     found = _source(client, "syslog")
     assert found["reading"]["log_format"] == {"value": "rfc3164", "origin": "sources"}
     assert (found["lines"], found["vocabulary_coverage"], found["unknown_to_model"]) == (0, None, False)
+
+
+def test_one_request_decides_each_of_its_sources_apart(make_client: MakeClient) -> None:
+    client = make_client(log_format="auto", window_mode="fixed", window_size=50, window_step=50)
+    syslog = '<165>1 2003-10-11T22:14:15.003Z host app - ID47 [x@1 a="1"] An application event {n}'
+    lines = []
+    for n in range(3):
+        lines += [{"message": HDFS_LINE.format(n=n), "source": "dn"}, {"message": syslog.format(n=n), "source": "app"}]
+    body = client.post("/logs", json={"lines": lines}).json()
+    assert (body["accepted"], body["rejected"]) == (6, [])
+    assert _source(client, "dn")["reading"]["log_format"]["value"] == "hdfs"
+    assert _source(client, "app")["reading"]["log_format"]["value"] == "rfc5424"
