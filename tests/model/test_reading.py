@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from model.reading import READING_FIELDS, describe_reading, manifest_reading, resolve_reading, training_reading
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,3 +53,28 @@ def test_train_records_the_reading_of_its_data() -> None:
     assert text == {"log_format": "rfc3164", "window_mode": "session", "session_pattern": "x-\\d+"}
     # users' records: the message alone, sessions by their own id field (no pattern to record)
     assert training_reading(_data("generic"), sessions=True) == {"log_format": "raw", "window_mode": "session"}
+
+
+def test_score_reads_as_the_checkpoint_and_resolves_auto_from_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    from model.score_cli import ScoreSettings, with_checkpoint_reading
+
+    for name in READING_FIELDS:
+        monkeypatch.delenv(f"LOGLLM_{name.upper()}", raising=False)
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    reading = {"log_format": "hdfs", "window_mode": "session", "session_pattern": "blk_-?\\d+"}
+    (checkpoint / "manifest.json").write_text(json.dumps({"reading": reading}))
+    log = tmp_path / "x.log"
+    log.write_text("<13>Oct 11 22:14:15 host su: one\n<13>Oct 11 22:14:16 host su: two\n")
+    args = argparse.Namespace(file=log, checkpoint=str(checkpoint))
+    settings = with_checkpoint_reading(ScoreSettings(checkpoint=checkpoint), args)
+    assert (settings.log_format, settings.window_mode) == ("hdfs", "session")
+    assert "# reading: log_format=hdfs (checkpoint), window_mode=session (checkpoint)" in capsys.readouterr().err
+    args = argparse.Namespace(file=log, checkpoint=str(checkpoint), log_format="auto", window_mode="fixed")
+    settings = with_checkpoint_reading(ScoreSettings(checkpoint=checkpoint, log_format="auto"), args)
+    assert (settings.log_format, settings.window_mode) == ("rfc3164", "fixed")
+    assert "log_format=rfc3164 (auto from the first 2 lines, flag)" in capsys.readouterr().err
