@@ -1,9 +1,9 @@
 """Build a LogLLM from backbones and save/load checkpoints.
 
 A checkpoint is a directory: ``manifest.json`` (backbones with fingerprints, dims, prompts, threshold, preprocessing
-version, training config, metrics), ``projector.safetensors`` and the peft LoRA adapters ``decoder_lora/`` and
-``encoder_lora/``. It holds only the small trained parts (a few MB); the backbones come from their names, and loading
-refuses a checkpoint whose backbones do not match what is installed.
+version, training config, metrics, how it reads logs: model/reading.py), ``projector.safetensors`` and the peft
+LoRA adapters ``decoder_lora/`` and ``encoder_lora/``. It holds only the small trained parts (a few MB); the
+backbones come from their names, and loading refuses a checkpoint whose backbones do not match what is installed.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ class Manifest:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     vocabulary: dict[str, Any] = field(default_factory=dict)  # {"file", "sha256", ...}: model/vocab.py writes it
+    reading: dict[str, Any] = field(default_factory=dict)  # log format and windowing trained with (model/reading.py)
     version: str = "untrained"
     created_at: str = ""
 
@@ -80,6 +81,7 @@ class Manifest:
             "training": self.training,
             "metrics": self.metrics,
             **({"vocabulary": self.vocabulary} if self.vocabulary else {}),
+            **({"reading": self.reading} if self.reading else {}),
         }
 
     @classmethod
@@ -103,6 +105,7 @@ class Manifest:
                 training=dict(raw.get("training", {})),
                 metrics=dict(raw.get("metrics", {})),
                 vocabulary=dict(raw.get("vocabulary", {})),
+                reading=dict(raw.get("reading", {})),
                 version=str(raw.get("version", "unknown")),
                 created_at=str(raw.get("created_at", "")),
             )

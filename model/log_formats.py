@@ -5,7 +5,10 @@ ones: HDFS ``<Date> <Time> <Pid> <Level> <Component>: <Content>``; BGL ``<Label>
 <Time> <NodeRepeat> <Type> <Component> <Level> <Content>``; Thunderbird and Liberty ``<Label> <Timestamp>
 <Date> <User> <Month> <Day> <Time> <Location> <Component>(\\[<PID>\\])?: <Content>`` (a line without the
 component part keeps everything after the 8th field). In BGL, Thunderbird and Liberty the label ``-`` means
-normal and anything else names an alert category.
+normal and anything else names an alert category. Syslog: ``rfc3164`` ``(<PRI>)?<Mmm dd hh:mm:ss> <Host>
+(<Tag>(\\[<PID>\\])?: )?<Content>`` (the ``<PRI>`` a relay adds or the ISO timestamp of rsyslog's files are taken
+too), ``rfc5424`` ``<PRI>VERSION <Timestamp> <Host> <App> <ProcID> <MsgID> <StructuredData>( <Content>)?``; the
+content is the MSG part. Every pattern here is linear-time on any input (anchored, no nested repetition).
 """
 
 from __future__ import annotations
@@ -15,11 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-LogFormat = Literal["raw", "hdfs", "bgl", "thunderbird", "liberty"]
-FORMATS: tuple[str, ...] = ("raw", "hdfs", "bgl", "thunderbird", "liberty")
+LogFormat = Literal["raw", "hdfs", "bgl", "thunderbird", "liberty", "rfc3164", "rfc5424"]
+FORMATS: tuple[str, ...] = ("raw", "hdfs", "bgl", "thunderbird", "liberty", "rfc3164", "rfc5424")
 
 _HDFS = re.compile(r"^\d{6} \d{6} \d+ \w+ [^:]+: (?P<content>.*)$")
 _COMPONENT = re.compile(r"^(?P<component>.*?)(?:\[\d+\])?: (?P<content>.*)$")  # Loghub: first ": " ends it
+_RFC3164 = re.compile(
+    r"^(?:<\d{1,3}>)?(?:[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}|\d{4}-\d{2}-\d{2}T\S+) \S+ "
+    r"(?:[^\s:\[\]]+(?:\[[^\s\]]*\])?: )?(?P<content>.*)$"
+)
+_RFC5424 = re.compile(r"^<\d{1,3}>\d{1,2} \S+ \S+ \S+ \S+ \S+ ")
 
 
 class LogFormatError(ValueError):
@@ -68,6 +76,50 @@ def _component_content(parts: list[str]) -> str:
     return match["content"] if match else rest
 
 
+def _rfc3164_content(line: str) -> str:
+    match = _RFC3164.match(line.rstrip("\r\n"))
+    if match is None:
+        raise LogFormatError(f"rfc3164: not '<Mmm dd hh:mm:ss> <host> <tag>: ...': {_short(line)!r}")
+    return match["content"]
+
+
+def _structured_data_end(line: str, start: int) -> int:
+    """Where RFC 5424's STRUCTURED-DATA that starts at ``start`` ends: ``-`` or ``[id param="v" ...]`` elements,
+    values quoted with ``\\`` escapes (a ``]`` inside quotes does not end one); -1 when it is not there. One pass."""
+    if line.startswith("-", start):
+        return start + 1
+    i, n = start, len(line)
+    if i >= n or line[i] != "[":
+        return -1
+    while i < n and line[i] == "[":
+        i += 1
+        quoted = False
+        while i < n:
+            char = line[i]
+            if quoted and char == "\\":
+                i += 2
+                continue
+            if char == '"':
+                quoted = not quoted
+            elif char == "]" and not quoted:
+                break
+            i += 1
+        if i >= n:
+            return -1
+        i += 1
+    return i
+
+
+def _rfc5424_content(line: str) -> str:
+    line = line.rstrip("\r\n")
+    header = _RFC5424.match(line)
+    end = _structured_data_end(line, header.end()) if header is not None else -1
+    if end < 0 or (end < len(line) and line[end] != " "):
+        expected = "<PRI>1 <time> <host> <app> <procid> <msgid> <structured data> ..."
+        raise LogFormatError(f"rfc5424: not '{expected}': {_short(line)!r}")
+    return line[end + 1 :].removeprefix("\ufeff")  # MSG may start with a UTF-8 byte order mark
+
+
 def parse_line(line: str, fmt: str) -> ParsedLine:
     """The content of one line in format ``fmt``; raises LogFormatError naming the format and the line."""
     line = line.rstrip("\r\n")
@@ -81,6 +133,10 @@ def parse_line(line: str, fmt: str) -> ParsedLine:
     if fmt in ("thunderbird", "liberty"):
         parts = _fields(line, 8, fmt)
         return ParsedLine(_component_content(parts), parts[0], parts[1])
+    if fmt == "rfc3164":
+        return ParsedLine(_rfc3164_content(line))
+    if fmt == "rfc5424":
+        return ParsedLine(_rfc5424_content(line))
     raise LogFormatError(f"unknown log format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
@@ -112,4 +168,8 @@ def content_parser(fmt: str) -> Callable[[str], str]:
         return _bgl_content
     if fmt in ("thunderbird", "liberty"):
         return _component_parser(fmt)
+    if fmt == "rfc3164":
+        return _rfc3164_content
+    if fmt == "rfc5424":
+        return _rfc5424_content
     raise LogFormatError(f"unknown log format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -27,8 +27,10 @@ class ScoreSettings(ModelSettings):
     """Which checkpoint scores which windows."""
 
     checkpoint: Path = Field(Path("checkpoints/default"), description="checkpoint directory")
-    log_format: Literal["raw", "hdfs", "bgl", "thunderbird", "liberty"] = Field(
-        "raw", description="how to cut the message content out of each line"
+    log_format: Literal["raw", "hdfs", "bgl", "thunderbird", "liberty", "rfc3164", "rfc5424", "auto"] = Field(
+        "raw",
+        description="how to cut the message content out of each line ('auto': from the file's first lines); the"
+        " checkpoint's format when not given",
     )
     window_mode: Literal["session", "fixed"] = Field("fixed", description="session ids or fixed/sliding windows")
     session_pattern: str = Field(r"blk_-?\d+", description="regex that finds session ids in a line")
@@ -137,6 +139,7 @@ def run_score(args: argparse.Namespace) -> int:
     settings = settings_from_args(ScoreSettings, args)
     if not args.file.is_file():
         raise SystemExit(f"logllm score: {args.file}: no such file")
+    settings = with_checkpoint_reading(settings, args)
     windows = list(windows_of(args.file, settings))
     model, manifest = load_checkpoint(settings.checkpoint, settings)
     vocabulary = load_vocabulary(settings.checkpoint) if settings.novelty != "off" else None
@@ -160,6 +163,27 @@ def run_score(args: argparse.Namespace) -> int:
         print(row)
     print(f"# {len(windows)} windows, model {manifest.version}, threshold {model.threshold:.4f}", file=sys.stderr)
     return 0
+
+
+def with_checkpoint_reading(settings: ScoreSettings, args: argparse.Namespace) -> ScoreSettings:
+    """The checkpoint's log format and windowing (model/reading.py) for what no flag or env var gives, ``auto``
+    resolved from the file's first lines; one ``# reading:`` line on stderr says what is used and why."""
+    from model.format_detect import DETECT_LINES, detect_format
+    from model.reading import READING_FIELDS, describe_reading, manifest_reading, resolve_reading
+
+    flags = {k: v for k, v in vars(args).items() if k in ScoreSettings.model_fields}
+    taken, origins = resolve_reading(READING_FIELDS, flags, manifest_reading(settings.checkpoint))
+    if taken:
+        settings = settings_from_args(ScoreSettings, argparse.Namespace(**{**flags, **taken}))
+    described: dict[str, str] = dict(origins)
+    if settings.log_format == "auto":
+        with args.file.open(encoding="utf-8", errors="replace") as handle:
+            first = [line for line, _ in zip(handle, range(DETECT_LINES), strict=False)]
+        settings = settings.model_copy(update={"log_format": detect_format(first)})
+        described["log_format"] = f"auto from the first {len(first)} lines, {origins['log_format']}"
+    values = {name: getattr(settings, name) for name in READING_FIELDS}
+    print(f"# reading: {describe_reading(values, described)}", file=sys.stderr)
+    return settings
 
 
 def explanation_column(model: Any, window: Window, score: float, found: Novelty | None, top_k: int) -> str:

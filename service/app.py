@@ -31,6 +31,7 @@ from service.intake import routes as intake_routes
 from service.metrics import ServiceMetrics
 from service.openapi import install_openapi
 from service.patterns import routes as patterns_routes
+from service.patterns import sources as patterns_sources
 from service.records import feedback_routes as records_feedback
 from service.records import query_routes as records_queries
 from service.records import routes as records_routes
@@ -63,6 +64,7 @@ def role_routers(role: Role) -> list[tuple[APIRouter, list[str]]]:
         (records_queries.router, ["records"]),
         (records_feedback.router, ["records"]),
         (patterns_routes.router, ["patterns"]),
+        (patterns_sources.router, ["sources"]),
         (delivery_routes.router, []),
         *ops,
     ]
@@ -306,12 +308,14 @@ def create_app(
             check_checkpoint(settings)
         async with contextlib.AsyncExitStack() as stack:
             active = store if store is not None else await stack.enter_async_context(open_store(settings))
+            from service.intake.formats import SourceFormats
             from service.patterns.pattern_store import PatternStore
             from service.records.record_store import RecordStore
 
             records = RecordStore(active, settings)
             patterns = PatternStore(active, settings)
             state = ServiceState(settings=settings, metrics=metrics, store=active, records=records, patterns=patterns)
+            state.formats = SourceFormats(active.redis, active.config.key_prefix)
             app.state.service = state
             app.state.delivery = delivery = Delivery(state)
             runtime = Runtime(state, scorer, publish=delivery.stream.publish)

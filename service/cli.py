@@ -17,6 +17,7 @@ from service.settings import ServiceSettings
 
 GRACEFUL_SHUTDOWN_S = 30
 SWITCH_INTERVAL_S = 0.001
+log = logging.getLogger(__name__)
 
 
 def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,6 +38,15 @@ def run_serve(args: argparse.Namespace) -> int:
     """Serve until a signal; 1 when the app could not start (bad checkpoint, Redis unreachable...), 130 on Ctrl-C."""
     settings = settings_from_args(ServiceSettings, args)
     stay_offline(checkpoint_backbones(settings.checkpoint))  # before anything imports huggingface_hub
+    from service.windows.reading import ReadingError, reading_summary, with_checkpoint_reading
+
+    try:  # the checkpoint's log format and windowing, for what no flag or env var gives
+        flags = {k: v for k, v in vars(args).items() if k in ServiceSettings.model_fields}
+        settings = with_checkpoint_reading(settings, flags)
+    except ReadingError as exc:
+        raise SystemExit(f"logllm serve: {exc}") from None
+    for line in reading_summary(settings):
+        log.info("reading logs: %s", line)
     from service.request_guard import serve_settings
 
     served, level, message = serve_settings(settings)  # no token: loopback only, unless --insecure-no-auth

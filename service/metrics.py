@@ -99,6 +99,11 @@ class ServiceMetrics:
             "logllm_new_templates", "templates seen for the first time in a source (bounded source names)",
             ["source"], registry=r,
         )  # fmt: skip
+        self.source_vocabulary_coverage = Gauge(
+            "logllm_source_vocabulary_coverage",
+            "share of a source's recent lines whose template the checkpoint's vocabulary knows (bounded source names)",
+            ["source"], registry=r,
+        )  # fmt: skip
         self.embedding_cache_hit_ratio = Gauge(
             "logllm_embedding_cache_hit_ratio", "message vectors found in the model's cache, since start", registry=r
         )

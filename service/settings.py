@@ -79,7 +79,9 @@ class ServiceSettings(ModelSettings):
         default=DEFAULTS.session_pattern, description="regex that finds session ids in a line (session mode)"
     )
     log_format: LogFormat = Field(
-        default=DEFAULTS.log_format, description="how to cut the message content out of each line"
+        default=DEFAULTS.log_format,
+        description="how to cut the message content out of each line; 'auto': per source, from its first lines"
+        " (the checkpoint's format when not given)",
     )
     window_size: int = Field(default=DEFAULTS.size, gt=0, description="lines per fixed window")
     window_step: int = Field(
@@ -216,6 +218,16 @@ class ServiceSettings(ModelSettings):
     pattern_recent_windows: int = Field(
         default=20, gt=0, description="ids of the latest windows kept per template (GET /patterns/{id})"
     )
+    coverage_warn_below: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="a source fewer of whose recent lines than this share have a template the checkpoint's"
+        " vocabulary knows is flagged in GET /sources and /ui, with one warning in the log (0: never)",
+    )
+    coverage_min_lines: int = Field(
+        default=200, gt=0, description="lines a source must have sent before its vocabulary coverage is judged"
+    )
 
     # delivery (service/delivery): the verdict stream, webhooks, Alertmanager
     verdict_stream_maxlen: int = Field(
@@ -240,6 +252,12 @@ class ServiceSettings(ModelSettings):
         return None if value == "" else value
 
     _windowings: dict[str, Windowing] = PrivateAttr(default_factory=dict)
+    _reading_origins: dict[str, str] = PrivateAttr(default_factory=dict)  # service/windows/reading.py sets it
+
+    def reading_origin(self, name: str) -> str:
+        """Where a global reading setting (log_format, window_mode, ...) came from: flag, env, checkpoint or
+        default (``given`` for settings built in code, not by ``logllm serve``)."""
+        return self._reading_origins.get(name) or ("given" if name in self.model_fields_set else "default")
 
     @field_validator("session_pattern")
     @classmethod

@@ -16,6 +16,7 @@ from service.settings import ServiceSettings
 
 if TYPE_CHECKING:
     from service.intake.sources import SourceRegistry
+    from service.intake.formats import SourceFormats
     from service.patterns.pattern_store import PatternStore
     from service.records.record_store import RecordStore
     from service.scoring.classifier import Scorer
@@ -33,6 +34,7 @@ class ServiceState:
     model_error: str | None = None
     records: RecordStore | None = None
     patterns: PatternStore | None = None
+    formats: SourceFormats | None = None  # the decided formats of --log-format auto sources
     sources: SourceRegistry | None = None
 
     def source_registry(self) -> SourceRegistry:

@@ -161,7 +161,8 @@ def compose_settings(name: str, files: list[Path], monkeypatch: pytest.MonkeyPat
     env = {k: v for k, v in dockerfile_env(dockerfile).items() if k.startswith("LOGLLM_")}
     for path in files:
         service = load_yaml(path)["services"].get(name) or {}
-        env.update({k: resolve(v) for k, v in (service.get("environment") or {}).items()})
+        # a key without a value passes the shell's value through, and is unset when the shell has none
+        env.update({k: resolve(v) for k, v in (service.get("environment") or {}).items() if v is not None})
     for key in [n for n in os.environ if n.startswith("LOGLLM_")]:
         monkeypatch.delenv(key)
     for key, value in env.items():

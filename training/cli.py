@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from model.cli_args import add_settings_arguments, settings_from_args
+from model.reading import training_reading
 from model.vocab import (
     NoveltyMode,
     Vocabulary,
@@ -43,6 +44,14 @@ class EvalSettings(DataSettings):
 
 class VocabSettings(DataSettings):
     """Which training data the vocabulary of an existing checkpoint is read from."""
+
+    pick_threshold: bool = Field(
+        False,
+        description="also re-pick the threshold on the validation split for the budget (--max-fpr), as logllm train"
+        " does, and write it to the manifest; the model's false alarms there then count against the session"
+        " rules' budget (loads the model)",
+    )
+    batch_size: int = Field(16, gt=0, description="sequences per forward pass (--pick-threshold)")
 
 
 # The data settings a checkpoint's manifest records and `logllm vocab` reuses, so the split is the trained one.
@@ -136,6 +145,7 @@ def run_train(args: argparse.Namespace) -> int:
         novelty="flag",
     )
     manifest.metrics = {"dataset": settings.dataset, "split": "test", **result.metrics}
+    manifest.reading = training_reading(settings, splits.report.sessions)  # what serve and score default to
     save_checkpoint(model, settings.output, manifest)
     attach_vocabulary(settings.output, vocabulary)
     fpr = settings.max_fpr
@@ -247,8 +257,38 @@ def run_vocab(args: argparse.Namespace) -> int:
             f" has {len(splits.train)}: is it the data the checkpoint was trained on?",
             file=sys.stderr,
         )
-    vocabulary = training_vocabulary(splits, manifest.training.get("max_fpr"), seed=settings.seed)
+    # the budget given here (--max-fpr, LOGLLM_MAX_FPR), else the one the checkpoint was trained with
+    max_fpr = settings.max_fpr if settings.max_fpr is not None else manifest.training.get("max_fpr")
+    flagged: list[bool] | None = None
+    picked: dict[str, Any] = {}
+    if settings.pick_threshold:
+        if max_fpr is None:
+            raise SystemExit("logllm vocab: --pick-threshold needs a budget (--max-fpr)")
+        threshold, flagged = _repick_threshold(args.checkpoint_dir, settings, splits, max_fpr)
+        picked = {"threshold": threshold, "threshold_rule": f"most recall at validation FPR <= {max_fpr}"}
+    vocabulary = training_vocabulary(splits, max_fpr, flagged, seed=settings.seed)
     entry = attach_vocabulary(args.checkpoint_dir, vocabulary)
     used = {k: getattr(settings, k) for k in SPLIT_FIELDS}
-    print(json.dumps({"checkpoint": str(args.checkpoint_dir), **entry, "split_settings": used}))
+    print(json.dumps({"checkpoint": str(args.checkpoint_dir), **entry, "max_fpr": max_fpr, **picked,
+                      "split_settings": used}))  # fmt: skip
     return 0
+
+
+def _repick_threshold(
+    directory: Path, settings: VocabSettings, splits: Splits, max_fpr: float
+) -> tuple[float, list[bool]]:
+    """The threshold ``logllm train`` would pick on this split's validation part for the budget, written to the
+    manifest (with the budget under ``training.max_fpr``), and the model's verdict on each validation normal."""
+    from model.checkpoint import MANIFEST, load_checkpoint
+    from training.evaluate import validation_threshold
+
+    model, _ = load_checkpoint(directory, settings)
+    threshold, scores = validation_threshold(model, splits.validation, max_fpr, settings.batch_size)
+    manifest = json.loads((directory / MANIFEST).read_text())
+    manifest["threshold"] = threshold
+    manifest["training"]["max_fpr"] = max_fpr
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    flagged = [score >= threshold for s, score in zip(splits.validation, scores, strict=True) if not s.label]
+    print(f"threshold {threshold:.6f} (validation FPR <= {max_fpr}: {sum(flagged)} of {len(flagged)} normals"
+          " flagged)", file=sys.stderr)  # fmt: skip
+    return threshold, flagged

@@ -22,7 +22,7 @@ class DataSettings(ModelSettings):
 
     dataset: DatasetKind = Field("hdfs-sessions", description="which loader reads --data")
     data: Path = Field(Path("../shared/data"), description="data directory (or file for 'generic' and 'text')")
-    log_format: Literal["raw", "hdfs", "bgl", "thunderbird", "liberty"] = Field(
+    log_format: Literal["raw", "hdfs", "bgl", "thunderbird", "liberty", "rfc3164", "rfc5424"] = Field(
         "raw", description="'text' data: how to cut the message content out of each line"
     )
     window_mode: Literal["session", "fixed"] = Field(

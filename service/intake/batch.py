@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from model.format_detect import DETECT_LINES, lenient_parser
 from model.log_formats import LogFormatError, content_parser
 from model.windows import session_finder
 from service.intake.body import decode_text, split_lines
@@ -90,6 +91,7 @@ class Batch:
     truncated: int = 0
     replaced: int = 0
     sources: dict[str, None] = field(default_factory=dict)  # its lines' valid sources, in order (intake/sources.py)
+    samples: dict[str, list[str]] = field(default_factory=dict)  # auto sources with no format yet: first lines
 
     def rejected_by_reason(self) -> Counter[str]:
         return Counter(r.reason for r in self.rejected)
@@ -189,11 +191,19 @@ def json_lines(body: bytes, default_source: str | None) -> list[LineFields]:
     ]
 
 
-def build_batch(lines: Iterable[LineFields], settings: ServiceSettings, replaced: int = 0) -> Batch:
-    """Truncate, parse and key every line; a line naming several sessions joins each of them."""
+def build_batch(
+    lines: Iterable[LineFields], settings: ServiceSettings, replaced: int = 0, formats: Mapping[str, str] | None = None
+) -> Batch:
+    """Truncate, parse and key every line; a line naming several sessions joins each of them.
+
+    ``formats``: the decided format of each ``auto`` source (service/intake/formats.py). An auto source not in it
+    is read as raw here and its first lines are kept in ``Batch.samples``: the route decides its format from them
+    and builds the batch again with the decision, before anything is stored.
+    """
     batch = Batch(replaced=replaced)
     max_chars = settings.max_line_chars
     routes: dict[str | None, SourceRoute] = {}
+    formats = formats or {}
     for index, message, session_id, source, timestamp in lines:
         message = message.rstrip("\r\n")
         if not message or message.isspace():
@@ -204,7 +214,9 @@ def build_batch(lines: Iterable[LineFields], settings: ServiceSettings, replaced
             batch.truncated += 1
         route = routes.get(source)
         if route is None:
-            route = routes[source] = SourceRoute(settings, source, batch)
+            route = routes[source] = SourceRoute(settings, source, batch, formats)
+        if route.sample is not None and len(route.sample) < DETECT_LINES:
+            route.sample.append(message)
         try:
             content = route.content(message)
         except LogFormatError as exc:
@@ -241,9 +253,19 @@ class SourceRoute:
     Everything that depends on the source alone is worked out once per batch, not once per line.
     """
 
-    def __init__(self, settings: ServiceSettings, source: str | None, batch: Batch) -> None:
+    def __init__(
+        self, settings: ServiceSettings, source: str | None, batch: Batch, formats: Mapping[str, str] | None = None
+    ) -> None:
         self.windowing = windowing = settings.windowing(source)
-        self.content = content_parser(windowing.log_format)
+        self.sample: list[str] | None = None  # an auto source's first lines, while it has no format
+        if windowing.log_format == "auto":
+            name = source or DEFAULT_SOURCE
+            decided = (formats or {}).get(name)
+            if decided is None:
+                self.sample = batch.samples.setdefault(name, [])
+            self.content = lenient_parser(decided or "raw")
+        else:
+            self.content = content_parser(windowing.log_format)
         self.max_sessions = settings.max_sessions_per_line
         self.find = session_finder(windowing.session_pattern)
         self.items = batch.groups.setdefault(windowing, [])

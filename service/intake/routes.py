@@ -29,6 +29,7 @@ from service.intake.batch import (
     text_lines,
 )
 from service.intake.body import content_encodings, decode_body, decode_text, media_type, read_raw
+from service.intake.formats import propose
 from service.intake.ndjson import ndjson_lines
 from service.settings import ServiceSettings
 from service.state import ServiceState, State, require_token
@@ -108,6 +109,24 @@ async def _off_loop(raw: bytes, codings: list[str], parse: Callable[[], T], plai
     return await asyncio.to_thread(parse)
 
 
+async def _decided(
+    state: ServiceState, raw: bytes, codings: list[str], parse: Callable[[], T], plain: bool = True
+) -> T:
+    """``_off_loop(parse)``; when the body brought lines of ``auto`` sources with no format yet, their formats are
+    decided from those lines (service/intake/formats.py, shared through Redis) and the body is parsed again with
+    the decisions, before anything is stored: every line is read with its source's format."""
+    parsed = await _off_loop(raw, codings, parse, plain)
+    batch = parsed[0] if isinstance(parsed, tuple) else parsed
+    if isinstance(batch, Batch) and batch.samples and state.formats is not None:
+        await state.formats.settle({source: propose(lines) for source, lines in batch.samples.items()})
+        parsed = await _off_loop(raw, codings, parse, plain)
+    return parsed
+
+
+def _known_formats(state: ServiceState) -> dict[str, str] | None:
+    return dict(state.formats.known()) if state.formats is not None else None
+
+
 def _prepared(state: ServiceState, batch: Batch) -> tuple[Batch, PreparedAppend]:
     """The batch with its store call prepared (split by partition, serialized): the per-line part of storing
     it, done inside ``parse`` so that a big body does it in the worker thread as well."""
@@ -118,7 +137,8 @@ def _model_batch(
     state: ServiceState, lines: list[tuple[int, LogLine]], rejected: list[Rejection]
 ) -> tuple[Batch, PreparedAppend]:
     """build_batch of lines a format validated as ``LogLine`` models, with that format's own rejections."""
-    return _prepared(state, _merge(build_batch(line_fields(lines), state.settings), rejected))
+    batch = build_batch(line_fields(lines), state.settings, formats=_known_formats(state))
+    return _prepared(state, _merge(batch, rejected))
 
 
 def _merge(batch: Batch, rejected: list[Rejection]) -> Batch:
@@ -156,19 +176,26 @@ async def store_batch(
     return closed
 
 
-def _logs_batch(body: bytes, media: str, charset: str | None, source: str | None, settings: ServiceSettings) -> Batch:
+def _logs_batch(
+    body: bytes,
+    media: str,
+    charset: str | None,
+    source: str | None,
+    settings: ServiceSettings,
+    formats: dict[str, str] | None = None,
+) -> Batch:
     if media == "application/json":
-        return build_batch(json_lines(body, source), settings)
+        return build_batch(json_lines(body, source), settings, formats=formats)
     if media == "application/x-ndjson":
         text, _ = decode_text(body, charset)
         lines, rejected = ndjson_lines(text, source)
         if not lines and not rejected:
             raise ApiError(400, "empty_body", "the body has no non-blank line")
-        return _merge(build_batch(line_fields(lines), settings), rejected)
+        return _merge(build_batch(line_fields(lines), settings, formats=formats), rejected)
     raw, replaced = text_lines(body, charset)
     if not raw:
         raise ApiError(400, "empty_body", "the body has no non-blank line")
-    return build_batch([(i, line, None, source, None) for i, line in raw], settings, replaced)
+    return build_batch([(i, line, None, source, None) for i, line in raw], settings, replaced, formats)
 
 
 LOGS_MEDIA = {"application/json": "json", "application/x-ndjson": "ndjson", "text/plain": "text"}
@@ -204,9 +231,9 @@ async def post_logs(
 
     def parse() -> tuple[Batch, PreparedAppend]:
         body = decode_body(raw, codings, settings.max_body_bytes)
-        return _prepared(state, _logs_batch(body, media, charset, source, settings))
+        return _prepared(state, _logs_batch(body, media, charset, source, settings, _known_formats(state)))
 
-    batch, prepared = await _off_loop(raw, codings, parse)
+    batch, prepared = await _decided(state, raw, codings, parse)
     closed = await store_batch(state, batch, prepared, LOGS_MEDIA[media], request, raw)
     return LogsResponse(
         accepted=batch.accepted,
@@ -266,7 +293,7 @@ async def loki_push(request: Request, state: State) -> Response:
         entries = loki.loki_lines(streams, settings)
         return *_model_batch(state, entries.lines, entries.rejected), entries.where
 
-    batch, prepared, where = await _off_loop(raw, codings, parse, plain=fmt == "loki_json")
+    batch, prepared, where = await _decided(state, raw, codings, parse, plain=fmt == "loki_json")
     await store_batch(state, batch, prepared, fmt, request, raw)
     if batch.rejected:
         first = batch.rejected[0]
@@ -314,7 +341,7 @@ async def otlp_logs(request: Request, state: State) -> Response:
         records = otlp.otlp_lines(message, settings)
         return *_model_batch(state, records.lines, records.rejected), records.where
 
-    batch, prepared, where = await _off_loop(raw, codings, parse, plain=as_json)
+    batch, prepared, where = await _decided(state, raw, codings, parse, plain=as_json)
     await store_batch(state, batch, prepared, "otlp_json" if as_json else "otlp_protobuf", request, raw)
     content, content_type = otlp.response(batch.rejected, where, as_json)
     return Response(content=content, media_type=content_type)

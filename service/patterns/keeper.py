@@ -32,13 +32,21 @@ from model.vocab import (
     window_novelty,
 )
 from service.metrics import ServiceMetrics
-from service.patterns.pattern_store import PatternStore, TemplateUse, count_id, path_id, template_id
+from service.patterns.pattern_store import (
+    PatternStore,
+    SourceBatch,
+    TemplateUse,
+    count_id,
+    path_id,
+    template_id,
+)
 from service.records.record_store import window_parts
 from service.windows.store import ClosedWindow, StoreUnavailable, Verdict
 
 Pair = tuple[ClosedWindow, Verdict]
 log = logging.getLogger(__name__)
 LEARNED_FROM_WINDOW = "normal_window"
+UNKNOWN_SOURCE = "this model was not trained on logs like these; train one for them"
 
 
 def source_of(window: ClosedWindow) -> str:
@@ -130,8 +138,14 @@ class PatternKeeper:
         uses: dict[str, dict[str, TemplateUse]] = {}
         anomalous_only = self.vocabulary.anomalous_only if self.vocabulary is not None else {}
         normal = self.vocabulary.normal if self.vocabulary is not None else {}
+        counts: dict[str, list[int]] = {}  # source -> [lines, windows, lines whose template the vocabulary knows]
         for (window, verdict), messages in zip(pairs, sequences, strict=True):
-            by_template = uses.setdefault(source_of(window), {})
+            source = source_of(window)
+            tally = counts.setdefault(source, [0, 0, 0])
+            tally[0] += len(messages)
+            tally[1] += 1
+            tally[2] += sum(m in normal or m in anomalous_only for m in messages)
+            by_template = uses.setdefault(source, {})
             learns = verdict.label in ("normal", "muted")
             for i, message in enumerate(messages):
                 use = by_template.get(message)
@@ -145,17 +159,31 @@ class PatternKeeper:
                 if learns and message not in anomalous_only:
                     use.learn = LEARNED_FROM_WINDOW
         await self._learn_session_findings(pairs)
+        known = self.vocabulary is not None
+        batches = {s: SourceBatch(n, windows, hits if known else -1) for s, (n, windows, hits) in counts.items()}
         try:
-            new = await self.patterns.update({source: list(found.values()) for source, found in uses.items()})
+            found = await self.patterns.update_sources(
+                {source: list(templates.values()) for source, templates in uses.items()}, batches
+            )
         except StoreUnavailable:
             raise
         except ResponseError:  # counts are not worth a verdict
             log.exception("pattern update failed; this batch's templates are not counted")
             return
-        if self.metrics is not None:
-            for source, count in new.items():
-                if count:
-                    self.metrics.new_templates.labels(source=self.metrics.source_label(source)).inc(count)
+        for source, update in found.items():
+            if update.warn:
+                log.warning(
+                    "source %s: %.0f%% of its recent lines have a template the checkpoint's vocabulary knows (under"
+                    " %.0f%%): %s", source, 100 * (update.coverage or 0.0),
+                    100 * self.patterns.config.coverage_warn_below, UNKNOWN_SOURCE,
+                )  # fmt: skip
+            if self.metrics is None:
+                continue
+            label = self.metrics.source_label(source)
+            if update.new:
+                self.metrics.new_templates.labels(source=label).inc(update.new)
+            if update.coverage is not None:
+                self.metrics.source_vocabulary_coverage.labels(source=label).set(update.coverage)
 
     async def _learn_session_findings(self, pairs: Sequence[Pair]) -> None:
         """Rare transitions and unusual counts of windows that came out normal or muted (a warm-up, ``annotate``, a

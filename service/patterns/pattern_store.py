@@ -38,6 +38,8 @@ class PatternConfig:
 
     max_templates_per_source: int = 10_000
     pattern_recent_windows: int = 20
+    coverage_warn_below: float = 0.5
+    coverage_min_lines: int = 200
 
     @classmethod
     def from_settings(cls, settings: object) -> PatternConfig:
@@ -58,6 +60,32 @@ class TemplateUse:
     def to_json(self) -> dict[str, Any]:
         return {"id": template_id(self.template), "t": self.template, "n": self.count, "ex": self.example,
                 "w": self.windows or [], "learn": self.learn, "vocab": self.vocab}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SourceBatch:
+    """One scoring batch of one source, for its counters: lines, windows, and lines whose template the
+    checkpoint's vocabulary knows (-1: no vocabulary, no coverage)."""
+
+    lines: int
+    windows: int
+    known: int = -1
+
+    def to_json(self) -> dict[str, int]:
+        return {"l": self.lines, "w": self.windows, "k": self.known}
+
+
+@dataclass(frozen=True)
+class SourceUpdate:
+    """What ``update`` reports per source: templates new to it, its vocabulary coverage now (None without a
+    vocabulary), and whether this call first found it under the threshold (log its one warning)."""
+
+    new: int
+    coverage: float | None = None
+    warn: bool = False
+
+
+COVERAGE_RECENT_LINES = 1000  # coverage reads about this many of a source's latest lines (older ones fade out)
 
 
 @dataclass(frozen=True)
@@ -171,14 +199,36 @@ class PatternStore:
 
     async def update(self, uses: Mapping[str, Sequence[TemplateUse]]) -> dict[str, int]:
         """Count a batch's templates per source (one script per partition); templates new to each source."""
+        return {source: found.new for source, found in (await self.update_sources(uses)).items()}
+
+    async def update_sources(
+        self, uses: Mapping[str, Sequence[TemplateUse]], batches: Mapping[str, SourceBatch] | None = None
+    ) -> dict[str, SourceUpdate]:
+        """``update``, and each source's line and window counters and vocabulary coverage (``batches``)."""
         if not uses:
             return {}
-        extra = {"cap": self.config.max_templates_per_source, "recent": self.config.pattern_recent_windows}
+        config = self.config
+        extra: dict[str, Any] = {"cap": config.max_templates_per_source, "recent": config.pattern_recent_windows}
+        if batches:
+            extra["stats"] = {source: b.to_json() for source, b in batches.items()}
+            extra["coverage"] = {"recent": COVERAGE_RECENT_LINES, "min_lines": config.coverage_min_lines,
+                                 "below": config.coverage_warn_below}  # fmt: skip
         by_source = {source: [u.to_json() for u in items] for source, items in uses.items() if items}
-        new: dict[str, int] = {}
+        out: dict[str, SourceUpdate] = {}
         for reply in await self._per_partition("update", by_source, extra):
-            new.update({_text(s): int(n) for s, n in zip(reply[::2], reply[1::2], strict=True)})
-        return new
+            for s, n, coverage, warn in zip(reply[::4], reply[1::4], reply[2::4], reply[3::4], strict=True):
+                text = _text(coverage)
+                out[_text(s)] = SourceUpdate(int(n), float(text) if text else None, int(warn) == 1)
+        return out
+
+    async def source_meta(self, sources: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Each source's meta hash (first_seen, lines, windows, cov_lines, cov_known, cov_warned), one pipeline."""
+        with _translated():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for name in sources:
+                    pipe.hgetall(self._base(name) + "meta")
+                replies = await pipe.execute() if sources else []
+        return {name: _pairs(found) for name, found in zip(sources, replies, strict=True)}
 
     async def learn(self, source: str, templates: Sequence[str], how: str) -> list[str]:
         """Mark templates learned by a source (created with count 0 if it has not kept them); their ids."""

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-LogFormat = Literal["raw", "hdfs", "bgl", "thunderbird", "liberty"]
+LogFormat = Literal["raw", "hdfs", "bgl", "thunderbird", "liberty", "rfc3164", "rfc5424", "auto"]  # auto: per source
 WindowMode = Literal["session", "fixed"]
 
 

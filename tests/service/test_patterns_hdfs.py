@@ -24,7 +24,8 @@ QUOTA = "Disk quota exceeded while writing <*> to <*>"  # in no HDFS training se
 SLOW = "Checksum verified slowly for <*> on <*>"  # nor this
 
 
-WRITE = [  # a complete normal HDFS write of one block to two replicas: (component, message)
+WRITE = [  # a complete normal HDFS write of one block to three replicas, as HDFS_v1's normal sessions write: (component,
+    # message); with two, the counts of a normal session (three Receiving, three Received...) would be unusual
     ("DataNode$DataXceiver", "Receiving block {block} src: /10.250.19.102:54106 dest: /10.250.19.102:50010"),
     ("FSNamesystem", "BLOCK* NameSystem.allocateBlock: /mnt/hadoop/mapred/system/job_0001/job.jar. {block}"),
     ("DataNode$DataXceiver", "Receiving block {block} src: /10.250.10.6:40524 dest: /10.250.10.6:50010"),
@@ -36,6 +37,11 @@ WRITE = [  # a complete normal HDFS write of one block to two replicas: (compone
     ("DataNode$PacketResponder", "Received block {block} of size 67108864 from /10.250.19.102"),
     ("FSNamesystem",
      "BLOCK* NameSystem.addStoredBlock: blockMap updated: 10.250.19.102:50010 is added to {block} size 9"),
+    ("DataNode$DataXceiver", "Receiving block {block} src: /10.251.43.21:45933 dest: /10.251.43.21:50010"),
+    ("DataNode$PacketResponder", "PacketResponder 2 for block {block} terminating"),
+    ("DataNode$PacketResponder", "Received block {block} of size 67108864 from /10.251.43.21"),
+    ("FSNamesystem",
+     "BLOCK* NameSystem.addStoredBlock: blockMap updated: 10.251.43.21:50010 is added to {block} size 9"),
 ]
 
 

@@ -62,3 +62,23 @@ def test_vocab_uses_the_recorded_split_and_flags_override_it(
 def test_vocab_refuses_a_directory_without_manifest(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="manifest.json is missing"):
         run("vocab", str(tmp_path), "--data", str(tmp_path))
+
+
+def test_the_budget_given_to_vocab_wins_over_the_recorded_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--max-fpr`` picks the session rules for that budget; without it, the budget the checkpoint was trained
+    with (before, the flag was read and ignored: the shipped checkpoint got no session rule at all)."""
+    data = _sessions(tmp_path / "s.jsonl")
+    ckpt = _checkpoint(tmp_path, {"dataset": "generic", "seed": 5, "max_fpr": 0.02})
+    assert run("vocab", str(ckpt), "--data", str(data)) == 0
+    assert json.loads(capsys.readouterr().out)["max_fpr"] == 0.02
+    assert run("vocab", str(ckpt), "--data", str(data), "--max-fpr", "0.2") == 0
+    assert json.loads(capsys.readouterr().out)["max_fpr"] == 0.2
+
+
+def test_pick_threshold_needs_a_budget(tmp_path: Path) -> None:
+    data = _sessions(tmp_path / "s.jsonl")
+    ckpt = _checkpoint(tmp_path, {"dataset": "generic", "seed": 5})
+    with pytest.raises(SystemExit, match="--pick-threshold needs a budget"):
+        run("vocab", str(ckpt), "--data", str(data), "--pick-threshold")

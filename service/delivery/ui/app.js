@@ -127,6 +127,31 @@ async function loadChart() {
   }
 }
 
+// how each source is read and whether the model knows its lines (GET /sources)
+function setting(s) {
+  return s.value === null ? "(not decided yet)" : s.value + " (" + s.origin + ")";
+}
+
+async function loadSources() {
+  const page = await api("/sources");
+  const body = $("sources").tBodies[0];
+  body.replaceChildren();
+  for (const source of page.items) {
+    const r = source.reading;
+    const windows = r.window_mode.value === "session"
+      ? "sessions by " + r.session_pattern.value + " (" + r.window_mode.origin + ")"
+      : "fixed " + r.window_size.value + "/" + r.window_step.value + " (" + r.window_mode.origin + ")";
+    const coverage = source.vocabulary_coverage === null ? "-" : (100 * source.vocabulary_coverage).toFixed(0) + "%";
+    const state = [source.warning, source.warming_up ? "warming up until " + when(source.warm_up_until) : ""];
+    const row = el("tr", undefined, source.unknown_to_model ? "unknown" : "");
+    row.dataset.source = source.source;
+    row.append(el("td", source.source), el("td", setting(r.log_format)), el("td", windows),
+      el("td", source.lines + " in " + source.windows + " windows"), el("td", coverage),
+      el("td", state.filter(Boolean).join(" · "), "state"));
+    body.append(row);
+  }
+}
+
 // what the session rules found, in words: a path or a count no normal training session showed
 function sessionFindings(novelty) {
   const end = (template, word) => (template === null ? word : "\u201c" + template + "\u201d");
@@ -192,7 +217,7 @@ async function route() {
     } else {
       $("window-view").hidden = true;
       $("feed-view").hidden = false;
-      await Promise.all([loadFeed(false), loadChart()]);
+      await Promise.all([loadFeed(false), loadChart(), loadSources()]);
     }
   } catch (err) {
     showError(err.message);
