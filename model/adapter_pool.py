@@ -260,7 +260,7 @@ class AdapterPool:
         _check_backbone("encoder", key.encoder, enc_info)
         _check_backbone("decoder", key.decoder, dec_info)
         nbytes = module_bytes(encoder) + module_bytes(decoder)
-        self._check_room(directory, nbytes, f"backbones {key.describe()} ({nbytes / MIB:.0f} MiB)")
+        self._check_room(directory, nbytes, f"backbones {key.describe()}")
         shared_encoder = PeftModel.from_pretrained(encoder, str(directory / "encoder_lora"), adapter_name=name)
         shared_decoder = PeftModel.from_pretrained(decoder, str(directory / "decoder_lora"), adapter_name=name)
         base = SharedBase(key, shared_encoder, shared_decoder, (enc_tok, dec_tok), nbytes)

@@ -108,8 +108,9 @@ def make_app(redis_url: str, tiny_models: dict[str, Path]) -> Iterator[MakeApp]:
         client.__exit__(None, None, None)
 
 
-def send_and_score(api: TestClient, source: str, session: str) -> dict[str, Any]:
-    lines = [{"message": f"{session} step {i}", "source": source, "session_id": session} for i in range(3)]
+def send_and_score(api: TestClient, source: str, session: str, messages: list[str] | None = None) -> dict[str, Any]:
+    texts = messages or [f"{session} step {i}" for i in range(3)]
+    lines = [{"message": text, "source": source, "session_id": session} for text in texts]
     assert api.post("/logs", json={"lines": lines}).status_code == 200
     window = f"session:{source}:{session}"
     assert api.post(f"/sequences/{window}/close").status_code == 200
@@ -217,6 +218,19 @@ def test_a_watched_directory_registers_and_removes_models(
     shutil.rmtree(directory / "web")
     wait_for(lambda: (r := served(api, api, "w1")()) and not r["models"], "web removed")
     assert send_and_score(api, "web", "s2")["model_version"] == version(tiny_models["default"])
+
+
+@pytest.mark.slow
+def test_the_novelty_rule_reads_the_vocabulary_of_the_model_that_scored_the_window(
+    make_app: MakeApp, tiny_models: dict[str, Path]
+) -> None:
+    api = make_app(role="all", consumer="w1", novelty="annotate", novelty_warmup_s=0)
+    api.post("/models", json={"source": "web", "checkpoint": str(tiny_models["web"])})
+    wait_for(lambda: (r := served(api, api, "w1")()) and "web" in r["models"], "web registered")
+    web = send_and_score(api, "web", "s1", ["x y", "x y", "a b"])  # web's vocabulary knows x y, not a b
+    db = send_and_score(api, "db", "s1", ["x y", "x y", "a b"])  # the default's knows a b, not x y
+    assert web["model_version"] == version(tiny_models["web"]) and web["novelty"]["novel"] == ["a b"]
+    assert db["model_version"] == version(tiny_models["default"]) and db["novelty"]["novel"] == ["x y"]
 
 
 # --- the router alone -------------------------------------------------------------------------------------------
