@@ -81,8 +81,11 @@ class RecordKeeper:
     def _explain(self, scorer: Any, items: Sequence[tuple[Pair, list[str]]]) -> list[list[dict[str, Any]] | None]:
         """Runs in a worker thread: one batched forward pass per window."""
         score = one_pass(scorer)
+        own_model = getattr(scorer, "scorer_for", None)  # models per source: explained by the model that scored it
         out: list[list[dict[str, Any]] | None] = []
         for (window, verdict), messages in items:
+            if own_model is not None:
+                score = one_pass(own_model(verdict.model_version) or scorer)
             started = time.perf_counter()
             leading = [*verdict.known_anomalous, *verdict.novel]  # the novelty rule's templates lead
             k = len(set(messages)) if leading else self.top_k
