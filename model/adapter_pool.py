@@ -24,11 +24,17 @@ from typing import Any
 
 import torch
 from peft import PeftModel
-from safetensors.torch import load_file
 from torch import nn
 
 from model.backbones import BackboneError, BackboneInfo, load_decoder, load_encoder, pick_device, set_torch_threads
-from model.checkpoint import CheckpointError, Manifest, _check_backbone, as_trained, check_preprocess
+from model.checkpoint import (
+    CheckpointError,
+    Manifest,
+    _check_backbone,
+    as_trained,
+    check_preprocess,
+    load_trained_parts,
+)
 from model.logllm import LogLLM
 from model.settings import ModelSettings
 from model.vocab import Vocabulary, load_vocabulary
@@ -281,12 +287,7 @@ class AdapterPool:
             prompts=manifest.prompts,
             cache_size=self.settings.embedding_cache_size,
         )
-        state = load_file(str(directory / "projector.safetensors"))
-        model.projector.load_state_dict({k: v.to(model.device) for k, v in state.items()})
-        model.threshold = manifest.threshold
-        model.max_messages = manifest.max_messages
-        model.max_message_tokens = manifest.max_message_tokens
-        model.version = manifest.version
+        load_trained_parts(model, directory, manifest)
         model.eval()
         vocabulary = load_vocabulary(directory)
         nbytes = base.adapter_bytes(name) + module_bytes(model.projector)

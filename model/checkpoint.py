@@ -224,16 +224,21 @@ def load_checkpoint(
         )  # fmt: skip
     model.encoder = PeftModel.from_pretrained(model.encoder, str(directory / "encoder_lora"), is_trainable=trainable)
     model.decoder = PeftModel.from_pretrained(model.decoder, str(directory / "decoder_lora"), is_trainable=trainable)
+    load_trained_parts(model, directory, manifest)
+    if not trainable:
+        prepare_for_scoring(model, merge_lora=settings.merge_lora, int8=settings.quantize == "int8")
+    model.train(trainable)
+    return model, manifest
+
+
+def load_trained_parts(model: LogLLM, directory: Path, manifest: Manifest) -> None:
+    """The projector's weights and what the manifest says of scoring: threshold, limits, version."""
     state = load_file(str(directory / "projector.safetensors"))
     model.projector.load_state_dict({k: v.to(model.device) for k, v in state.items()})
     model.threshold = manifest.threshold
     model.max_messages = manifest.max_messages
     model.max_message_tokens = manifest.max_message_tokens
     model.version = manifest.version
-    if not trainable:
-        prepare_for_scoring(model, merge_lora=settings.merge_lora, int8=settings.quantize == "int8")
-    model.train(trainable)
-    return model, manifest
 
 
 def as_trained(settings: ModelSettings, manifest: Manifest) -> ModelSettings:
