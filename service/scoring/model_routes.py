@@ -47,7 +47,12 @@ def _registry(state: ServiceState) -> ModelRegistry:
     return ModelRegistry(state.store.redis, state.store.config.key_prefix)
 
 
-@router.get("", summary="The registered models, and what each worker serves and failed to load")
+OFF = {409: {"description": "the service runs without --models"}}
+
+
+@router.get(
+    "", summary="The registered models, and what each worker serves and failed to load", responses={**OFF}
+)
 async def list_models(state: State) -> dict[str, Any]:
     setting = _setting(state)
     registry = _registry(state)
@@ -101,7 +106,14 @@ async def register_model(request: ModelRequest, state: State) -> dict[str, Any]:
     return {"source": pattern, "checkpoint": str(path), "version": manifest.version, "generation": generation}
 
 
-@router.delete("/{source}", summary="Remove a source's model: its windows go to the default model again")
+@router.delete(
+    "/{source}",
+    summary="Remove a source's model: its windows go to the default model again",
+    responses={
+        404: {"description": "no model is registered for this source pattern"},
+        409: {"description": "the service runs without --models, or the model comes from the watched directory"},
+    },
+)
 async def remove_model(source: str, state: State) -> dict[str, Any]:
     _setting(state)
     return {"source": source, "removed": True, "generation": await _remove(_registry(state), source)}
