@@ -167,6 +167,15 @@ def save_checkpoint(model: LogLLM, directory: Path, manifest: Manifest) -> Manif
     return manifest
 
 
+def check_preprocess(directory: Path, manifest: Manifest) -> None:
+    """A checkpoint reads messages preprocessed as in training; another preprocessing version would shift them."""
+    if manifest.preprocess_version != preprocess.PREPROCESS_VERSION:
+        raise CheckpointError(
+            f"{directory}: trained with preprocessing version {manifest.preprocess_version}, this logllm has"
+            f" {preprocess.PREPROCESS_VERSION}; retrain or install the matching logllm"
+        )
+
+
 def _check_backbone(kind: str, recorded: BackboneInfo, installed: BackboneInfo) -> None:
     if (recorded.fingerprint, recorded.hidden_size) != (installed.fingerprint, installed.hidden_size):
         raise CheckpointError(
@@ -197,11 +206,7 @@ def load_checkpoint(
         raise CheckpointError("quantize=int8 is for scoring only; load with 'none', 'auto' or '4bit' to train")
     set_torch_threads(settings.torch_threads, spare_cores)
     manifest = Manifest.read(directory)
-    if manifest.preprocess_version != preprocess.PREPROCESS_VERSION:
-        raise CheckpointError(
-            f"{directory}: trained with preprocessing version {manifest.preprocess_version}, this logllm has"
-            f" {preprocess.PREPROCESS_VERSION}; retrain or install the matching logllm"
-        )
+    check_preprocess(directory, manifest)
     model, enc_info, dec_info = build_model(
         as_trained(settings, manifest),
         encoder=encoder or manifest.encoder.name,
@@ -222,16 +227,21 @@ def load_checkpoint(
         )  # fmt: skip
     model.encoder = PeftModel.from_pretrained(model.encoder, str(directory / "encoder_lora"), is_trainable=trainable)
     model.decoder = PeftModel.from_pretrained(model.decoder, str(directory / "decoder_lora"), is_trainable=trainable)
+    load_trained_parts(model, directory, manifest)
+    if not trainable:
+        prepare_for_scoring(model, merge_lora=settings.merge_lora, int8=settings.quantize == "int8")
+    model.train(trainable)
+    return model, manifest
+
+
+def load_trained_parts(model: LogLLM, directory: Path, manifest: Manifest) -> None:
+    """The projector's weights and what the manifest says of scoring: threshold, limits, version."""
     state = load_file(str(directory / "projector.safetensors"))
     model.projector.load_state_dict({k: v.to(model.device) for k, v in state.items()})
     model.threshold = manifest.threshold
     model.max_messages = manifest.max_messages
     model.max_message_tokens = manifest.max_message_tokens
     model.version = manifest.version
-    if not trainable:
-        prepare_for_scoring(model, merge_lora=settings.merge_lora, int8=settings.quantize == "int8")
-    model.train(trainable)
-    return model, manifest
 
 
 def as_trained(settings: ModelSettings, manifest: Manifest) -> ModelSettings:

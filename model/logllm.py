@@ -206,8 +206,12 @@ class LogLLM(nn.Module):
         return out.loss
 
     # -- inference -----------------------------------------------------------------------------------------------
+    def scoring_batch(self, sequences: Sequence[Sequence[str]]) -> DecoderBatch:
+        """Decoder inputs that end at the answer stem, where the next token decides normal vs anomalous."""
+        return self.build_batch(sequences, [self._answer_stem] * len(sequences))
+
     def _score_batch(self, sequences: Sequence[Sequence[str]]) -> Tensor:
-        batch = self.build_batch(sequences, [self._answer_stem] * len(sequences))
+        batch = self.scoring_batch(sequences)
         logits = self.decoder(
             inputs_embeds=batch.embeds,
             attention_mask=batch.attention_mask,

@@ -18,7 +18,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import APIRouter, FastAPI
 from redis.exceptions import RedisError
@@ -36,6 +36,7 @@ from service.records import feedback_routes as records_feedback
 from service.records import query_routes as records_queries
 from service.records import routes as records_routes
 from service.request_guard import RequestGuard
+from service.scoring import model_routes as models_routes
 from service.settings import Role, ServiceSettings
 from service.state import ServiceState
 
@@ -65,6 +66,7 @@ def role_routers(role: Role) -> list[tuple[APIRouter, list[str]]]:
         (records_feedback.router, ["records"]),
         (patterns_routes.router, ["patterns"]),
         (patterns_sources.router, ["sources"]),
+        (models_routes.router, ["models"]),
         (delivery_routes.router, []),
         *ops,
     ]
@@ -91,6 +93,10 @@ def load_scorer(settings: ServiceSettings) -> Scorer:
         scorer: Scorer = factory(settings)
         log.info("scorer %s (version %s)", settings.scorer, getattr(scorer, "version", "?"))
         return scorer
+    if settings.models:  # models per source on shared backbones (service/scoring/model_router.py)
+        from service.scoring.model_router import load_router
+
+        return cast("Scorer", load_router(settings))  # its threshold and version are the default model's
     from model.checkpoint import load_checkpoint
 
     model, manifest = load_checkpoint(settings.checkpoint, settings, spare_cores=1)  # one core stays with HTTP
@@ -118,6 +124,8 @@ class Runtime:
             self.tasks.append(asyncio.create_task(self._sweep(), name="logllm-sweeper"))
         if role != "api":
             self.tasks.append(asyncio.create_task(self._classify(), name="logllm-classifier"))
+        elif self.state.settings.models:  # an api replica feeds the registry from a models directory
+            self.tasks.append(asyncio.create_task(self._watch_models(None), name="logllm-models-start"))
 
     async def ensure_store(self) -> bool:
         """Set the store up (idempotent); retried by the sweeper while Redis is away at start."""
@@ -171,6 +179,8 @@ class Runtime:
             return
         state.scorer = scorer
         log.info("model %s warm; classifier starting", getattr(scorer, "version", "?"))
+        if state.settings.models and hasattr(scorer, "route"):  # registered models load before the first batch
+            await self._watch_models(scorer)
         while not self.stopping.is_set():
             if not await self.ensure_store():
                 await asyncio.sleep(RESTART_DELAY_S)
@@ -192,6 +202,15 @@ class Runtime:
                 await asyncio.sleep(RESTART_DELAY_S)
             else:
                 return
+
+    async def _watch_models(self, router: Any) -> None:
+        """Follow the model registry (and the models directory); ``router`` None on an api replica."""
+        from service.scoring.model_watch import ModelWatcher
+
+        watcher = ModelWatcher.for_settings(self.state.store, self.state.settings, router)
+        with contextlib.suppress(RedisError, OSError):  # Redis away at start: the watcher's loop retries
+            await watcher.step()
+        self.tasks.append(asyncio.create_task(watcher.run(self.stopping), name="logllm-models"))
 
     def _record_keeper(self) -> RecordKeeper | None:
         from model.preprocess import preprocess
@@ -217,7 +236,10 @@ class Runtime:
         if state.patterns is None:
             return None
         settings = state.settings
-        return PatternKeeper(state.patterns, vocabulary, settings.novelty, settings.novelty_warmup_s, state.metrics)
+        return PatternKeeper(
+            state.patterns, vocabulary, settings.novelty, settings.novelty_warmup_s, state.metrics,
+            vocabulary_for=getattr(state.scorer, "vocabulary_for", None),  # models per source: each model's own
+        )  # fmt: skip
 
     async def stop(self) -> None:
         """Finish the batch in flight and ack it; what is still queued waits in Redis for the next start."""

@@ -114,6 +114,20 @@ class ServiceSettings(ModelSettings):
         default=4, ge=1, le=16384, description="Redis key partitions (hash slots) windows spread over"
     )
 
+    # models per source (service/scoring/models.py, model_router.py, model_watch.py)
+    models: str = Field(
+        default="",
+        description="models per source: JSON {source or glob: checkpoint dir}, or a directory whose subdirectories"
+        " are checkpoints named after their source (watched: adding, replacing or removing one changes that"
+        " source's model); unmatched sources use --checkpoint; '{}' enables POST /models with none yet; empty: one"
+        " model for every source",
+    )
+    models_max_memory_mb: int = Field(
+        default=8192, gt=0, description="backbones, adapters and projectors loaded for --models at most (MiB)"
+    )
+    models_poll_s: float = Field(
+        default=2.0, gt=0, description="how often workers look for model changes in Redis (and the models directory)"
+    )
     max_batch_windows: int = Field(default=16, gt=0, description="windows per model call")
     max_batch_lines: int = Field(default=4096, gt=0, description="lines per model call")
     max_batch_wait_ms: int = Field(default=20, ge=0, description="how long a partial batch waits for more windows")
@@ -279,6 +293,14 @@ class ServiceSettings(ModelSettings):
     def windowing(self, source: str | None) -> Windowing:
         """How lines of this source (None: lines that name none) are windowed."""
         return self._windowings.get(source or "", self._windowings[""])
+
+    @field_validator("models")
+    @classmethod
+    def _models_parse(cls, value: str) -> str:
+        from service.scoring.models import ModelsSetting
+
+        ModelsSetting.parse(value)  # ModelsError is a ValueError naming the pattern or path
+        return value
 
     @field_validator("webhooks", mode="before")
     @classmethod

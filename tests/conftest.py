@@ -45,3 +45,20 @@ def untrained_checkpoint(fresh_model: object, tmp_path_factory: pytest.TempPathF
     directory = tmp_path_factory.mktemp("untrained-checkpoint")
     save_checkpoint(fresh_model, directory, Manifest(encoder=enc_info, decoder=dec_info))  # type: ignore[arg-type]
     return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Checkpoints on tiny backbones (tests/tiny_checkpoints.py): ``default`` (threshold 1: never anomalous, with a
+    vocabulary of "a b"), ``web`` and ``web2`` (threshold 0: always anomalous; web's vocabulary knows "x y") on the same
+    backbones, ``other`` on another decoder."""
+    from tests.tiny_checkpoints import tiny_checkpoint, tiny_decoder, tiny_encoder
+
+    root = tmp_path_factory.mktemp("tiny")
+    encoder, decoder = tiny_encoder(root / "encoder"), tiny_decoder(root / "decoder")
+    return {
+        "default": tiny_checkpoint(root / "default", encoder, decoder, seed=1, threshold=1.0, normal=("a b",)),
+        "web": tiny_checkpoint(root / "web", encoder, decoder, seed=2, threshold=0.0, normal=("x y",)),
+        "web2": tiny_checkpoint(root / "web2", encoder, decoder, seed=3, threshold=0.0),
+        "other": tiny_checkpoint(root / "other", encoder, tiny_decoder(root / "decoder2", hidden=48), seed=4),
+    }

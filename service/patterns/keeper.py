@@ -15,7 +15,7 @@ explicitly (feedback "normal", a mute, ``POST /patterns/{id}/learn``): it is the
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from redis.exceptions import ResponseError
@@ -70,17 +70,36 @@ class PatternKeeper:
         mode: NoveltyMode = "flag",
         warmup_s: float = 0.0,
         metrics: ServiceMetrics | None = None,
+        vocabulary_for: Callable[[str], Vocabulary | None] | None = None,
     ) -> None:
         self.patterns = patterns
         self.vocabulary = vocabulary
-        self.mode: NoveltyMode = mode if vocabulary is not None else "off"
+        # models per source (service/scoring/model_router.py): the vocabulary of the model that scored a window, by
+        # the model version on its verdict, so a source's templates are judged by its own model's training
+        self.vocabulary_for = vocabulary_for
+        self._views: dict[int, tuple[Vocabulary, Vocabulary]] = {}
+        self.mode: NoveltyMode = mode if vocabulary is not None or vocabulary_for is not None else "off"
         self.warmup_s = warmup_s
         self.metrics = metrics
         # the template rule's view; the session rules run on their own (rare_transitions, unusual_counts), for
         # whole sessions only
         self.templates_only = for_windows(vocabulary, sessions=False) if vocabulary is not None else None
-        if vocabulary is None and mode != "off":
+        if vocabulary is None and vocabulary_for is None and mode != "off":
             log.warning("novelty off: the checkpoint has no vocabulary (logllm vocab makes one); patterns still kept")
+
+    def _vocabulary(self, verdict: Verdict) -> Vocabulary | None:
+        return self.vocabulary if self.vocabulary_for is None else self.vocabulary_for(verdict.model_version)
+
+    def _templates_only(self, vocabulary: Vocabulary | None) -> Vocabulary | None:
+        """The template rule's view of a vocabulary, made once per vocabulary."""
+        if vocabulary is None or vocabulary is self.vocabulary:
+            return self.templates_only if vocabulary is not None else None
+        found = self._views.get(id(vocabulary))
+        if found is None or found[0] is not vocabulary:
+            if len(self._views) > 256:
+                self._views.clear()
+            found = self._views[id(vocabulary)] = (vocabulary, for_windows(vocabulary, sessions=False))
+        return found[1]
 
     async def decide(self, pairs: Sequence[Pair], sequences: Sequence[Sequence[str]]) -> list[Pair]:
         """The verdicts with the novelty rule applied: label, reason and the templates it found."""
@@ -89,15 +108,17 @@ class PatternKeeper:
         warming: set[str] = set()
         rare: list[tuple[Transition, ...]] = [()] * len(pairs)  # by the checkpoint; the source may know some
         odd: list[tuple[CountFinding, ...]] = [()] * len(pairs)  # the same for counts
-        if self.mode != "off" and self.vocabulary is not None:
+        vocabularies = [self._vocabulary(verdict) for _, verdict in pairs]
+        if self.mode != "off" and any(v is not None for v in vocabularies):
             asked: dict[str, set[str]] = {}
             session_ids: dict[str, set[str]] = {}  # path_id / count_id of the whole sessions' findings
             for i, ((window, _), messages) in enumerate(zip(pairs, sequences, strict=True)):
                 source = source_of(window)
                 asked.setdefault(source, set()).update(template_id(m) for m in messages)
-                if whole_session(window):
-                    rare[i] = rare_transitions(messages, self.vocabulary)
-                    odd[i] = unusual_counts(messages, self.vocabulary)
+                vocab = vocabularies[i]
+                if whole_session(window) and vocab is not None:
+                    rare[i] = rare_transitions(messages, vocab)
+                    odd[i] = unusual_counts(messages, vocab)
                     findings = session_ids.setdefault(source, set())
                     findings.update(path_id(pair) for pair in rare[i])
                     findings.update(count_id(found) for found in odd[i])
@@ -112,14 +133,17 @@ class PatternKeeper:
             learned_findings = {source: state.learned_findings for source, state in states.items()}
             warming = {source for source, state in states.items() if now - state.first_seen < self.warmup_s}
         out: list[Pair] = []
-        for (window, verdict), messages, candidates, counts in zip(pairs, sequences, rare, odd, strict=True):
-            if verdict.score is None or self.templates_only is None or self.mode == "off":
+        for (window, verdict), messages, candidates, counts, vocab in zip(
+            pairs, sequences, rare, odd, vocabularies, strict=True
+        ):
+            templates_only = self._templates_only(vocab)
+            if verdict.score is None or templates_only is None or self.mode == "off":
                 out.append((window, replace(verdict, reason="model" if verdict.label == "anomalous" else None)))
                 continue
             source = source_of(window)
             ids = learned.get(source, frozenset())
             known_findings = learned_findings.get(source, frozenset())
-            templates = window_novelty(messages, self.templates_only, {m for m in messages if template_id(m) in ids})
+            templates = window_novelty(messages, templates_only, {m for m in messages if template_id(m) in ids})
             novelty = replace(
                 templates,
                 transitions=tuple(p for p in candidates if path_id(p) not in known_findings),
@@ -136,11 +160,12 @@ class PatternKeeper:
     async def record(self, pairs: Sequence[Pair], sequences: Sequence[Sequence[str]]) -> None:
         """Count each source's templates of this batch, with an example line and the windows that held them."""
         uses: dict[str, dict[str, TemplateUse]] = {}
-        anomalous_only = self.vocabulary.anomalous_only if self.vocabulary is not None else {}
-        normal = self.vocabulary.normal if self.vocabulary is not None else {}
         counts: dict[str, list[int]] = {}  # source -> [lines, windows, lines whose template the vocabulary knows]
         for (window, verdict), messages in zip(pairs, sequences, strict=True):
             source = source_of(window)
+            scored_by = self._vocabulary(verdict)  # the vocabulary of the model that scored it (models per source)
+            anomalous_only = scored_by.anomalous_only if scored_by is not None else {}
+            normal = scored_by.normal if scored_by is not None else {}
             tally = counts.setdefault(source, [0, 0, 0])
             tally[0] += len(messages)
             tally[1] += 1

@@ -30,11 +30,12 @@ end
 local claimed = {}
 for i = 1, #out, 2 do
   local id, due = out[i], out[i + 1]
-  local f = redis.call('HMGET', P .. 'rec:' .. id, 'explanation_status', 'score', 'messages', 'novelty')
+  local f = redis.call('HMGET', P .. 'rec:' .. id, 'explanation_status', 'score', 'messages', 'novelty',
+    'model_version')
   if f[1] == 'pending' then
     redis.call('ZADD', KEYS[1], now + lease, id)
     claimed[#claimed + 1] = {id, due, f[2] or '', f[3] or '', f[4] or '',
-      redis.call('LRANGE', P .. 'rec:lines:' .. id, 0, -1)}
+      redis.call('LRANGE', P .. 'rec:lines:' .. id, 0, -1), f[5] or ''}
   else
     redis.call('ZREM', KEYS[1], id)
   end
@@ -69,11 +70,12 @@ class ExplainJob:
     raw_lines: list[str] | None
     novel: list[str] = field(default_factory=list)
     known_anomalous: list[str] = field(default_factory=list)
+    model_version: str = ""  # the model that scored it: with models per source, the one that explains it
 
 
 def _job(partition: int, row: Sequence[Any]) -> ExplainJob | None:
     """A claimed row; None when the record holds no messages to explain (its lines were not kept)."""
-    window_id, due, score, table, novelty, elements = row
+    window_id, due, score, table, novelty, elements, model_version = row
     table_text, score_text = _text(table), _text(score)
     if not table_text or not score_text:
         return None
@@ -92,6 +94,7 @@ def _job(partition: int, row: Sequence[Any]) -> ExplainJob | None:
         raw_lines=[r for r, _ in decoded] if kept else None,
         novel=list(found.get("novel") or []),
         known_anomalous=list(found.get("known_anomalous") or []),
+        model_version=_text(model_version),
     )
 
 

@@ -117,13 +117,14 @@ class Explainer:
     async def step(self, scorer: Any) -> bool:
         """Explain what needs no forward pass, then run at most one chunk of variants; False when idle."""
         if self._current is None:
-            self._current = await self._next(str(getattr(scorer, "version", "")))
+            self._current = await self._next(scorer)
             if self._current is None:
                 return False
         work = self._current
+        model = _model_of(scorer, work.job)
         started = time.perf_counter()
         try:
-            work.scores.extend(await asyncio.to_thread(one_pass(scorer), work.next_chunk(self.chunk)))
+            work.scores.extend(await asyncio.to_thread(one_pass(model), work.next_chunk(self.chunk)))
         except Exception:  # the verdict is written; an explanation that fails leaves its record without one
             log.exception("explanation failed for window %s", work.job.window_id)
             self._current = None
@@ -133,7 +134,7 @@ class Explainer:
         work.spent_s += time.perf_counter() - started
         if work.finished or work.spent_s >= self.budget_s:
             self._current = None
-            await self._write_occlusion(work, str(getattr(scorer, "version", "")))
+            await self._write_occlusion(work, _version_of(scorer, work.job))
         return True
 
     async def close(self) -> None:
@@ -143,7 +144,7 @@ class Explainer:
         if jobs:
             await self.queue.release(jobs)
 
-    async def _next(self, version: str) -> Occlusion | None:
+    async def _next(self, scorer: Any) -> Occlusion | None:
         """The next job that needs the model; jobs explained without it are written on the way."""
         while True:
             if not self._jobs:
@@ -163,7 +164,7 @@ class Explainer:
                 await self._write(job, novelty_explanation(job), "done", "novelty")
             elif len(distinct) == 1:  # nothing to compare with: the message gets the whole score
                 await self._write(job, ranked(job, {distinct[0]: job.score}, self.top_k), "done", "occlusion")
-            elif (cached := await self._cached(version, distinct)) is not None:
+            elif (cached := await self._cached(_version_of(scorer, job), distinct)) is not None:
                 await self._write(job, ranked(job, cached, self.top_k), "done", "cached")
             else:
                 return Occlusion(job, distinct)
@@ -197,3 +198,14 @@ class Explainer:
     def _count(self, how: str) -> None:
         if self.metrics is not None:
             self.metrics.explanations.labels(how=how).inc()
+
+
+def _model_of(scorer: Any, job: ExplainJob) -> Any:
+    """The model that scored the job's window (models per source: ``scorer_for``), else the scorer itself."""
+    scorer_for = getattr(scorer, "scorer_for", None)
+    own = scorer_for(job.model_version) if scorer_for is not None and job.model_version else None
+    return own if own is not None else scorer
+
+
+def _version_of(scorer: Any, job: ExplainJob) -> str:
+    return str(getattr(_model_of(scorer, job), "version", ""))

@@ -244,7 +244,7 @@ class ClassifierLoop:
                 return
         picked = time.time()
         try:
-            sequences, scores, inference_s = await asyncio.to_thread(self._infer, batch)
+            sequences, decided, inference_s = await asyncio.to_thread(self._infer, batch)
         except Exception as exc:
             if len(batch) > 1:
                 log.warning("model failed on a batch of %d windows; trying its halves alone", len(batch))
@@ -261,7 +261,6 @@ class ClassifierLoop:
                 error = f"the model failed on this window {attempts} times; last error: {type(exc).__name__}: {exc}"
                 await self._give_up([window], error[:500])
             return
-        threshold, version = float(self.scorer.threshold), str(self.scorer.version)
         scored_at = time.time()
         verdicts = [
             (
@@ -278,7 +277,7 @@ class ClassifierLoop:
                     n_scored=len(window.lines),  # score_whole: every line, in chunks of max_messages
                 ),
             )
-            for window, score in zip(batch, scores, strict=True)
+            for window, (score, threshold, version) in zip(batch, decided, strict=True)
         ]
         if self.patterns is not None:  # the novelty rule: before mutes and explanations, which see its label
             verdicts = await self._retrying(self.patterns.decide, verdicts, sequences)
@@ -322,15 +321,22 @@ class ClassifierLoop:
             if self.metrics is not None:
                 self.metrics.windows_dropped.labels(reason=reason).inc(count)
 
-    def _infer(self, batch: list[ClosedWindow]) -> tuple[list[list[str]], list[float], float]:
-        """Runs in a worker thread: preprocessing is CPU work too. The preprocessed windows and their scores."""
+    def _infer(self, batch: list[ClosedWindow]) -> tuple[list[list[str]], list[tuple[float, float, str]], float]:
+        """Runs in a worker thread: preprocessing is CPU work too. The preprocessed windows and, per window, its
+        score with the threshold and version of the model that decided it (models per source: ``route``)."""
         sequences = [[self.preprocess(line) for line in window.lines] for window in batch]
         started = time.perf_counter()
-        scores = score_whole(self.scorer.score, sequences, getattr(self.scorer, "max_messages", None))
+        route = getattr(self.scorer, "route", None)  # service/scoring/model_router.py
+        if route is not None:
+            decided = list(route(batch, sequences))
+        else:
+            scores = score_whole(self.scorer.score, sequences, getattr(self.scorer, "max_messages", None))
+            threshold, version = float(self.scorer.threshold), str(self.scorer.version)
+            decided = [(float(score), threshold, version) for score in scores]
         elapsed = time.perf_counter() - started
-        if len(scores) != len(batch):
-            raise ValueError(f"scorer returned {len(scores)} scores for {len(batch)} sequences")
-        return sequences, list(scores), elapsed
+        if len(decided) != len(batch):
+            raise ValueError(f"scorer returned {len(decided)} scores for {len(batch)} sequences")
+        return sequences, decided, elapsed
 
     def _observe(
         self,
