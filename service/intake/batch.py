@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from model.log_formats import LogFormatError, content_parser
 from model.windows import session_finder
 from service.intake.body import decode_text, split_lines
+from service.intake.message import MessageRule, Metadata
 from service.settings import ServiceSettings
 from service.windows.ids import (
     DEFAULT_SOURCE,
@@ -181,8 +182,17 @@ def json_lines(body: bytes, default_source: str | None) -> list[LineFields]:
     return [(i, line.message, line.session_id, line.source or default_source) for i, line in enumerate(request.lines)]
 
 
-def build_batch(lines: Iterable[LineFields], settings: ServiceSettings, replaced: int = 0) -> Batch:
-    """Truncate, parse and key every line; a line naming several sessions joins each of them."""
+def build_batch(
+    lines: Iterable[LineFields],
+    settings: ServiceSettings,
+    replaced: int = 0,
+    metadata: Mapping[int, Metadata] | None = None,
+) -> Batch:
+    """Truncate, parse and key every line; a line naming several sessions joins each of them.
+
+    ``metadata``: the (key, value) pairs a protocol carried beside a line (Loki structured metadata, OTLP
+    attributes), by line index; its source's ``MessageRule`` decides what of them the model reads.
+    """
     batch = Batch(replaced=replaced)
     max_chars = settings.max_line_chars
     routes: dict[str | None, SourceRoute] = {}
@@ -197,6 +207,12 @@ def build_batch(lines: Iterable[LineFields], settings: ServiceSettings, replaced
         route = routes.get(source)
         if route is None:
             route = routes[source] = SourceRoute(settings, source, batch)
+        raw = message
+        if route.rule is not None or metadata:
+            message, raw = route.message(message, metadata.get(index) if metadata else None)
+            if not message or message.isspace():
+                batch.rejected.append(Rejection(index=index, reason="empty", message="blank message field"))
+                continue
         try:
             content = route.content(message)
         except LogFormatError as exc:
@@ -207,7 +223,7 @@ def build_batch(lines: Iterable[LineFields], settings: ServiceSettings, replaced
         except Unwindowable as exc:
             batch.rejected.append(Rejection(index=index, reason=exc.reason, message=str(exc)[:200]))
             continue
-        route.add(index, keys, message, content)
+        route.add(index, keys, raw, content)
         batch.accepted += 1
     return batch
 
@@ -237,6 +253,10 @@ class SourceRoute:
         self.windowing = windowing = settings.windowing(source)
         self.content = content_parser(windowing.log_format)
         self.max_sessions = settings.max_sessions_per_line
+        json_fields, keys = settings.json_message_fields(source), settings.metadata_keys(source)
+        # None when lines go to the model as they are (no JSON field, no metadata key): the hot path's one check
+        self.rule = MessageRule(json_fields, keys) if json_fields or keys else None
+        self._plain = MessageRule((), frozenset())
         self.find = session_finder(windowing.session_pattern)
         self.items = batch.groups.setdefault(windowing, [])
         self.origins = batch.origins.setdefault(windowing, [])
@@ -285,6 +305,10 @@ class SourceRoute:
             _CHECKED_SESSIONS.clear()
         _CHECKED_SESSIONS.update(sessions)
         return keys
+
+    def message(self, line: str, metadata: Metadata | None) -> tuple[str, str]:
+        """(message for the model, line as shipped) of a line under this source's MessageRule."""
+        return (self.rule or self._plain).apply(line, metadata)
 
     def add(self, index: int, keys: list[str], raw: str, content: str) -> None:
         """The line's items: one (window key, stored element) per window it joins."""

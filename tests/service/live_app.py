@@ -71,6 +71,21 @@ class LiveApp:
         with self.scorer.lock:
             return sorted(self.scorer.scored)
 
+    def record_lines(self, window_id: str) -> list[tuple[str, str]]:
+        """(raw, content) of a scored window's lines, from its record (normal windows keep lines only with
+        normal_lines_retention_s)."""
+        response = httpx.get(f"{self.url}/sequences/{quote(window_id, safe='')}")
+        assert response.status_code == 200, response.text
+        return [(x["raw"], x["content"]) for x in response.json()["lines"]]
+
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample of /metrics (0 when absent)."""
+        wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
+        for line in self.metrics().splitlines():
+            if line.startswith(wanted + " "):
+                return float(line.split()[-1])
+        return 0.0
+
     def metrics(self) -> str:
         return httpx.get(f"{self.url}/metrics").text
 

@@ -1,0 +1,116 @@
+"""Re-sent Loki entries and OTLP records stored once, across replicas (Redis).
+
+Shippers re-send what they already delivered: winston-loki re-sends a whole batch that was partly rejected
+every 60 s, and any client re-sends a batch whose answer it did not get. Loki stores an entry identical in
+stream, timestamp and line once; this does the same for a bounded window (``--entry-dedup-window-s``).
+
+Each entry has a 12-byte digest of everything that makes it itself (Loki: stream labels, timestamp, line,
+structured metadata; OTLP: resource and scope, and the whole record: trace and span ids, timestamps, body,
+attributes). Only an entry identical in all of these is a re-send, so no two distinct entries are taken for
+one (a collision of 96-bit digests aside). An entry without a timestamp has no digest and is always stored.
+
+Digests live in Redis sets keyed by partition and by the entry's own time bucket (``window`` wide):
+``<prefix>:{p<k>}:dedup:<bucket>``, k from the digest, each set expiring ``window`` after its last write, so a
+re-send within ``window`` of the first store is always found, and memory holds about one window of entries
+(~60 bytes each). The order is check, store, then remember: an entry is remembered only once it is stored, so a
+failed or refused store never hides its retry (a crash between store and remember costs one duplicate, never a
+loss). Two replicas taking the same re-send at the same instant may both store it; a re-send comes later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from service.windows.store import WindowStore, _translated
+
+DIGEST_BYTES = 12
+NS = 10**9
+
+
+def stream_identity(labels: Mapping[str, str] | None, label_text: str) -> bytes:
+    """A Loki stream's labels in one canonical form (sorted), so JSON and protobuf pushes agree."""
+    if labels is None:
+        return label_text.encode()
+    return "\x00".join(f"{k}={v}" for k, v in sorted(labels.items())).encode()
+
+
+def loki_digest(stream: bytes, timestamp_ns: str, line: str, metadata: Sequence[tuple[str, str]]) -> bytes:
+    """The digest of a Loki entry, led by its timestamp (8 bytes, for the time bucket); empty for timestamp 0."""
+    try:
+        ns = int(timestamp_ns)
+    except ValueError:
+        return b""
+    if ns <= 0:
+        return b""
+    h = hashlib.blake2b(digest_size=DIGEST_BYTES)
+    h.update(b"loki\x00" + stream + b"\x01" + str(ns).encode() + b"\x01" + line.encode())
+    for k, v in metadata:
+        h.update(b"\x01" + k.encode() + b"=" + v.encode())
+    return ns.to_bytes(8, "big") + h.digest()
+
+
+def otlp_digest(context: bytes, record: Any) -> bytes:
+    """The digest of an OTLP LogRecord (its deterministic serialization) under its resource and scope."""
+    ns = record.time_unix_nano or record.observed_time_unix_nano
+    if ns <= 0:
+        return b""
+    h = hashlib.blake2b(digest_size=DIGEST_BYTES)
+    h.update(b"otlp\x00" + context + b"\x01" + record.SerializeToString(deterministic=True))
+    return int(ns).to_bytes(8, "big") + h.digest()
+
+
+class EntryDedup:
+    """The digests of stored entries in Redis; ``window_s`` > 0."""
+
+    def __init__(self, store: WindowStore, window_s: float) -> None:
+        self.store = store
+        self.redis: Any = store.redis
+        self.window_ns = max(1, int(window_s * NS))
+        self.ttl_ms = max(1, int(window_s * 1000))
+
+    def _key(self, digest: bytes) -> str:
+        bucket = int.from_bytes(digest[:8], "big") // self.window_ns
+        partition = int.from_bytes(digest[8:12], "big") % self.store.config.partitions
+        return f"{self.store.prefix(partition)}dedup:{bucket}"
+
+    def _by_key(self, digests: Iterable[tuple[int, bytes]]) -> dict[str, list[tuple[int, bytes]]]:
+        keys: dict[str, list[tuple[int, bytes]]] = defaultdict(list)
+        for index, digest in digests:
+            if digest:
+                keys[self._key(digest)].append((index, digest[8:]))
+        return keys
+
+    async def repeated(self, digests: Sequence[tuple[int, bytes]]) -> set[int]:
+        """The indices of entries stored before, and of entries repeated within this request (the first kept)."""
+        repeats: set[int] = set()
+        first: set[bytes] = set()
+        for index, digest in digests:
+            if digest and digest in first:
+                repeats.add(index)
+            first.add(digest)
+        keys = self._by_key((i, d) for i, d in digests if i not in repeats)
+        if not keys:
+            return repeats
+        with _translated():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key, entries in keys.items():
+                    pipe.smismember(key, [d for _, d in entries])
+                answers = await pipe.execute()
+        for entries, found in zip(keys.values(), answers, strict=True):
+            repeats.update(index for (index, _), hit in zip(entries, found, strict=True) if hit)
+        return repeats
+
+    async def remember(self, digests: Iterable[tuple[int, bytes]]) -> None:
+        """Record stored entries' digests; each set lives ``window`` past its last write."""
+        keys = self._by_key(digests)
+        if not keys:
+            return
+        with _translated():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key, entries in keys.items():
+                    pipe.sadd(key, *(d for _, d in entries))
+                    pipe.pexpire(key, self.ttl_ms)
+                await pipe.execute()
