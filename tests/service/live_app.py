@@ -79,8 +79,8 @@ class LiveApp:
         return [(x["raw"], x["content"]) for x in response.json()["lines"]]
 
     def metric(self, name: str, **labels: str) -> float:
-        """One sample of /metrics (0 when absent)."""
-        wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
+        """One sample of /metrics (0 when absent); the client writes labels sorted by name."""
+        wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
         for line in self.metrics().splitlines():
             if line.startswith(wanted + " "):
                 return float(line.split()[-1])
