@@ -5,7 +5,8 @@ stream label of ``--source-label`` present (default ``service_name``, then ``job
 label, or a structured-metadata key, that gives the session id (else the session pattern finds it); a
 structured-metadata key of ``--source-label`` names the source when no stream label does. Structured metadata
 goes to ``build_batch`` beside the line: the record keeps it, the model reads only the keys of
-``--metadata-to-model`` (service/intake/message.py). Each entry's digest (stream labels, timestamp, line,
+``--metadata-to-model`` (service/intake/message.py); a line ending in a JSON copy of its own metadata
+(winston-loki's default) loses the copy. Each entry's digest (stream labels, timestamp, line,
 metadata) lets a re-sent entry be stored once (service/intake/dedup.py).
 """
 
@@ -22,6 +23,7 @@ from service.http_errors import ApiError, shorten
 from service.intake.batch import LogLine, Rejection, SourceName, WindowName
 from service.intake.body import too_large
 from service.intake.dedup import loki_digest, stream_identity
+from service.intake.message import without_metadata_copy
 from service.intake.proto import push_pb2
 from service.settings import ServiceSettings
 
@@ -179,9 +181,11 @@ def loki_lines(streams: list[LokiStream], settings: ServiceSettings) -> LokiLine
             if not _valid_name(session, _SESSION_NAME):
                 out.rejected.append(Rejection(index=index, reason="invalid_session", message=f"{shorten(session)}"))
                 continue
+            out.digests.append((index, loki_digest(identity, timestamp, line, metadata)))
             if metadata:
                 out.metadata[index] = metadata
-            out.digests.append((index, loki_digest(identity, timestamp, line, metadata)))
+                if line[-1:] == "}":
+                    line = without_metadata_copy(line, metadata)
             out.lines.append(
                 (
                     index,

@@ -31,6 +31,25 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
+def without_metadata_copy(line: str, metadata: Metadata) -> str:
+    """The line without a trailing `` {json}`` that repeats its own metadata, as winston-loki sends every line
+    (`` `${message} ${JSON.stringify(meta)}` `` with the same meta as structured metadata): the copy would reach
+    the model on every line; the metadata itself is kept. Any other line is returned as it is."""
+    start = line.rfind(" {")
+    for _ in range(3):  # the copy is compact JSON (no " {" inside); a message may hold a few " {" of its own
+        if start < 0:
+            return line
+        try:
+            document = orjson.loads(line[start + 1 :])
+        except orjson.JSONDecodeError:
+            start = line.rfind(" {", 0, start)
+            continue
+        if type(document) is dict and {k: _text(v) for k, v in document.items()} == dict(metadata):
+            return line[:start]
+        return line
+    return line
+
+
 class MessageRule:
     """How one source's lines become the model's message: the JSON fields that hold it, the metadata keys that
     go with it."""

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,11 +34,36 @@ class RecordingScorer:
     def __init__(self) -> None:
         self.scored: list[list[str]] = []
         self.lock = threading.Lock()
+        self.gate = threading.Event()  # cleared by a test: scoring waits, closed windows stay queued (-> 429)
+        self.gate.set()
 
     def score(self, sequences: Sequence[Sequence[str]]) -> list[float]:
+        self.gate.wait()
         with self.lock:
             self.scored.extend(list(s) for s in sequences if [list(s)] != WARMUP_SEQUENCE)
         return [0.9 if any("error" in m.lower() for m in s) else 0.1 for s in sequences]
+
+
+class StatusLog:
+    """ASGI middleware that notes (path, status) of every answer, so a test sees what a shipper was told."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.answers: list[tuple[str, int]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def noting(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                self.answers.append((scope["path"], message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, noting)
+
+    def count(self, path: str, status: int) -> int:
+        return sum(1 for answer in list(self.answers) if answer == (path, status))
 
 
 @dataclass
@@ -46,6 +71,8 @@ class LiveApp:
     url: str
     scorer: RecordingScorer
     redis_url: str
+    log: StatusLog
+    headers: dict[str, str] = field(default_factory=dict)  # the bearer token when the app has one
 
     def verdict_ids(self) -> list[str]:
         with redis.Redis.from_url(self.redis_url) as client:
@@ -58,7 +85,7 @@ class LiveApp:
         while time.monotonic() < deadline:
             found = {}
             for window_id in self.verdict_ids():
-                response = httpx.get(f"{self.url}/sequences/{quote(window_id, safe='')}/verdict")
+                response = httpx.get(f"{self.url}/sequences/{quote(window_id, safe='')}/verdict", headers=self.headers)
                 assert response.status_code == 200, response.text
                 found[window_id] = response.json()
             done = [v for v in found.values() if v["status"] != "pending"]
@@ -74,7 +101,7 @@ class LiveApp:
     def record_lines(self, window_id: str) -> list[tuple[str, str]]:
         """(raw, content) of a scored window's lines, from its record (normal windows keep lines only with
         normal_lines_retention_s)."""
-        response = httpx.get(f"{self.url}/sequences/{quote(window_id, safe='')}")
+        response = httpx.get(f"{self.url}/sequences/{quote(window_id, safe='')}", headers=self.headers)
         assert response.status_code == 200, response.text
         return [(x["raw"], x["content"]) for x in response.json()["lines"]]
 
@@ -106,7 +133,8 @@ def live_app(redis_url: str, tmp_path: Path, **overrides: Any) -> Iterator[LiveA
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    log = StatusLog(app)
+    server = uvicorn.Server(uvicorn.Config(log, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
@@ -114,7 +142,8 @@ def live_app(redis_url: str, tmp_path: Path, **overrides: Any) -> Iterator[LiveA
         while not (server.started and httpx.get(f"{url}/health/ready").status_code == 200):
             assert thread.is_alive() and time.monotonic() < deadline, "the service did not become ready"
             time.sleep(0.02)
-        yield LiveApp(url, scorer, redis_url)
+        token = options.get("auth_token")
+        yield LiveApp(url, scorer, redis_url, log, {"Authorization": f"Bearer {token}"} if token else {})
     finally:
         server.should_exit = True
         thread.join(timeout=30)

@@ -12,6 +12,7 @@ import pytest
 
 from model.preprocess import preprocess
 from service.intake.batch import Batch, build_batch
+from service.intake.message import without_metadata_copy
 from service.settings import ServiceSettings
 from service.windows.line_codec import decode_line
 from tests.service.live_app import live_app
@@ -110,3 +111,11 @@ def test_otlp_attributes_stay_in_the_record_out_of_the_model(
         (window_id,) = app.verdicts(lines=1)
         assert app.record_lines(window_id) == [("job blk_7 done level=info", content)]
         assert app.scored_messages() == [[preprocess(content)]]
+
+
+def test_a_trailing_json_copy_of_the_metadata_is_left_out_as_winston_loki_sends_it() -> None:
+    meta = [("level", "info"), ("pid", "7")]
+    assert without_metadata_copy('user 42 logged in {"level":"info","pid":7}', meta) == "user 42 logged in"
+    assert without_metadata_copy('a {b} {"level":"info","pid":7}', meta) == "a {b}"
+    for kept in ('x {"level":"warn","pid":7}', 'x {"level":"info"}', "x {not json}", '{"level":"info","pid":7}'):
+        assert without_metadata_copy(kept, meta) == kept
