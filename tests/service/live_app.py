@@ -50,6 +50,7 @@ class StatusLog:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.answers: list[tuple[str, int]] = []
+        self.times: list[float] = []  # time.monotonic() of each answer
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -57,13 +58,25 @@ class StatusLog:
 
         async def noting(message: Any) -> None:
             if message["type"] == "http.response.start":
+                self.times.append(time.monotonic())
                 self.answers.append((scope["path"], message["status"]))
             await send(message)
 
         await self.app(scope, receive, noting)
 
+    def clear(self) -> None:
+        self.answers.clear()
+        self.times.clear()
+
     def count(self, path: str, status: int) -> int:
         return sum(1 for answer in list(self.answers) if answer == (path, status))
+
+    def retry_gap(self, path: str, status: int) -> float:
+        """Seconds from the first ``status`` answer on ``path`` to the next request there was answered."""
+        answers, times = list(self.answers), list(self.times)
+        first = answers.index((path, status))
+        later = next(i for i in range(first + 1, len(answers)) if answers[i][0] == path)
+        return times[later] - times[first]
 
 
 @dataclass
