@@ -4,13 +4,13 @@ Shippers re-send what they already delivered: winston-loki re-sends a whole batc
 every 60 s, and any client re-sends a batch whose answer it did not get. Loki stores an entry identical in
 stream, timestamp and line once; this does the same for a bounded window (``--entry-dedup-window-s``).
 
-Each entry has a 12-byte digest of everything that makes it itself (Loki: stream labels, timestamp, line,
+Each entry has a 12-byte hash of everything that makes it itself (Loki: stream labels, timestamp, line,
 structured metadata; OTLP: resource and scope, and the whole record: trace and span ids, timestamps, body,
 attributes). Only an entry identical in all of these is a re-send, so no two distinct entries are taken for
 one (a collision of 96-bit digests aside). An entry without a timestamp has no digest and is always stored.
 
 Digests live in Redis sets keyed by partition and by the entry's own time bucket (``window`` wide):
-``<prefix>:{p<k>}:dedup:<bucket>``, k from the digest, each set expiring ``window`` after its last write, so a
+``<prefix>:{p<k>}:dedup:<bucket>``, k from the hash, each set expiring ``window`` after its last write, so a
 re-send within ``window`` of the first store is always found, and memory holds about one window of entries
 (~60 bytes each). The order is check, store, then remember: an entry is remembered only once it is stored, so a
 failed or refused store never hides its retry (a crash between store and remember costs one duplicate, never a
@@ -20,7 +20,6 @@ loss). Two replicas taking the same re-send at the same instant may both store i
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -37,29 +36,34 @@ def stream_identity(labels: Mapping[str, str] | None, label_text: str) -> bytes:
     return "\x00".join(f"{k}={v}" for k, v in sorted(labels.items())).encode()
 
 
-def loki_digest(stream: bytes, timestamp_ns: str, line: str, metadata: Sequence[tuple[str, str]]) -> bytes:
-    """The digest of a Loki entry, led by its timestamp (8 bytes, for the time bucket); empty for timestamp 0."""
+Digest = tuple[int, bytes]
+"""(the entry's timestamp in ns, which picks its time bucket; the 12-byte hash of the entry); (0, b"") for an
+entry without a timestamp, which is never taken for a re-send."""
+NO_DIGEST: Digest = (0, b"")
+
+
+def loki_digest(stream: bytes, timestamp_ns: str, line: str, metadata: Sequence[tuple[str, str]]) -> Digest:
+    """The digest of a Loki entry: its stream, timestamp, line and structured metadata."""
     try:
         ns = int(timestamp_ns)
     except ValueError:
-        return b""
+        return NO_DIGEST
     if ns <= 0:
-        return b""
-    h = hashlib.blake2b(digest_size=DIGEST_BYTES)
-    h.update(b"loki\x00" + stream + b"\x01" + str(ns).encode() + b"\x01" + line.encode())
-    for k, v in metadata:
-        h.update(b"\x01" + k.encode() + b"=" + v.encode())
-    return ns.to_bytes(8, "big") + h.digest()
+        return NO_DIGEST
+    text = b"%s\x01%d\x01%s" % (stream, ns, line.encode())
+    if metadata:
+        text += "".join(f"\x01{k}={v}" for k, v in metadata).encode()
+    return ns, hashlib.blake2b(text, digest_size=DIGEST_BYTES).digest()
 
 
-def otlp_digest(context: bytes, record: Any) -> bytes:
+def otlp_digest(context: bytes, record: Any) -> Digest:
     """The digest of an OTLP LogRecord (its deterministic serialization) under its resource and scope."""
     ns = record.time_unix_nano or record.observed_time_unix_nano
     if ns <= 0:
-        return b""
-    h = hashlib.blake2b(digest_size=DIGEST_BYTES)
-    h.update(b"otlp\x00" + context + b"\x01" + record.SerializeToString(deterministic=True))
-    return int(ns).to_bytes(8, "big") + h.digest()
+        return NO_DIGEST
+    return ns, hashlib.blake2b(
+        context + record.SerializeToString(deterministic=True), digest_size=DIGEST_BYTES
+    ).digest()
 
 
 class EntryDedup:
@@ -71,24 +75,30 @@ class EntryDedup:
         self.window_ns = max(1, int(window_s * NS))
         self.ttl_ms = max(1, int(window_s * 1000))
 
-    def _key(self, digest: bytes) -> str:
-        bucket = int.from_bytes(digest[:8], "big") // self.window_ns
-        partition = int.from_bytes(digest[8:12], "big") % self.store.config.partitions
-        return f"{self.store.prefix(partition)}dedup:{bucket}"
-
-    def _by_key(self, digests: Iterable[tuple[int, bytes]]) -> dict[str, list[tuple[int, bytes]]]:
-        keys: dict[str, list[tuple[int, bytes]]] = defaultdict(list)
-        for index, digest in digests:
-            if digest:
-                keys[self._key(digest)].append((index, digest[8:]))
+    def _by_key(self, digests: Iterable[tuple[int, Digest]]) -> dict[str, list[tuple[int, bytes]]]:
+        """(index, hash) by the Redis set they belong in: their time bucket's, in the partition of their hash."""
+        keys: dict[str, list[tuple[int, bytes]]] = {}
+        names: dict[tuple[int, int], str] = {}
+        window, partitions = self.window_ns, self.store.config.partitions
+        for index, (ns, digest) in digests:
+            if not digest:
+                continue
+            where = (ns // window, digest[0] % partitions)
+            name = names.get(where)
+            if name is None:
+                name = names[where] = f"{self.store.prefix(where[1])}dedup:{where[0]}"
+            entries = keys.get(name)
+            if entries is None:
+                entries = keys[name] = []
+            entries.append((index, digest))
         return keys
 
-    async def repeated(self, digests: Sequence[tuple[int, bytes]]) -> set[int]:
+    async def repeated(self, digests: Sequence[tuple[int, Digest]]) -> set[int]:
         """The indices of entries stored before, and of entries repeated within this request (the first kept)."""
         repeats: set[int] = set()
         first: set[bytes] = set()
-        for index, digest in digests:
-            if digest and digest in first:
+        for index, (_, digest) in digests:
+            if digest in first and digest:
                 repeats.add(index)
             first.add(digest)
         keys = self._by_key((i, d) for i, d in digests if i not in repeats)
@@ -103,7 +113,7 @@ class EntryDedup:
             repeats.update(index for (index, _), hit in zip(entries, found, strict=True) if hit)
         return repeats
 
-    async def remember(self, digests: Iterable[tuple[int, bytes]]) -> None:
+    async def remember(self, digests: Iterable[tuple[int, Digest]]) -> None:
         """Record stored entries' digests; each set lives ``window`` past its last write."""
         keys = self._by_key(digests)
         if not keys:

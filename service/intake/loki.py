@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from service.http_errors import ApiError, shorten
 from service.intake.batch import LogLine, Rejection, SourceName, WindowName
 from service.intake.body import too_large
-from service.intake.dedup import loki_digest, stream_identity
+from service.intake.dedup import Digest, loki_digest, stream_identity
 from service.intake.message import without_metadata_copy
 from service.intake.proto import push_pb2
 from service.settings import ServiceSettings
@@ -129,7 +129,7 @@ class LokiLines:
     rejected: list[Rejection] = field(default_factory=list)
     where: list[str] = field(default_factory=list)  # index -> "streams[i].values[j]"
     metadata: dict[int, list[tuple[str, str]]] = field(default_factory=dict)  # index -> structured metadata
-    digests: list[tuple[int, bytes]] = field(default_factory=list)  # (index, EntryDigest) of each entry
+    digests: list[tuple[int, Digest]] = field(default_factory=list)  # (index, its dedup.Digest) of each entry
 
 
 _SESSION_NAME: TypeAdapter[str] = TypeAdapter(WindowName)

@@ -28,7 +28,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from service.http_errors import ApiError, shorten
 from service.intake.batch import LogLine, Rejection, SourceName, WindowName
-from service.intake.dedup import otlp_digest
+from service.intake.dedup import Digest, otlp_digest
 from service.settings import ServiceSettings
 
 _SESSION_NAME: TypeAdapter[str] = TypeAdapter(WindowName)
@@ -113,7 +113,7 @@ class OtlpLines:
     rejected: list[Rejection] = field(default_factory=list)
     where: list[str] = field(default_factory=list)  # index -> "resourceLogs[i].scopeLogs[j].logRecords[k]"
     metadata: dict[int, list[tuple[str, str]]] = field(default_factory=dict)  # index -> record attributes
-    digests: list[tuple[int, bytes]] = field(default_factory=list)  # (index, EntryDigest) of each record
+    digests: list[tuple[int, Digest]] = field(default_factory=list)  # (index, its dedup.Digest) of each record
 
 
 def otlp_lines(request: ExportLogsServiceRequest, settings: ServiceSettings) -> OtlpLines:
