@@ -19,8 +19,10 @@ loss). Two replicas taking the same re-send at the same instant may both store i
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from service.windows.store import WindowStore, _translated
@@ -66,6 +68,19 @@ def otlp_digest(context: bytes, record: Any) -> Digest:
     ).digest()
 
 
+_SCRIPTS: dict[int, Any] = {}
+
+
+def _script(store: WindowStore) -> Any:
+    """dedup.lua registered once per Redis client (redis-py loads it by SHA, again after NOSCRIPT)."""
+    script = _SCRIPTS.get(id(store.redis))
+    if script is None or script.registered_client is not store.redis:
+        script = _SCRIPTS[id(store.redis)] = store.redis.register_script(
+            Path(__file__).with_name("dedup.lua").read_text(encoding="utf-8")
+        )
+    return script
+
+
 class EntryDedup:
     """The digests of stored entries in Redis; ``window_s`` > 0."""
 
@@ -74,6 +89,7 @@ class EntryDedup:
         self.redis: Any = store.redis
         self.window_ns = max(1, int(window_s * NS))
         self.ttl_ms = max(1, int(window_s * 1000))
+        self.script = _script(store)
 
     def _by_key(self, digests: Iterable[tuple[int, Digest]]) -> dict[str, list[tuple[int, bytes]]]:
         """(index, hash) by the Redis set they belong in: their time bucket's, in the partition of their hash."""
@@ -102,25 +118,26 @@ class EntryDedup:
                 repeats.add(index)
             first.add(digest)
         keys = self._by_key((i, d) for i, d in digests if i not in repeats)
-        if not keys:
-            return repeats
-        with _translated():
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for key, entries in keys.items():
-                    pipe.smismember(key, [d for _, d in entries])
-                answers = await pipe.execute()
+        answers = await self._run("check", keys)
         for entries, found in zip(keys.values(), answers, strict=True):
-            repeats.update(index for (index, _), hit in zip(entries, found, strict=True) if hit)
+            text = found.decode() if isinstance(found, bytes) else str(found)
+            repeats.update(index for (index, _), hit in zip(entries, text, strict=True) if hit == "1")
         return repeats
 
     async def remember(self, digests: Iterable[tuple[int, Digest]]) -> None:
         """Record stored entries' digests; each set lives ``window`` past its last write."""
-        keys = self._by_key(digests)
+        await self._run("add", self._by_key(digests))
+
+    async def _run(self, mode: str, keys: dict[str, list[tuple[int, bytes]]]) -> list[Any]:
+        """dedup.lua on each set, concurrently (a request touches a few: its time buckets x partitions)."""
         if not keys:
-            return
+            return []
         with _translated():
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for key, entries in keys.items():
-                    pipe.sadd(key, *(d for _, d in entries))
-                    pipe.pexpire(key, self.ttl_ms)
-                await pipe.execute()
+            return list(
+                await asyncio.gather(
+                    *(
+                        self.script(keys=[key], args=[mode, b"".join(d for _, d in entries), self.ttl_ms])
+                        for key, entries in keys.items()
+                    )
+                )
+            )
