@@ -36,6 +36,10 @@ class ServiceMetrics:
         self.lines_rejected = Counter(
             "logllm_lines_rejected", "log lines rejected, by why and body format", ["reason", "format"], registry=r
         )
+        self.lines_deduplicated = Counter(
+            "logllm_lines_deduplicated", "Loki entries and OTLP records sent again and not stored again (as Loki"
+            " does), by body format", ["format"], registry=r,
+        )  # fmt: skip
         self.windows_closed = Counter(
             "logllm_windows_closed", "windows closed, by why (size, idle, explicit)", ["reason"], registry=r
         )

@@ -93,8 +93,8 @@ class ServiceSettings(ModelSettings):
     sources: Annotated[dict[str, SourceWindowing], NoDecode] = Field(
         default_factory=dict,
         description='per-source windowing as JSON, e.g. \'{"bgl": {"window_mode": "fixed", "log_format":'
-        ' "bgl"}}\': keys window_mode, session_pattern, log_format, window_size, window_step, max_session_lines;'
-        " unset keys and other sources take the global values",
+        ' "bgl"}}\': keys window_mode, session_pattern, log_format, window_size, window_step, max_session_lines,'
+        " json_message_field, metadata_to_model; unset keys and other sources take the global values",
     )
     max_sessions_per_line: int = Field(
         default=1024, gt=0, description="a line naming more session ids than this is rejected (too_many_session_ids)"
@@ -180,6 +180,25 @@ class ServiceSettings(ModelSettings):
         default="",
         description="OTLP attribute that names the session (record, then resource attributes; 'trace_id' and"
         " 'span_id' take the record's ids); empty: none",
+    )
+
+    json_message_field: str = Field(
+        default="",
+        description="JSON field names, comma-separated (e.g. msg,message,log): a line that is a JSON object has the"
+        " first of them present taken as its message (pino, winston, bunyan, Docker's json-file 'log'), before"
+        " log_format parses it; the whole line stays in the record. Empty: lines are taken as they are",
+    )
+    metadata_to_model: str = Field(
+        default="",
+        description="metadata keys (Loki structured metadata, OTLP record attributes, the other fields of a JSON"
+        " line) appended to the model's message as key=value, comma-separated; '*': all of them (how Loki lines"
+        " reached the model before, for checkpoints trained that way). Metadata is always kept in the record",
+    )
+    entry_dedup_window_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="a Loki entry (stream labels, timestamp, line, metadata) or OTLP record (ids, timestamp, body,"
+        " attributes) sent again within this long of being stored is counted, not stored again (0: off)",
     )
 
     # records (service/records/)
@@ -301,6 +320,19 @@ class ServiceSettings(ModelSettings):
 
         ModelsSetting.parse(value)  # ModelsError is a ValueError naming the pattern or path
         return value
+
+    def json_message_fields(self, source: str | None) -> tuple[str, ...]:
+        """The JSON fields that hold this source's message (--sources' json_message_field, else the global)."""
+        over = self.sources.get(source or "")
+        text = self.json_message_field if over is None or over.json_message_field is None else over.json_message_field
+        return tuple(name.strip() for name in text.split(",") if name.strip())
+
+    def metadata_keys(self, source: str | None) -> frozenset[str]:
+        """The metadata keys this source's model messages carry ('*' for all; --sources' metadata_to_model, else
+        the global)."""
+        over = self.sources.get(source or "")
+        text = self.metadata_to_model if over is None or over.metadata_to_model is None else over.metadata_to_model
+        return frozenset(name.strip() for name in text.split(",") if name.strip())
 
     @field_validator("webhooks", mode="before")
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
@@ -51,15 +53,36 @@ def get_state(request: Request) -> ServiceState:
 
 
 State = Annotated[ServiceState, Depends(get_state)]
-_bearer = HTTPBearer(auto_error=False, description="required when the service runs with auth_token set")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="required when the service runs with auth_token set; Basic auth with the token as the password"
+    " (any user name) is accepted too, for shippers that only offer Basic (winston-loki, pino-loki)",
+)
+CHALLENGE = 'Bearer, Basic realm="logllm"'
+
+
+def basic_password(authorization: str) -> str | None:
+    """The password of an ``Authorization: Basic`` header (the user name is not checked), or None when the
+    header is not Basic or does not decode to ``user:password``."""
+    scheme, _, param = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(param.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    _user, colon, password = decoded.partition(":")
+    return password if colon else None
 
 
 def require_token(
+    request: Request,
     state: Annotated[ServiceState, Depends(get_state)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """401 unless the request carries the configured bearer token; open when no token is configured."""
-    _check_bearer(state.settings.auth_token, credentials)
+    """401 unless the request carries the configured token, as a bearer token or as a Basic password; open
+    when no token is configured."""
+    _check_token(state.settings.auth_token, credentials, request)
 
 
 def require_metrics_token(request: Request) -> None:
@@ -67,18 +90,19 @@ def require_metrics_token(request: Request) -> None:
     from the header directly, so the OpenAPI document keeps auth_token's scheme for the API alone."""
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     credentials = HTTPAuthorizationCredentials(scheme=scheme, credentials=given) if scheme.lower() == "bearer" else None
-    _check_bearer(get_state(request).settings.metrics_token, credentials)
+    _check_token(get_state(request).settings.metrics_token, credentials, request)
 
 
-def _check_bearer(token: SecretStr | None, credentials: HTTPAuthorizationCredentials | None) -> None:
+def _check_token(token: SecretStr | None, credentials: HTTPAuthorizationCredentials | None, request: Request) -> None:
     if token is None:
         return
-    given = credentials.credentials if credentials is not None else ""
+    header = request.headers.get("authorization", "")
+    given = credentials.credentials if credentials is not None else basic_password(header) or ""
     if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
         raise ApiError(
             401,
             "unauthorized",
-            "missing or wrong bearer token" if given else "send Authorization: Bearer <token>",
+            "missing or wrong token" if header else "send Authorization: Bearer <token> (or Basic, token as password)",
             field="Authorization",
-            headers={"WWW-Authenticate": "Bearer"},
+            headers={"WWW-Authenticate": CHALLENGE},
         )

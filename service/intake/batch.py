@@ -21,6 +21,7 @@ from model.format_detect import DETECT_LINES, lenient_parser
 from model.log_formats import LogFormatError, content_parser
 from model.windows import session_finder
 from service.intake.body import decode_text, split_lines
+from service.intake.message import MessageRule, Metadata
 from service.settings import ServiceSettings
 from service.windows.ids import (
     DEFAULT_SOURCE,
@@ -192,13 +193,19 @@ def json_lines(body: bytes, default_source: str | None) -> list[LineFields]:
 
 
 def build_batch(
-    lines: Iterable[LineFields], settings: ServiceSettings, replaced: int = 0, formats: Mapping[str, str] | None = None
+    lines: Iterable[LineFields],
+    settings: ServiceSettings,
+    replaced: int = 0,
+    formats: Mapping[str, str] | None = None,
+    metadata: Mapping[int, Metadata] | None = None,
 ) -> Batch:
     """Truncate, parse and key every line; a line naming several sessions joins each of them.
 
     ``formats``: the decided format of each ``auto`` source (service/intake/formats.py). An auto source not in it
     is read as raw here and its first lines are kept in ``Batch.samples``: the route decides its format from them
     and builds the batch again with the decision, before anything is stored.
+    ``metadata``: the (key, value) pairs a protocol carried beside a line (Loki structured metadata, OTLP
+    attributes), by line index; its source's ``MessageRule`` decides what of them the model reads.
     """
     batch = Batch(replaced=replaced)
     max_chars = settings.max_line_chars
@@ -215,6 +222,12 @@ def build_batch(
         route = routes.get(source)
         if route is None:
             route = routes[source] = SourceRoute(settings, source, batch, formats)
+        raw = message
+        if route.rule is not None or metadata:
+            message, raw = route.message(message, metadata.get(index) if metadata else None)
+            if not message or message.isspace():
+                batch.rejected.append(Rejection(index=index, reason="empty", message="blank message field"))
+                continue
         if route.sample is not None and len(route.sample) < DETECT_LINES:
             route.sample.append(message)
         try:
@@ -227,7 +240,7 @@ def build_batch(
         except Unwindowable as exc:
             batch.rejected.append(Rejection(index=index, reason=exc.reason, message=str(exc)[:200]))
             continue
-        route.add(index, keys, message, content, timestamp)
+        route.add(index, keys, raw, content, timestamp)
         batch.accepted += 1
     return batch
 
@@ -267,6 +280,10 @@ class SourceRoute:
         else:
             self.content = content_parser(windowing.log_format)
         self.max_sessions = settings.max_sessions_per_line
+        json_fields, keys = settings.json_message_fields(source), settings.metadata_keys(source)
+        # None when lines go to the model as they are (no JSON field, no metadata key): the hot path's one check
+        self.rule = MessageRule(json_fields, keys) if json_fields or keys else None
+        self._plain = MessageRule((), frozenset())
         self.find = session_finder(windowing.session_pattern)
         self.items = batch.groups.setdefault(windowing, [])
         self.origins = batch.origins.setdefault(windowing, [])
@@ -316,6 +333,10 @@ class SourceRoute:
             _CHECKED_SESSIONS.clear()
         _CHECKED_SESSIONS.update(sessions)
         return keys
+
+    def message(self, line: str, metadata: Metadata | None) -> tuple[str, str]:
+        """(message for the model, line as shipped) of a line under this source's MessageRule."""
+        return (self.rule or self._plain).apply(line, metadata)
 
     def add(self, index: int, keys: list[str], raw: str, content: str, timestamp: Timestamp | None = None) -> None:
         """The line's items: one (window key, stored element) per window it joins."""

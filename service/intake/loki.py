@@ -2,14 +2,16 @@
 
 Both become the same ``(index, LogLine)`` list that ``build_batch`` takes. The source is the value of the first
 stream label of ``--source-label`` present (default ``service_name``, then ``job``); ``--session-label`` names a
-label, or a structured-metadata key, that gives the session id (else the session pattern finds it). Structured
-metadata is carried into the line, appended as `` key=value`` pairs (logfmt, values quoted when needed), so a
-shipper's per-line fields reach the model and the stored window instead of being dropped.
+label, or a structured-metadata key, that gives the session id (else the session pattern finds it); a
+structured-metadata key of ``--source-label`` names the source when no stream label does. Structured metadata
+goes to ``build_batch`` beside the line: the record keeps it, the model reads only the keys of
+``--metadata-to-model`` (service/intake/message.py); a line ending in a JSON copy of its own metadata
+(winston-loki's default) loses the copy. Each entry's digest (stream labels, timestamp, line,
+metadata) lets a re-sent entry be stored once (service/intake/dedup.py).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 
@@ -20,12 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from service.http_errors import ApiError, shorten
 from service.intake.batch import LogLine, Rejection, SourceName, WindowName
 from service.intake.body import too_large
+from service.intake.dedup import Digest, loki_digest, stream_identity
+from service.intake.message import without_metadata_copy
 from service.intake.proto import push_pb2
 from service.settings import ServiceSettings
 
 _LABEL = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,|$)')
 _UNESCAPE = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
-_LOGFMT_PLAIN = re.compile(r'^[^\s="]+$')
 
 
 class LokiJsonStream(BaseModel):
@@ -120,16 +123,13 @@ def streams_from_protobuf(body: bytes, limit: int) -> list[LokiStream]:
     ]
 
 
-def logfmt(pairs: list[tuple[str, str]]) -> str:
-    """``k=v`` pairs; a value with spaces, quotes or ``=`` is JSON-quoted."""
-    return " ".join(f"{k}={v}" if _LOGFMT_PLAIN.match(v) else f"{k}={json.dumps(v)}" for k, v in pairs)
-
-
 @dataclass
 class LokiLines:
     lines: list[tuple[int, LogLine]] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     where: list[str] = field(default_factory=list)  # index -> "streams[i].values[j]"
+    metadata: dict[int, list[tuple[str, str]]] = field(default_factory=dict)  # index -> structured metadata
+    digests: list[tuple[int, Digest]] = field(default_factory=list)  # (index, its dedup.Digest) of each entry
 
 
 _SESSION_NAME: TypeAdapter[str] = TypeAdapter(WindowName)
@@ -156,6 +156,7 @@ def loki_lines(streams: list[LokiStream], settings: ServiceSettings) -> LokiLine
         source = None
         if labels is not None:
             source = next((labels[name] for name in source_labels if labels.get(name)), None)
+        identity = stream_identity(labels, stream.label_text)
         for j, (timestamp, line, metadata) in enumerate(stream.entries):
             index = len(out.where)
             out.where.append(f"streams[{i}].values[{j}]")
@@ -165,19 +166,30 @@ def loki_lines(streams: list[LokiStream], settings: ServiceSettings) -> LokiLine
                 )
                 continue
             session = None
-            if settings.session_label:
-                session = labels.get(settings.session_label) or dict(metadata).get(settings.session_label)
-            if not _valid_name(source, _SOURCE_NAME):
-                out.rejected.append(Rejection(index=index, reason="invalid_source", message=f"{shorten(source)}"))
+            entry_source = source
+            if metadata:
+                fields = dict(metadata)
+                if entry_source is None:
+                    entry_source = next((fields[name] for name in source_labels if fields.get(name)), None)
+                if settings.session_label:
+                    session = labels.get(settings.session_label) or fields.get(settings.session_label)
+            elif settings.session_label:
+                session = labels.get(settings.session_label)
+            if not _valid_name(entry_source, _SOURCE_NAME):
+                out.rejected.append(Rejection(index=index, reason="invalid_source", message=f"{shorten(entry_source)}"))
                 continue
             if not _valid_name(session, _SESSION_NAME):
                 out.rejected.append(Rejection(index=index, reason="invalid_session", message=f"{shorten(session)}"))
                 continue
-            message = f"{line} {logfmt(metadata)}" if metadata else line
+            out.digests.append((index, loki_digest(identity, timestamp, line, metadata)))
+            if metadata:
+                out.metadata[index] = metadata
+                if line[-1:] == "}":
+                    line = without_metadata_copy(line, metadata)
             out.lines.append(
                 (
                     index,
-                    LogLine.model_construct(message=message, session_id=session, timestamp=timestamp, source=source),
+                    LogLine.model_construct(message=line, session_id=session, timestamp=timestamp, source=entry_source),
                 )
             )
     return out

@@ -3,7 +3,9 @@
 Messages come from the ``opentelemetry-proto`` package (the spec's generated code). The ``service.name``
 resource attribute gives the source; ``--session-attribute`` names the attribute that gives the session (the
 record's attributes first, then its resource's; ``trace_id``/``span_id`` take the record's ids as hex). A record
-whose body is not a string is rendered as JSON text. Rejected records are reported in the response's
+whose body is not a string is rendered as JSON text. Record attributes go to ``build_batch`` as metadata (kept in
+the record; the model reads only ``--metadata-to-model`` keys), and each record's digest lets a re-sent record
+be stored once (service/intake/dedup.py). Rejected records are reported in the response's
 ``partial_success``, as the protocol wants; the accepted ones are stored.
 """
 
@@ -26,6 +28,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from service.http_errors import ApiError, shorten
 from service.intake.batch import LogLine, Rejection, SourceName, WindowName
+from service.intake.dedup import Digest, otlp_digest
 from service.settings import ServiceSettings
 
 _SESSION_NAME: TypeAdapter[str] = TypeAdapter(WindowName)
@@ -109,6 +112,8 @@ class OtlpLines:
     lines: list[tuple[int, LogLine]] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     where: list[str] = field(default_factory=list)  # index -> "resourceLogs[i].scopeLogs[j].logRecords[k]"
+    metadata: dict[int, list[tuple[str, str]]] = field(default_factory=dict)  # index -> record attributes
+    digests: list[tuple[int, Digest]] = field(default_factory=list)  # (index, its dedup.Digest) of each record
 
 
 def otlp_lines(request: ExportLogsServiceRequest, settings: ServiceSettings) -> OtlpLines:
@@ -118,7 +123,9 @@ def otlp_lines(request: ExportLogsServiceRequest, settings: ServiceSettings) -> 
     for i, resource_logs in enumerate(request.resource_logs):
         resource = resource_logs.resource.attributes
         source, source_ok = _name_or_none(_attribute(resource, "service.name"), _SOURCE_NAME)
+        resource_bytes = resource_logs.resource.SerializeToString(deterministic=True)
         for j, scope_logs in enumerate(resource_logs.scope_logs):
+            context = resource_bytes + b"\x00" + scope_logs.scope.SerializeToString(deterministic=True)
             for k, record in enumerate(scope_logs.log_records):
                 index = len(out.where)
                 out.where.append(f"resourceLogs[{i}].scopeLogs[{j}].logRecords[{k}]")
@@ -141,6 +148,9 @@ def otlp_lines(request: ExportLogsServiceRequest, settings: ServiceSettings) -> 
                     timestamp=str(timestamp) if timestamp else None,
                     source=source,
                 )
+                if record.attributes:
+                    out.metadata[index] = [(kv.key, any_text(kv.value)) for kv in record.attributes]
+                out.digests.append((index, otlp_digest(context, record)))
                 out.lines.append((index, line))
     return out
 

@@ -9,6 +9,7 @@ serving other requests meanwhile.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -29,13 +30,15 @@ from service.intake.batch import (
     text_lines,
 )
 from service.intake.body import content_encodings, decode_body, decode_text, media_type, read_raw
+from service.intake.dedup import EntryDedup
 from service.intake.formats import propose
 from service.intake.ndjson import ndjson_lines
 from service.settings import ServiceSettings
 from service.state import ServiceState, State, require_token
-from service.windows.store import PreparedAppend
+from service.windows.store import PreparedAppend, StoreUnavailable
 
 router = APIRouter(dependencies=[Depends(require_token)])
+logger = logging.getLogger(__name__)
 OFFLOAD_BYTES = 64 * 1024  # bodies past this (or compressed ones) are parsed off the event loop, except:
 INLINE_BYTES = 1024 * 1024  # plain text or JSON up to this size
 INLINE_LINES = 2_000  # that cannot hold more lines than this (2,000 HDFS lines: about 8 ms on the 2-core machine)
@@ -134,11 +137,44 @@ def _prepared(state: ServiceState, batch: Batch) -> tuple[Batch, PreparedAppend]
 
 
 def _model_batch(
-    state: ServiceState, lines: list[tuple[int, LogLine]], rejected: list[Rejection]
+    state: ServiceState,
+    lines: list[tuple[int, LogLine]],
+    rejected: list[Rejection],
+    metadata: dict[int, list[tuple[str, str]]] | None = None,
 ) -> tuple[Batch, PreparedAppend]:
     """build_batch of lines a format validated as ``LogLine`` models, with that format's own rejections."""
-    batch = build_batch(line_fields(lines), state.settings, formats=_known_formats(state))
+    batch = build_batch(line_fields(lines), state.settings, formats=_known_formats(state), metadata=metadata)
     return _prepared(state, _merge(batch, rejected))
+
+
+async def _store_once(
+    state: ServiceState,
+    batch: Batch,
+    prepared: PreparedAppend,
+    entries: loki.LokiLines | otlp.OtlpLines,
+    fmt: str,
+    request: Request,
+    raw: bytes,
+) -> Batch:
+    """store_batch of a Loki or OTLP batch without the entries stored before (service/intake/dedup.py): those
+    are counted in ``logllm_lines_deduplicated_total`` and answered as stored; the others are remembered once
+    stored."""
+    window = state.settings.entry_dedup_window_s
+    dedup = EntryDedup(state.store, window) if window > 0 else None
+    repeats = await dedup.repeated(entries.digests) if dedup is not None else set()
+    if repeats:
+        kept = [(i, line) for i, line in entries.lines if i not in repeats]
+        batch, prepared = await asyncio.to_thread(_model_batch, state, kept, entries.rejected, entries.metadata)
+    await store_batch(state, batch, prepared, fmt, request, raw)
+    if repeats:
+        state.metrics.lines_deduplicated.labels(format=fmt).inc(len(repeats))
+    if dedup is not None:
+        refused = {r.index for r in batch.rejected} | repeats
+        try:
+            await dedup.remember([(i, d) for i, d in entries.digests if i not in refused])
+        except StoreUnavailable as exc:  # stored already: a 503 now would only make the shipper send it again
+            logger.warning("stored entries not remembered for deduplication: %s", exc)
+    return batch
 
 
 def _merge(batch: Batch, rejected: list[Rejection]) -> Batch:
@@ -284,17 +320,18 @@ async def loki_push(request: Request, state: State) -> Response:
     raw, codings = await _read(request, settings)
     fmt = "loki_json" if media == "application/json" else "loki_protobuf"
 
-    def parse() -> tuple[Batch, PreparedAppend, list[str]]:
+    def parse() -> tuple[Batch, PreparedAppend, loki.LokiLines]:
         body = decode_body(raw, codings, settings.max_body_bytes, text=fmt == "loki_json")
         if fmt == "loki_json":
             streams = loki.streams_from_json(body)
         else:
             streams = loki.streams_from_protobuf(body, settings.max_body_bytes)
         entries = loki.loki_lines(streams, settings)
-        return *_model_batch(state, entries.lines, entries.rejected), entries.where
+        return *_model_batch(state, entries.lines, entries.rejected, entries.metadata), entries
 
-    batch, prepared, where = await _decided(state, raw, codings, parse, plain=fmt == "loki_json")
-    await store_batch(state, batch, prepared, fmt, request, raw)
+    batch, prepared, entries = await _decided(state, raw, codings, parse, plain=fmt == "loki_json")
+    batch = await _store_once(state, batch, prepared, entries, fmt, request, raw)
+    where = entries.where
     if batch.rejected:
         first = batch.rejected[0]
         problems = "; ".join(f"{where[r.index]}: {r.reason} ({r.message})" for r in batch.rejected[:5])
@@ -335,13 +372,14 @@ async def otlp_logs(request: Request, state: State) -> Response:
     raw, codings = await _read(request, settings)
     as_json = media == "application/json"
 
-    def parse() -> tuple[Batch, PreparedAppend, list[str]]:
+    def parse() -> tuple[Batch, PreparedAppend, otlp.OtlpLines]:
         body = decode_body(raw, codings, settings.max_body_bytes, text=as_json) if raw or as_json else raw
         message = otlp.request_from_json(body) if as_json else otlp.request_from_protobuf(body)
         records = otlp.otlp_lines(message, settings)
-        return *_model_batch(state, records.lines, records.rejected), records.where
+        return *_model_batch(state, records.lines, records.rejected, records.metadata), records
 
-    batch, prepared, where = await _decided(state, raw, codings, parse, plain=as_json)
-    await store_batch(state, batch, prepared, "otlp_json" if as_json else "otlp_protobuf", request, raw)
-    content, content_type = otlp.response(batch.rejected, where, as_json)
+    batch, prepared, records = await _decided(state, raw, codings, parse, plain=as_json)
+    fmt = "otlp_json" if as_json else "otlp_protobuf"
+    batch = await _store_once(state, batch, prepared, records, fmt, request, raw)
+    content, content_type = otlp.response(batch.rejected, records.where, as_json)
     return Response(content=content, media_type=content_type)

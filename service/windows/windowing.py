@@ -51,6 +51,8 @@ class SourceWindowing(BaseModel):
     window_size: int | None = Field(default=None, gt=0)
     window_step: int | None = Field(default=None, gt=0)
     max_session_lines: int | None = Field(default=None, gt=0)
+    json_message_field: str | None = None  # read by the intake (ServiceSettings.json_message_fields), not a windowing
+    metadata_to_model: str | None = None  # read by the intake (ServiceSettings.metadata_keys)
 
     @field_validator("session_pattern")
     @classmethod

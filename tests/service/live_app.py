@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,11 +34,49 @@ class RecordingScorer:
     def __init__(self) -> None:
         self.scored: list[list[str]] = []
         self.lock = threading.Lock()
+        self.gate = threading.Event()  # cleared by a test: scoring waits, closed windows stay queued (-> 429)
+        self.gate.set()
 
     def score(self, sequences: Sequence[Sequence[str]]) -> list[float]:
+        self.gate.wait()
         with self.lock:
             self.scored.extend(list(s) for s in sequences if [list(s)] != WARMUP_SEQUENCE)
         return [0.9 if any("error" in m.lower() for m in s) else 0.1 for s in sequences]
+
+
+class StatusLog:
+    """ASGI middleware that notes (path, status) of every answer, so a test sees what a shipper was told."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.answers: list[tuple[str, int]] = []
+        self.times: list[float] = []  # time.monotonic() of each answer
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def noting(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                self.times.append(time.monotonic())
+                self.answers.append((scope["path"], message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, noting)
+
+    def clear(self) -> None:
+        self.answers.clear()
+        self.times.clear()
+
+    def count(self, path: str, status: int) -> int:
+        return sum(1 for answer in list(self.answers) if answer == (path, status))
+
+    def retry_gap(self, path: str, status: int) -> float:
+        """Seconds from the first ``status`` answer on ``path`` to the next request there was answered."""
+        answers, times = list(self.answers), list(self.times)
+        first = answers.index((path, status))
+        later = next(i for i in range(first + 1, len(answers)) if answers[i][0] == path)
+        return times[later] - times[first]
 
 
 @dataclass
@@ -46,6 +84,8 @@ class LiveApp:
     url: str
     scorer: RecordingScorer
     redis_url: str
+    log: StatusLog
+    headers: dict[str, str] = field(default_factory=dict)  # the bearer token when the app has one
 
     def verdict_ids(self) -> list[str]:
         with redis.Redis.from_url(self.redis_url) as client:
@@ -58,7 +98,7 @@ class LiveApp:
         while time.monotonic() < deadline:
             found = {}
             for window_id in self.verdict_ids():
-                response = httpx.get(f"{self.url}/sequences/{quote(window_id, safe='')}/verdict")
+                response = httpx.get(f"{self.url}/sequences/{quote(window_id, safe='')}/verdict", headers=self.headers)
                 assert response.status_code == 200, response.text
                 found[window_id] = response.json()
             done = [v for v in found.values() if v["status"] != "pending"]
@@ -70,6 +110,21 @@ class LiveApp:
     def scored_messages(self) -> list[list[str]]:
         with self.scorer.lock:
             return sorted(self.scorer.scored)
+
+    def record_lines(self, window_id: str) -> list[tuple[str, str]]:
+        """(raw, content) of a scored window's lines, from its record (normal windows keep lines only with
+        normal_lines_retention_s)."""
+        response = httpx.get(f"{self.url}/sequences/{quote(window_id, safe='')}", headers=self.headers)
+        assert response.status_code == 200, response.text
+        return [(x["raw"], x["content"]) for x in response.json()["lines"]]
+
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample of /metrics (0 when absent); the client writes labels sorted by name."""
+        wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
+        for line in self.metrics().splitlines():
+            if line.startswith(wanted + " "):
+                return float(line.split()[-1])
+        return 0.0
 
     def metrics(self) -> str:
         return httpx.get(f"{self.url}/metrics").text
@@ -91,7 +146,8 @@ def live_app(redis_url: str, tmp_path: Path, **overrides: Any) -> Iterator[LiveA
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    log = StatusLog(app)
+    server = uvicorn.Server(uvicorn.Config(log, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
@@ -99,7 +155,8 @@ def live_app(redis_url: str, tmp_path: Path, **overrides: Any) -> Iterator[LiveA
         while not (server.started and httpx.get(f"{url}/health/ready").status_code == 200):
             assert thread.is_alive() and time.monotonic() < deadline, "the service did not become ready"
             time.sleep(0.02)
-        yield LiveApp(url, scorer, redis_url)
+        token = options.get("auth_token")
+        yield LiveApp(url, scorer, redis_url, log, {"Authorization": f"Bearer {token}"} if token else {})
     finally:
         server.should_exit = True
         thread.join(timeout=30)

@@ -5,6 +5,7 @@ these tests say what the HTTP layer does, not what the model thinks.
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import threading
 import time
@@ -385,7 +386,7 @@ def test_a_configured_token_guards_the_api_but_not_health_or_metrics(make_client
     assert client.post("/logs", json=line).status_code == 401
     wrong = client.post("/logs", json=line, headers={"Authorization": "Bearer nope"})
     assert (wrong.status_code, wrong.json()["reason"]) == (401, "unauthorized")
-    assert wrong.headers["WWW-Authenticate"] == "Bearer"
+    assert wrong.headers["WWW-Authenticate"] == 'Bearer, Basic realm="logllm"'
     assert client.get("/sequences/blk_1/verdict").status_code == 401
     good = {"Authorization": "Bearer s3cret"}
     assert client.post("/logs", json=line, headers=good).status_code == 200
@@ -393,6 +394,22 @@ def test_a_configured_token_guards_the_api_but_not_health_or_metrics(make_client
     assert client.get("/health/live").status_code == 200
     assert client.get("/health/ready").status_code == 200
     assert client.get("/metrics").status_code == 200
+
+
+def test_basic_auth_takes_the_token_as_password_with_any_user(make_client: MakeClient) -> None:
+    client = make_client(auth_token="s3cret")
+    line = {"lines": [{"message": "x blk_1"}]}
+    for user in ("logllm", "", "ünïcode"):
+        assert client.post("/logs", json=line, auth=(user, "s3cret")).status_code == 200, user
+    for headers in (
+        {"Authorization": "Basic " + base64.b64encode(b"s3cret:wrong").decode()},  # the token as user name
+        {"Authorization": "Basic " + base64.b64encode(b"s3cret").decode()},  # no colon: no password
+        {"Authorization": "Basic not*base64"},
+        {"Authorization": "Digest s3cret"},
+    ):
+        refused = client.post("/logs", json=line, headers=headers)
+        assert (refused.status_code, refused.json()["reason"]) == (401, "unauthorized"), headers
+        assert refused.headers["WWW-Authenticate"] == 'Bearer, Basic realm="logllm"'
 
 
 def test_without_a_token_the_api_is_open(client: TestClient) -> None:

@@ -169,3 +169,20 @@ def test_the_service_runs_on_the_cluster_end_to_end(cluster_url: str, tmp_path: 
 def test_cluster_mode_needs_a_url() -> None:
     with pytest.raises(ValueError, match="redis_cluster needs redis_url"):
         ServiceSettings(redis_cluster=True)
+
+
+def test_loki_resends_are_stored_once_on_the_cluster(cluster_url: str, tmp_path: Path) -> None:
+    """service/intake/dedup.py's sets spread over the partitions' slots, each script call on its node."""
+    settings = ServiceSettings(redis_url=cluster_url, redis_cluster=True, partitions=PARTITIONS, checkpoint=tmp_path)
+    values = [[str(1_733_400_000_000_000_000 + i), f"blk_{i} served"] for i in range(50)]
+    body = {"streams": [{"stream": {"job": "api"}, "values": values}]}
+    with TestClient(create_app(settings, scorer=KeywordScorer())) as client:
+        wait_for(lambda: client.get("/health/ready").status_code == 200, what="ready")
+        for _ in range(2):
+            assert client.post("/loki/api/v1/push", json=body).status_code == 204
+        metrics = client.get("/metrics").text
+        assert 'logllm_lines_ingested_total{format="loki_json"} 50.0' in metrics
+        assert 'logllm_lines_deduplicated_total{format="loki_json"} 50.0' in metrics
+    with redis.RedisCluster.from_url(cluster_url) as cluster_client:
+        sets = list(cluster_client.scan_iter("*:dedup:*", target_nodes=redis.RedisCluster.PRIMARIES))
+        assert len(sets) > 1

@@ -15,7 +15,8 @@ import logging_loki
 import pytest
 
 from model.preprocess import preprocess
-from service.intake.loki import logfmt, parse_labels
+from service.intake.loki import parse_labels
+from service.intake.message import logfmt
 from service.intake.proto import push_pb2
 from tests.service.live_app import live_app
 
@@ -96,9 +97,20 @@ def test_python_logging_loki_ships_records_that_get_verdicts(redis_url: str, tmp
         assert 'logllm_lines_ingested_total{format="loki_json"} 5.0' in app.metrics()
 
 
-def test_protobuf_snappy_push_labels_pick_windowing_and_metadata_is_kept(redis_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("to_model", "batch_messages"),
+    [
+        ("", ["step one", "step two"]),  # the default: metadata stays out of the model's input
+        ("trace_id", ["step one trace_id=4bf92f35", "step two"]),
+        ("*", ["step one sid=run-1 trace_id=4bf92f35", 'step two note="two words"']),  # the line as before
+    ],
+)
+def test_protobuf_snappy_push_labels_pick_windowing_and_metadata_is_kept(
+    redis_url: str, tmp_path: Path, to_model: str, batch_messages: list[str]
+) -> None:
     sources = json.dumps({"web": {"window_mode": "fixed", "window_size": 2, "window_step": 2}})
-    with live_app(redis_url, tmp_path, sources=sources, session_label="sid") as app:
+    options = {"sources": sources, "session_label": "sid", "metadata_to_model": to_model}
+    with live_app(redis_url, tmp_path, normal_lines_retention_s=3600, **options) as app:
         body = push_body(
             [
                 ('{service_name="web", env="prod"}', [(10**18 + i, f"GET /item/{i}", {}) for i in range(4)]),
@@ -114,10 +126,22 @@ def test_protobuf_snappy_push_labels_pick_windowing_and_metadata_is_kept(redis_u
             [
                 [preprocess("GET /item/0"), preprocess("GET /item/1")],
                 [preprocess("GET /item/2"), preprocess("GET /item/3")],
-                [preprocess("step one sid=run-1 trace_id=4bf92f35"), preprocess('step two note="two words"')],
+                [preprocess(m) for m in batch_messages],
             ]
         )
+        # the record keeps the metadata whatever the model read
+        kept = app.record_lines("session:batch:run-1")
+        assert [raw for raw, _ in kept] == ["step one sid=run-1 trace_id=4bf92f35", 'step two note="two words"']
+        assert [content for _, content in kept] == batch_messages
         assert 'logllm_lines_ingested_total{format="loki_protobuf"} 6.0' in app.metrics()
+
+
+def test_a_metadata_key_of_source_label_names_the_source(redis_url: str, tmp_path: Path) -> None:
+    with live_app(redis_url, tmp_path, source_label="service_name", session_label="sid") as app:
+        entry = ["1", "hello", {"service_name": "api", "sid": "s1"}]
+        body = {"streams": [{"stream": {"env": "prod"}, "values": [entry]}]}
+        assert httpx.post(f"{app.url}/loki/api/v1/push", json=body).status_code == 204
+        assert list(app.verdicts(lines=1)) == ["session:api:s1"]
 
 
 def test_entries_that_cannot_be_windowed_are_rejected_and_the_rest_stored(redis_url: str, tmp_path: Path) -> None:
@@ -137,7 +161,7 @@ def test_entries_that_cannot_be_windowed_are_rejected_and_the_rest_stored(redis_
         assert "2 of 4 entries rejected, the other 2 stored" in error["message"]
         verdicts = app.verdicts(lines=2)
         assert [v["n_lines"] for v in verdicts.values()] == [2]
-        assert app.scored_messages() == [[preprocess("ok for blk_1"), preprocess("again blk_1 k=v")]]
+        assert app.scored_messages() == [[preprocess("ok for blk_1"), preprocess("again blk_1")]]
 
 
 @pytest.mark.parametrize(
