@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 LogFormat = Literal["raw", "hdfs", "bgl", "thunderbird", "liberty"]
 WindowMode = Literal["session", "fixed"]
+SyslogField = Literal["hostname", "app_name", "procid", "msgid"]  # syslog header fields that can name a session
 
 
 def compiled_pattern(value: str) -> str:
@@ -51,6 +52,7 @@ class SourceWindowing(BaseModel):
     window_size: int | None = Field(default=None, gt=0)
     window_step: int | None = Field(default=None, gt=0)
     max_session_lines: int | None = Field(default=None, gt=0)
+    syslog_session_field: SyslogField | None = None  # not windowing: read by the syslog listener per source
 
     @field_validator("session_pattern")
     @classmethod

@@ -46,6 +46,7 @@ class LiveApp:
     url: str
     scorer: RecordingScorer
     redis_url: str
+    app: Any = None  # the FastAPI app (app.state: the syslog listeners' addresses)
 
     def verdict_ids(self) -> list[str]:
         with redis.Redis.from_url(self.redis_url) as client:
@@ -76,7 +77,9 @@ class LiveApp:
 
 
 @contextmanager
-def live_app(redis_url: str, tmp_path: Path, **overrides: Any) -> Iterator[LiveApp]:
+def live_app(
+    redis_url: str, tmp_path: Path, scorer: RecordingScorer | None = None, **overrides: Any
+) -> Iterator[LiveApp]:
     """The app on a socket bound to port 0 (no race for a free port), ready, windows closing after 0.3 s idle."""
     options: dict[str, Any] = {
         "redis_url": redis_url,
@@ -86,7 +89,7 @@ def live_app(redis_url: str, tmp_path: Path, **overrides: Any) -> Iterator[LiveA
         "idle_timeout_s": 0.3,
         **overrides,
     }
-    scorer = RecordingScorer()
+    scorer = scorer or RecordingScorer()
     app = create_app(ServiceSettings(**options), scorer=scorer)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -99,7 +102,7 @@ def live_app(redis_url: str, tmp_path: Path, **overrides: Any) -> Iterator[LiveA
         while not (server.started and httpx.get(f"{url}/health/ready").status_code == 200):
             assert thread.is_alive() and time.monotonic() < deadline, "the service did not become ready"
             time.sleep(0.02)
-        yield LiveApp(url, scorer, redis_url)
+        yield LiveApp(url, scorer, redis_url, app)
     finally:
         server.should_exit = True
         thread.join(timeout=30)
