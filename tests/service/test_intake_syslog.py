@@ -166,8 +166,10 @@ def test_tls_frames_fields_and_bad_frames(redis_url: str, tmp_path: Path, certif
             )
         wait_accepted(app, "syslog_tls", 3)
         wait_for(lambda: sum(map(len, app.scored_messages())) >= 3, 30, "3 lines scored")
-        assert app.scored_messages() == [[preprocess("no header at all for blk_77")],
-                                         [preprocess("user login in checkout"), preprocess("cart saved")]]
+        assert app.scored_messages() == [
+            [preprocess("no header at all for blk_77")],
+            [preprocess("user login in checkout"), preprocess("cart saved")],
+        ]
         assert sorted(app.verdict_ids()) == ["session:default:blk_77", "session:web:4711"]
         rejected = "logllm_lines_rejected_total"
         assert metric(app, rejected, reason="too_large", format="syslog_tls") == 1
