@@ -16,13 +16,13 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 
-from service.http_errors import ApiError
+from service.http_errors import ApiError, retry_after
 from service.intake.batch import Batch, build_batch
 from service.intake.body import content_encodings, decode_body, decode_text, read_raw
 from service.intake.es_bulk import BulkItem, BulkRequest, apply_batch, bulk_answer, parse_bulk, root_answer
 from service.intake.routes import parse_on_loop, store_batch
 from service.state import ServiceState, State, require_token
-from service.windows.store import PreparedAppend
+from service.windows.store import PreparedAppend, QueueFull, TooManySessions
 
 PRODUCT = {"X-Elastic-Product": "Elasticsearch"}
 
@@ -69,11 +69,35 @@ async def _bulk(request: Request, state: ServiceState, index: str | None, single
         bulk, batch, prepared = await asyncio.to_thread(parse)
     if not bulk.items:
         raise ApiError(400, "empty_body", "the bulk body has no action line", field="body")
-    await store_batch(state, batch, prepared, "es_bulk")
+    try:
+        await store_batch(state, batch, prepared, "es_bulk")
+    except (QueueFull, TooManySessions) as exc:
+        raise BulkRefused(bulk, str(exc), retry_after(getattr(exc, "retry_after_s", settings.retry_after_s))) from None
     apply_batch(bulk, batch)
     _count_refusals(state, bulk, batch)
     request.state.took_ms = int((time.perf_counter() - started) * 1000)
     return bulk
+
+
+class BulkRefused(Exception):
+    """The store refused the whole body at a cap: nothing of it was stored."""
+
+    def __init__(self, bulk: BulkRequest, message: str, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.bulk, self.message, self.headers = bulk, message, headers
+
+    def response(self) -> JSONResponse:
+        """HTTP 429 with Retry-After, which Filebeat, Logstash, Fluent Bit and Vector retry; and the body of a bulk
+        answer with every item 429, which rsyslog's omelasticsearch reads instead of the status (it parses
+        ``items`` and, with ``retryfailures="on"``, sends the refused records again)."""
+        for item in self.bulk.items:
+            if item.error is None:
+                item.refuse(429, "es_rejected_execution_exception", self.message)
+        body = bulk_answer(self.bulk, 0) | {
+            "error": {"type": "es_rejected_execution_exception", "reason": self.message},
+            "status": 429,
+        }
+        return JSONResponse(body, status_code=429, headers={**PRODUCT, **self.headers})
 
 
 def _count_refusals(state: ServiceState, bulk: BulkRequest, batch: Batch) -> None:
@@ -105,8 +129,11 @@ _BULK_DOC: dict[str, Any] = {
     openapi_extra=_BULK_DOC,
     responses=_ERRORS,
 )
-async def bulk(request: Request, state: State) -> dict[str, Any]:
-    items = await _bulk(request, state, None)
+async def bulk(request: Request, state: State) -> Any:
+    try:
+        items = await _bulk(request, state, None)
+    except BulkRefused as refused:
+        return refused.response()
     return bulk_answer(items, request.state.took_ms)
 
 
@@ -117,15 +144,22 @@ async def bulk(request: Request, state: State) -> dict[str, Any]:
     openapi_extra=_BULK_DOC,
     responses=_ERRORS,
 )
-async def bulk_index(request: Request, state: State, index: IndexName) -> dict[str, Any]:
-    items = await _bulk(request, state, index)
+async def bulk_index(request: Request, state: State, index: IndexName) -> Any:
+    try:
+        items = await _bulk(request, state, index)
+    except BulkRefused as refused:
+        return refused.response()
     return bulk_answer(items, request.state.took_ms)
 
 
 async def _single(request: Request, state: ServiceState, index: str, doc_id: str | None, action: str) -> Response:
     """One document, as ``/{index}/_doc``: the bulk path with one action, answered as Elasticsearch answers."""
     meta = orjson.dumps({action: {"_id": doc_id}}).decode()
-    item: BulkItem = (await _bulk(request, state, index, single=meta)).items[0]
+    try:
+        item: BulkItem = (await _bulk(request, state, index, single=meta)).items[0]
+    except BulkRefused as refused:
+        error = {"type": "es_rejected_execution_exception", "reason": refused.message}
+        return JSONResponse({"error": error, "status": 429}, status_code=429, headers={**PRODUCT, **refused.headers})
     answer = item.answer(0)
     status = answer.pop("status")
     if item.error is not None:

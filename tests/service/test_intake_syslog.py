@@ -170,7 +170,8 @@ def test_tls_frames_fields_and_bad_frames(redis_url: str, tmp_path: Path, certif
             [preprocess("no header at all for blk_77")],
             [preprocess("user login in checkout"), preprocess("cart saved")],
         ]
-        assert sorted(app.verdict_ids()) == ["session:default:blk_77", "session:web:4711"]
+        ids = ["session:default:blk_77", "session:web:4711"]
+        wait_for(lambda: sorted(app.verdict_ids()) == ids, 30, f"verdicts of {ids}")
         rejected = "logllm_lines_rejected_total"
         assert metric(app, rejected, reason="too_large", format="syslog_tls") == 1
         assert metric(app, rejected, reason="invalid_source", format="syslog_tls") == 1
