@@ -92,18 +92,22 @@ class SyslogIntake:
             batch.rejected = sorted([*rejected, *batch.rejected], key=lambda r: r.index)
         return batch, self.state.store.prepare(batch.groups)
 
-    async def _built(self, messages: list[bytes]) -> tuple[Batch, PreparedAppend]:
+    async def built(self, messages: list[bytes]) -> tuple[Batch, PreparedAppend]:
         if len(messages) <= INLINE_LINES:
             return self.batch(messages)
         return await asyncio.to_thread(self.batch, messages)
 
-    async def store_stream(self, messages: list[bytes], transport: str) -> None:
-        """Store a connection's messages, waiting (not reading) while the store refuses them; returns once all
-        were stored or rejected for what they are, or when the service stops."""
+    async def store_stream(
+        self, messages: list[bytes], transport: str, built: tuple[Batch, PreparedAppend] | None = None
+    ) -> None:
+        """Store a connection's messages (``built``: their batch, made while the previous one was stored),
+        waiting while the store refuses them; returns once all were stored or rejected for what they are, or
+        when the service stops."""
         delay = BACKOFF_S
         retry_after = self.state.settings.retry_after_s
         while messages:
-            batch, prepared = await self._built(messages)
+            batch, prepared = built or await self.built(messages)
+            built = None
             try:
                 await store_batch(self.state, batch, prepared, transport)
             except (QueueFull, TooManySessions, RedisError) as exc:
@@ -222,15 +226,19 @@ class SyslogListeners:
         self.addresses[transport] = server.sockets[0].getsockname()[:2]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str) -> None:
-        """One connection: read, cut frames, store; no read while a batch waits for the store (backpressure)."""
+        """One connection: read, cut frames, build the batch, hand it to the connection's storer. The storer
+        stores batches in order, one at a time; one more may wait for it, and then reading stops until it is
+        taken (backpressure). So the next batch is parsed while the previous one is being stored."""
         task = asyncio.current_task()
         if task is not None:
             self.tasks.add(task)
         self.writers.add(writer)
         peer = writer.get_extra_info("peername")
         frames = FrameReader(self.settings.syslog_max_message_bytes)
+        handoff: asyncio.Queue[tuple[list[bytes], tuple[Batch, PreparedAppend]] | None] = asyncio.Queue(maxsize=1)
+        storer = asyncio.create_task(self._store_in_order(handoff, transport), name="logllm-syslog-store")
         try:
-            while True:
+            while not storer.done():
                 try:
                     data = await reader.read(READ_BYTES)
                 except (ConnectionError, ssl.SSLError, OSError) as exc:
@@ -239,14 +247,24 @@ class SyslogListeners:
                 got = frames.feed(data) if data else frames.close()
                 self.intake.refused(got.refused, transport, peer)
                 if got.messages:
-                    await self.intake.store_stream(got.messages, transport)
+                    await handoff.put((got.messages, await self.intake.built(got.messages)))
                 if not data:
-                    return
+                    break
         finally:
+            if not storer.done():
+                await handoff.put(None)
+            await storer
             self.writers.discard(writer)
             if task is not None:
                 self.tasks.discard(task)
             writer.close()
+
+    async def _store_in_order(
+        self, handoff: asyncio.Queue[tuple[list[bytes], tuple[Batch, PreparedAppend]] | None], transport: str
+    ) -> None:
+        while (item := await handoff.get()) is not None:
+            messages, built = item
+            await self.intake.store_stream(messages, transport, built)
 
     def _task(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine, name="logllm-syslog")

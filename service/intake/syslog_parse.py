@@ -21,7 +21,7 @@ MAX_LENGTH_DIGITS = 10  # an octet count longer than this is no octet count (RFC
 _BOM = "\ufeff"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SyslogMessage:
     """The fields that can pick a source or session, and the message as the application wrote it."""
 
