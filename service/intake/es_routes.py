@@ -34,6 +34,30 @@ async def _product_header(response: Response) -> None:
 root = APIRouter(dependencies=[Depends(_product_header)])
 router = APIRouter(dependencies=[Depends(require_token), Depends(_product_header)])
 IndexName = Annotated[str, Path(description="the index: the documents' source unless --es-source-field names one")]
+_ES_ERROR: dict[str, Any] = {
+    "anyOf": [
+        {
+            "type": "object",
+            "required": ["error", "status"],
+            "properties": {"error": {"type": "object"}, "status": {"type": "integer"}},
+        },
+        {"$ref": "#/components/schemas/Error"},
+    ]
+}
+_DOC_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "the document was refused (Elasticsearch's error shape), or the body cannot be read",
+          "content": {"application/json": {"schema": _ES_ERROR}}},
+    429: {"description": "queue or session cap reached; see Retry-After",
+          "content": {"application/json": {"schema": _ES_ERROR}}},
+}  # fmt: skip
+_BULK_ERRORS: dict[int | str, dict[str, Any]] = {
+    429: {"description": "queue or session cap reached, nothing stored; see Retry-After. The body is a bulk answer"
+          " with every item 429 (what rsyslog's omelasticsearch reads)",
+          "content": {"application/json": {"schema": {"type": "object", "required": ["errors", "items"]}}}},
+}  # fmt: skip
+_DOC_BODY: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"description": "body over max_body_bytes, before or after decompression"},
     415: {"description": "unsupported Content-Encoding or charset"},
@@ -42,9 +66,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@root.api_route("/", methods=["GET", "HEAD"], summary="Elasticsearch version", include_in_schema=True)
+@root.get("/", summary="Elasticsearch version", description="What Elasticsearch answers at `/` (`--es-version`), for"
+          " clients that check it before they send; no token needed.")  # fmt: skip
 async def es_root(state: State) -> dict[str, Any]:
     return root_answer(state.settings.es_version)
+
+
+@root.head("/", include_in_schema=False)
+async def es_root_head() -> Response:
+    return Response(headers=PRODUCT)
 
 
 async def _bulk(request: Request, state: ServiceState, index: str | None, single: str = "") -> BulkRequest:
@@ -127,7 +157,7 @@ _BULK_DOC: dict[str, Any] = {
     "source `--es-source-field` or the action's `_index`. Answers `{took, errors, items}` with one item per "
     "action (status 201, or 400/429 with `error` for that action alone).",
     openapi_extra=_BULK_DOC,
-    responses=_ERRORS,
+    responses={**_ERRORS, **_BULK_ERRORS},
 )
 async def bulk(request: Request, state: State) -> Any:
     try:
@@ -142,7 +172,7 @@ async def bulk(request: Request, state: State) -> Any:
     methods=["POST", "PUT"],
     summary="Elasticsearch bulk API, default index in the path",
     openapi_extra=_BULK_DOC,
-    responses=_ERRORS,
+    responses={**_ERRORS, **_BULK_ERRORS},
 )
 async def bulk_index(request: Request, state: State, index: IndexName) -> Any:
     try:
@@ -167,18 +197,19 @@ async def _single(request: Request, state: ServiceState, index: str, doc_id: str
     return JSONResponse(answer, status_code=201, headers=PRODUCT)
 
 
-@router.post("/{index}/_doc", summary="Elasticsearch single document", status_code=201, responses=_ERRORS)
+@router.post("/{index}/_doc", summary="Elasticsearch single document", status_code=201,
+             responses={**_ERRORS, **_DOC_ERRORS}, openapi_extra=_DOC_BODY)  # fmt: skip
 async def doc(request: Request, state: State, index: IndexName) -> Response:
     return await _single(request, state, index, None, "index")
 
 
 @router.api_route("/{index}/_doc/{doc_id}", methods=["POST", "PUT"], summary="Elasticsearch document with an id",
-                  status_code=201, responses=_ERRORS)  # fmt: skip
+                  status_code=201, responses={**_ERRORS, **_DOC_ERRORS}, openapi_extra=_DOC_BODY)  # fmt: skip
 async def doc_with_id(request: Request, state: State, index: IndexName, doc_id: str) -> Response:
     return await _single(request, state, index, doc_id, "index")
 
 
 @router.api_route("/{index}/_create/{doc_id}", methods=["POST", "PUT"], summary="Elasticsearch create",
-                  status_code=201, responses=_ERRORS)  # fmt: skip
+                  status_code=201, responses={**_ERRORS, **_DOC_ERRORS}, openapi_extra=_DOC_BODY)  # fmt: skip
 async def create(request: Request, state: State, index: IndexName, doc_id: str) -> Response:
     return await _single(request, state, index, doc_id, "create")

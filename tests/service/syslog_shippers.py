@@ -25,6 +25,14 @@ from tests.service.live_app import LiveApp, RecordingScorer
 SHIPPERS_DIR = Path(os.environ.get("SYSLOG_SHIPPERS_DIR", "/opt/logllm-syslog"))
 
 
+FIRST = 2  # lines shipped before the rest: two sessions that close on idle and fill the ready queue (cap 2)
+
+
+def held(sources: str) -> dict[str, object]:
+    """Settings under which FIRST lines fill the ready queue (once they close on idle) while the scorer is held."""
+    return {"partitions": 1, "max_ready_queue": FIRST, "sources": sources}
+
+
 def hdfs_2k(shared_data: Path, count: int = 2000) -> list[str]:
     return (shared_data / "HDFS" / "HDFS_2k.log").read_text(encoding="utf-8").splitlines()[:count]
 

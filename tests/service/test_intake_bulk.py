@@ -11,7 +11,17 @@ import httpx
 
 from model.preprocess import preprocess
 from tests.service.live_app import live_app
-from tests.service.syslog_shippers import HeldScorer, hdfs_2k, log_file, metric, rsyslog, wait_accepted, wait_for
+from tests.service.syslog_shippers import (
+    FIRST,
+    HeldScorer,
+    hdfs_2k,
+    held,
+    log_file,
+    metric,
+    rsyslog,
+    wait_accepted,
+    wait_for,
+)
 from tests.service.test_intake_syslog import HDFS_SOURCES, assert_model_read, queue_full
 
 NDJSON = {"content-type": "application/x-ndjson"}
@@ -110,16 +120,15 @@ def test_rsyslog_omelasticsearch_sends_again_what_a_429_refused(
     retryfailures="on" and retryruleset (its docs' way to retry refused records) each refused line is sent again,
     once; without it, the batch would go to errorFile."""
     lines = hdfs_2k(shared_data)
-    path = log_file(tmp_path, lines[:1000])
+    path = log_file(tmp_path, lines[:FIRST])
     scorer = HeldScorer()
-    held = {"partitions": 1, "max_ready_queue": 2, "sources": HDFS_SOURCES}
-    with live_app(redis_url, tmp_path, scorer=scorer, **held) as app:
+    with live_app(redis_url, tmp_path, scorer=scorer, **held(HDFS_SOURCES)) as app:
         port = int(app.url.rsplit(":", 1)[1])
         with rsyslog(tmp_path, omelasticsearch_config(path, port, 'retryfailures="on" retryruleset="ship"')):
             try:
                 wait_for(lambda: queue_full(app), 30, "the ready queue at its cap")
                 with path.open("a", encoding="utf-8") as more:
-                    more.writelines(f"{line}\n" for line in lines[1000:])
+                    more.writelines(f"{line}\n" for line in lines[FIRST:])
                 probe = httpx.post(f"{app.url}/hdfs/_bulk", content=ndjson({"index": {}}, {"message": lines[0]}))
                 assert probe.status_code == 429 and probe.json()["items"][0]["index"]["status"] == 429
                 assert metric(app, "logllm_lines_ingested_total", format="es_bulk") < 2000

@@ -20,8 +20,10 @@ from model.windows import session_finder
 from tests.binaries import missing_binary
 from tests.service.live_app import LiveApp, live_app
 from tests.service.syslog_shippers import (
+    FIRST,
     HeldScorer,
     hdfs_2k,
+    held,
     log_file,
     logger_binary,
     metric,
@@ -85,19 +87,19 @@ def queue_full(app: LiveApp) -> bool:
     return metric(app, "logllm_ready_queue_depth") >= 2
 
 
-HELD = {"partitions": 1, "max_ready_queue": 2, "sources": HDFS_SOURCES}
+HELD = held(HDFS_SOURCES)
 
 
 def test_tcp_stops_reading_while_the_queue_is_full_and_loses_nothing(
     redis_url: str, tmp_path: Path, shared_data: Path
 ) -> None:
     lines = hdfs_2k(shared_data)
-    first, second = log_file(tmp_path / "a", lines[:1000]), log_file(tmp_path / "b", lines[1000:])
+    first, second = log_file(tmp_path / "a", lines[:FIRST]), log_file(tmp_path / "b", lines[FIRST:])
     scorer = HeldScorer()
     with live_app(redis_url, tmp_path, scorer=scorer, syslog_tcp=LISTEN, **HELD) as app:
         try:
             run_logger(app, first, "-T", "--octet-count")
-            wait_accepted(app, "syslog_tcp", 1000)
+            wait_accepted(app, "syslog_tcp", FIRST)
             wait_for(lambda: queue_full(app), 30, "the ready queue at its cap")  # windows close on idle
             run_logger(app, second, "-T", "--octet-count")  # logger's writes end in the kernel's buffers
             paused = ("logllm_syslog_tcp_paused_total", {"transport": "syslog_tcp", "reason": "queue_full"})
@@ -114,16 +116,16 @@ def test_udp_drops_what_the_store_refuses_and_counts_it(redis_url: str, tmp_path
     scorer = HeldScorer()
     with live_app(redis_url, tmp_path, scorer=scorer, syslog_udp=LISTEN, **HELD) as app:
         try:
-            run_logger(app, log_file(tmp_path / "a", lines[:500]), "-d")
-            wait_accepted(app, "syslog_udp", 500)
+            run_logger(app, log_file(tmp_path / "a", lines[:FIRST]), "-d")
+            wait_accepted(app, "syslog_udp", FIRST)
             wait_for(lambda: queue_full(app), 30, "the ready queue at its cap")
-            run_logger(app, log_file(tmp_path / "b", lines[500:]), "-d")  # exits 0: UDP reports success
+            run_logger(app, log_file(tmp_path / "b", lines[FIRST:]), "-d")  # exits 0: UDP reports success
             dropped = ("logllm_syslog_udp_dropped_total", {"reason": "queue_full"})
             wait_for(lambda: metric(app, dropped[0], **dropped[1]) > 0, 30, "dropped datagrams counted")
         finally:
             scorer.open.set()
-        assert metric(app, "logllm_lines_ingested_total", format="syslog_udp") == 500
-        assert metric(app, dropped[0], **dropped[1]) <= 500
+        assert metric(app, "logllm_lines_ingested_total", format="syslog_udp") == FIRST
+        assert metric(app, dropped[0], **dropped[1]) <= len(lines) - FIRST
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,10 @@ import pytest
 
 from tests.service.live_app import LiveApp, live_app
 from tests.service.syslog_shippers import (
+    FIRST,
     HeldScorer,
     hdfs_2k,
+    held,
     log_file,
     metric,
     rsyslog,
@@ -66,7 +68,7 @@ log {{ source(s_file); destination(d_logllm); flags(flow-control); }};
 """
 
 
-HELD = {"partitions": 1, "max_ready_queue": 2, "sources": HDFS_SOURCES}
+HELD = held(HDFS_SOURCES)
 
 
 @pytest.mark.parametrize("shipper", ["rsyslog", "syslog-ng"])
@@ -76,7 +78,7 @@ def test_tcp_shippers_wait_while_the_queue_is_full(
     """The file grows while the ready queue is at its cap: the listener stops reading, the shipper waits, and
     once the model scores again every line arrives."""
     lines = hdfs_2k(shared_data)
-    path = log_file(tmp_path, lines[:1000])
+    path = log_file(tmp_path, lines[:FIRST])
     scorer = HeldScorer()
     with live_app(redis_url, tmp_path, scorer=scorer, syslog_tcp=LISTEN, **HELD) as app:
         _, port = address(app, "syslog_tcp")
@@ -86,10 +88,10 @@ def test_tcp_shippers_wait_while_the_queue_is_full(
             running = syslog_ng(tmp_path, syslog_ng_config(path, port, "syslog"))
         with running:
             try:
-                wait_accepted(app, "syslog_tcp", 1000)
+                wait_accepted(app, "syslog_tcp", FIRST)
                 wait_for(lambda: queue_full(app), 30, "the ready queue at its cap")
                 with path.open("a", encoding="utf-8") as more:
-                    more.writelines(f"{line}\n" for line in lines[1000:])
+                    more.writelines(f"{line}\n" for line in lines[FIRST:])
                 paused = {"transport": "syslog_tcp", "reason": "queue_full"}
                 wait_for(lambda: metric(app, "logllm_syslog_tcp_paused_total", **paused) > 0, 30, "a pause")
                 assert metric(app, "logllm_lines_ingested_total", format="syslog_tcp") < 2000
@@ -101,21 +103,21 @@ def test_tcp_shippers_wait_while_the_queue_is_full(
 
 def test_rsyslog_udp_lines_refused_are_dropped_and_counted(redis_url: str, tmp_path: Path, shared_data: Path) -> None:
     lines = hdfs_2k(shared_data, 1000)
-    path = log_file(tmp_path, lines[:500])
+    path = log_file(tmp_path, lines[:FIRST])
     scorer = HeldScorer()
     with live_app(redis_url, tmp_path, scorer=scorer, syslog_udp=LISTEN, **HELD) as app:
         _, port = address(app, "syslog_udp")
         with rsyslog(tmp_path, rsyslog_config(path, port, 'protocol="udp"', tag="hdfs:")):
             try:
-                wait_accepted(app, "syslog_udp", 500)
+                wait_accepted(app, "syslog_udp", FIRST)
                 wait_for(lambda: queue_full(app), 30, "the ready queue at its cap")
                 with path.open("a", encoding="utf-8") as more:
-                    more.writelines(f"{line}\n" for line in lines[500:])
+                    more.writelines(f"{line}\n" for line in lines[FIRST:])
                 dropped = {"reason": "queue_full"}
                 wait_for(lambda: metric(app, "logllm_syslog_udp_dropped_total", **dropped) > 0, 30, "drops counted")
             finally:
                 scorer.open.set()
-        assert metric(app, "logllm_lines_ingested_total", format="syslog_udp") == 500
+        assert metric(app, "logllm_lines_ingested_total", format="syslog_udp") == FIRST
 
 
 def ship_with_syslog_ng(app: LiveApp, tmp_path: Path, lines: list[str], destination: str) -> None:
