@@ -27,7 +27,9 @@ from service import routes_ops
 from service.delivery import routes as delivery_routes
 from service.delivery.service import Delivery
 from service.http_errors import install_error_handlers
+from service.intake import es_routes
 from service.intake import routes as intake_routes
+from service.intake.syslog_listener import SyslogListeners
 from service.metrics import ServiceMetrics
 from service.openapi import install_openapi
 from service.patterns import routes as patterns_routes
@@ -61,6 +63,8 @@ def role_routers(role: Role) -> list[tuple[APIRouter, list[str]]]:
         return ops
     return [
         (intake_routes.router, ["logs"]),
+        (es_routes.router, ["elasticsearch"]),
+        (es_routes.root, ["elasticsearch"]),
         (records_routes.router, ["sequences"]),
         (records_queries.router, ["records"]),
         (records_feedback.router, ["records"]),
@@ -345,9 +349,14 @@ def create_app(
             runtime.start()
             delivery.start()
             app.state.runtime = runtime
+            app.state.syslog = syslog = SyslogListeners(state) if settings.role != "worker" else None
+            if syslog is not None:
+                await syslog.start()  # only the listeners --syslog-tcp/-tls/-udp ask for
             try:
                 yield
             finally:
+                if syslog is not None:
+                    await syslog.stop()
                 log.info("stopping: finishing the batch in flight")
                 await runtime.stop()
                 await delivery.stop()

@@ -111,6 +111,15 @@ class ServiceMetrics:
         self.embedding_cache_hit_ratio = Gauge(
             "logllm_embedding_cache_hit_ratio", "message vectors found in the model's cache, since start", registry=r
         )
+        # syslog listeners (service/intake/syslog_listener.py)
+        self.syslog_udp_dropped = Counter(
+            "logllm_syslog_udp_dropped", "syslog datagrams dropped, by why (queue_full, too_many_sessions,"
+            " store_unavailable, backlog_full, too_large)", ["reason"], registry=r,
+        )  # fmt: skip
+        self.syslog_tcp_paused = Counter(
+            "logllm_syslog_tcp_paused", "times a syslog TCP/TLS connection stopped reading until the store took its"
+            " lines, by why (queue_full, too_many_sessions, store_unavailable)", ["transport", "reason"], registry=r,
+        )  # fmt: skip
 
     def source_label(self, source: str) -> str:
         """The source's label value: its name while fewer than max_sources names are in use, else 'other'."""

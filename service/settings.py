@@ -19,7 +19,15 @@ from model.settings import ModelSettings
 from model.vocab import NoveltyMode
 from service.delivery.targets import WebhookTarget
 from service.windows.ids import BadWindowName, check_source
-from service.windows.windowing import DEFAULTS, LogFormat, SourceWindowing, Windowing, WindowMode, compiled_pattern
+from service.windows.windowing import (
+    DEFAULTS,
+    LogFormat,
+    SourceWindowing,
+    SyslogField,
+    Windowing,
+    WindowMode,
+    compiled_pattern,
+)
 
 Role = Literal["all", "api", "worker"]
 
@@ -31,6 +39,15 @@ def default_consumer() -> str:
     reclaim_idle_ms, and the old name is removed from the group after consumer_idle_s.
     """
     return f"{socket.gethostname() or 'logllm'}-{os.getpid()}"
+
+
+def host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:514`` for IPv6) as (host, port); a ValueError says what is wrong."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 0.0.0.0:6514)")
+    return host, int(port)
 
 
 class ServiceSettings(ModelSettings):
@@ -200,6 +217,41 @@ class ServiceSettings(ModelSettings):
         description="a Loki entry (stream labels, timestamp, line, metadata) or OTLP record (ids, timestamp, body,"
         " attributes) sent again within this long of being stored is counted, not stored again (0: off)",
     )
+    # syslog listeners and the Elasticsearch bulk API (service/intake/syslog_listener.py, es_bulk.py)
+    syslog_tcp: str = Field(
+        default="", description="HOST:PORT of a syslog TCP listener (RFC 6587 octet counting or newlines); empty: none"
+    )
+    syslog_udp: str = Field(default="", description="HOST:PORT of a syslog UDP listener; empty: none")
+    syslog_tls: str = Field(
+        default="", description="HOST:PORT of a syslog TLS listener (RFC 5425; needs syslog_tls_cert, _key)"
+    )
+    syslog_tls_cert: Path | None = Field(default=None, description="PEM certificate (chain) of the TLS listener")
+    syslog_tls_key: Path | None = Field(default=None, description="PEM private key of the TLS listener")
+    syslog_max_message_bytes: int = Field(
+        default=64 * 1024, ge=480, description="a longer syslog message is refused alone (too_large)"
+    )
+    syslog_source_field: SyslogField | Literal[""] = Field(
+        default="app_name",
+        description="syslog header field that names a line's source (hostname, app_name, procid, msgid; empty:"
+        " none, the default source)",
+    )
+    syslog_session_field: SyslogField | Literal[""] = Field(
+        default="",
+        description="syslog header field that names the session (per source: --sources' syslog_session_field);"
+        " empty: the session pattern on the message",
+    )
+    es_message_field: str = Field(
+        default="message", description="Elasticsearch bulk: document fields holding the line, comma-separated, first"
+        " present wins"
+    )
+    es_source_field: str = Field(
+        default="", description="Elasticsearch bulk: document field that names the source; empty or absent: the index"
+    )
+    es_version: str = Field(
+        default="8.17.0",
+        pattern=r"^\d+\.\d+\.\d+$",
+        description="Elasticsearch version GET / reports (clients check it: Filebeat wants at least its own major)",
+    )
 
     # records (service/records/)
     anomaly_retention_s: int = Field(
@@ -360,6 +412,20 @@ class ServiceSettings(ModelSettings):
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix:// (or be empty for embedded Redis)")
         return value
+
+    @field_validator("syslog_tcp", "syslog_udp", "syslog_tls")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            host_port(value)
+        return value
+
+    @model_validator(mode="after")
+    def _tls_needs_cert(self) -> ServiceSettings:
+        if self.syslog_tls and not (self.syslog_tls_cert and self.syslog_tls_key):
+            raise ValueError("syslog_tls needs syslog_tls_cert and syslog_tls_key (PEM files)")
+        return self
 
     @model_validator(mode="after")
     def _cluster_needs_a_url(self) -> ServiceSettings:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 LogFormat = Literal["raw", "hdfs", "bgl", "thunderbird", "liberty", "rfc3164", "rfc5424", "auto"]  # auto: per source
 WindowMode = Literal["session", "fixed"]
+SyslogField = Literal["hostname", "app_name", "procid", "msgid"]  # syslog header fields that can name a session
 
 
 def compiled_pattern(value: str) -> str:
@@ -53,6 +54,7 @@ class SourceWindowing(BaseModel):
     max_session_lines: int | None = Field(default=None, gt=0)
     json_message_field: str | None = None  # read by the intake (ServiceSettings.json_message_fields), not a windowing
     metadata_to_model: str | None = None  # read by the intake (ServiceSettings.metadata_keys)
+    syslog_session_field: SyslogField | None = None  # not windowing: read by the syslog listener per source
 
     @field_validator("session_pattern")
     @classmethod

@@ -86,6 +86,7 @@ class LiveApp:
     redis_url: str
     log: StatusLog
     headers: dict[str, str] = field(default_factory=dict)  # the bearer token when the app has one
+    app: Any = None  # the FastAPI app (app.state: the syslog listeners' addresses)
 
     def verdict_ids(self) -> list[str]:
         with redis.Redis.from_url(self.redis_url) as client:
@@ -131,7 +132,9 @@ class LiveApp:
 
 
 @contextmanager
-def live_app(redis_url: str, tmp_path: Path, **overrides: Any) -> Iterator[LiveApp]:
+def live_app(
+    redis_url: str, tmp_path: Path, scorer: RecordingScorer | None = None, **overrides: Any
+) -> Iterator[LiveApp]:
     """The app on a socket bound to port 0 (no race for a free port), ready, windows closing after 0.3 s idle."""
     options: dict[str, Any] = {
         "redis_url": redis_url,
@@ -141,7 +144,7 @@ def live_app(redis_url: str, tmp_path: Path, **overrides: Any) -> Iterator[LiveA
         "idle_timeout_s": 0.3,
         **overrides,
     }
-    scorer = RecordingScorer()
+    scorer = scorer or RecordingScorer()
     app = create_app(ServiceSettings(**options), scorer=scorer)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -156,7 +159,7 @@ def live_app(redis_url: str, tmp_path: Path, **overrides: Any) -> Iterator[LiveA
             assert thread.is_alive() and time.monotonic() < deadline, "the service did not become ready"
             time.sleep(0.02)
         token = options.get("auth_token")
-        yield LiveApp(url, scorer, redis_url, log, {"Authorization": f"Bearer {token}"} if token else {})
+        yield LiveApp(url, scorer, redis_url, log, {"Authorization": f"Bearer {token}"} if token else {}, app)
     finally:
         server.should_exit = True
         thread.join(timeout=30)

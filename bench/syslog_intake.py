@@ -1,0 +1,231 @@
+"""Syslog intake: TCP lines/s beside POST /logs text for the same lines, and each syslog shipper's time for
+2,000 lines.
+
+One ``logllm serve --role api`` subprocess (embedded Redis in a temporary directory, AOF every second) with a
+syslog TCP and UDP listener. Lines are HDFS_2k's, repeated; windows stay open (no size or idle close), so this
+measures intake alone.
+
+- ``--mode throughput``: rounds alternate the two paths on the same server. HTTP: text/plain bodies of
+  ``--body-lines`` lines, ``--concurrency`` requests in flight (httpx). Syslog: one TCP connection writing
+  RFC 5424 octet-counted frames (what ``logger --octet-count`` and rsyslog's omfwd send); its time runs until
+  the service's ``logllm_lines_ingested_total{format="syslog_tcp"}`` counts every line. Both are run with 1 and
+  with ``--concurrency`` in flight (requests; connections, as that many shippers). Ratio = syslog / HTTP.
+- ``--mode shippers``: logger (TCP octet counting, UDP), rsyslog (omfwd TCP, UDP; omelasticsearch bulk) and
+  syslog-ng (network(), syslog()) each ship 2,000 lines; the time from the shipper's start until the service
+  counted them all.
+
+    python -m bench.syslog_intake --mode throughput --rounds 3 --lines 20000
+    python -m bench.syslog_intake --mode shippers
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import base_parser, machine, machine_line, result_name, table, write_result
+
+READY_TIMEOUT_S = 120
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    def __init__(self, url: str, tcp: int, udp: int) -> None:
+        self.url, self.tcp, self.udp = url, tcp, udp
+
+    def ingested(self, fmt: str) -> float:
+        for line in httpx.get(f"{self.url}/metrics").text.splitlines():
+            if line.startswith(f'logllm_lines_ingested_total{{format="{fmt}"}} '):
+                return float(line.split()[-1])
+        return 0.0
+
+    def wait_ingested(self, fmt: str, count: float, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while self.ingested(fmt) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{fmt}: {self.ingested(fmt)} of {count} lines after {timeout} s")
+            time.sleep(0.05)  # /metrics costs the server a little each time: not too often
+
+
+@contextmanager
+def serve(workdir: Path) -> Iterator[Server]:
+    port, tcp, udp = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "LOGLLM_ROLE": "api", "LOGLLM_PORT": str(port), "LOGLLM_REDIS_DATA_DIR": "",
+        "LOGLLM_SYSLOG_TCP": f"127.0.0.1:{tcp}", "LOGLLM_SYSLOG_UDP": f"127.0.0.1:{udp}",
+        "LOGLLM_SOURCES": '{"hdfs": {"log_format": "hdfs"}}', "LOGLLM_IDLE_TIMEOUT_S": "3600",
+        "LOGLLM_MAX_SESSION_LINES": "1000000", "LOGLLM_MAX_OPEN_WINDOWS": "10000000", "LOGLLM_REDIS_MAXMEMORY": "4gb",
+    }  # fmt: skip
+    log = (workdir / "serve.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            try:
+                if httpx.get(f"{url}/health/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"logllm serve did not start: {(workdir / 'serve.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield Server(url, tcp, udp)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        log.close()
+
+
+def frames(lines: list[str]) -> bytes:
+    out = []
+    for i, line in enumerate(lines):
+        data = f"<13>1 2026-12-05T20:00:00.000000+00:00 bench hdfs {i % 65536} - - {line}".encode()
+        out.append(f"{len(data)} ".encode() + data)
+    return b"".join(out)
+
+
+def syslog_round(server: Server, payloads: list[bytes], count: int) -> float:
+    """One connection per payload (as many shippers), written at once; timed until every line is counted."""
+    before = server.ingested("syslog_tcp")
+    started = time.perf_counter()
+
+    def send(payload: bytes) -> None:
+        with socket.create_connection(("127.0.0.1", server.tcp)) as sock:
+            sock.sendall(payload)
+
+    with ThreadPoolExecutor(len(payloads)) as pool:
+        list(pool.map(send, payloads))
+    server.wait_ingested("syslog_tcp", before + count)
+    return count / (time.perf_counter() - started)
+
+
+def http_round(server: Server, bodies: list[bytes], count: int, concurrency: int) -> float:
+    headers = {"content-type": "text/plain"}
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+
+        def post(body: bytes) -> None:
+            answer = client.post("/logs?source=hdfs", content=body, headers=headers)
+            answer.raise_for_status()
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(post, bodies))
+        return count / (time.perf_counter() - started)
+
+
+def throughput(server: Server, lines: list[str], args: Any) -> dict[str, Any]:
+    """Rounds alternate HTTP text with 1 and ``--concurrency`` requests in flight, and syslog TCP with 1 and
+    ``--concurrency`` connections, so each pair sees the same machine load."""
+    share = -(-len(lines) // args.concurrency)
+    split = [frames(lines[i : i + share]) for i in range(0, len(lines), share)]
+    payloads = {1: [frames(lines)], args.concurrency: split}
+    bodies = [
+        "".join(f"{line}\n" for line in lines[i : i + args.body_lines]).encode()
+        for i in range(0, len(lines), args.body_lines)
+    ]
+    http_round(server, bodies[:2], 2 * args.body_lines, 1)  # warm-up: imports, scripts loaded
+    syslog_round(server, [frames(lines[:1000])], 1000)
+    rows: dict[str, list[float]] = {}
+    for n in range(args.rounds):
+        for c in sorted(payloads):
+            rows.setdefault(f"http_text x{c}", []).append(http_round(server, bodies, len(lines), c))
+            rows.setdefault(f"syslog_tcp x{c}", []).append(syslog_round(server, payloads[c], len(lines)))
+        print(f"round {n + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rows.items()) + " lines/s")
+    medians = {k: statistics.median(v) for k, v in rows.items()}
+    ratios = {f"x{c}": round(medians[f"syslog_tcp x{c}"] / medians[f"http_text x{c}"], 3) for c in sorted(payloads)}
+    print(table(["path (x in flight)", "lines/s (median)", "rounds"],
+                [[k, f"{v:,.0f}", len(rows[k])] for k, v in medians.items()]))  # fmt: skip
+    print("syslog TCP / HTTP text: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()) + " (goal >= 0.8x)")
+    return {"lines_per_round": len(lines), "rounds": rows, "median_lines_per_s": medians, "ratio": ratios}
+
+
+def shippers(server: Server, lines: list[str], workdir: Path) -> dict[str, Any]:
+    from tests.service.syslog_shippers import logger_binary, rsyslog, syslog_ng
+    from tests.service.test_intake_bulk import omelasticsearch_config
+    from tests.service.test_intake_syslog_shippers import TCP_OCTETS, rsyslog_config, syslog_ng_config
+
+    file = workdir / "hdfs.log"
+    file.write_text("".join(f"{line}\n" for line in lines))
+    port = int(server.url.rsplit(":", 1)[1])
+    logger = [logger_binary(), "--rfc5424", "--size", "65536", "-t", "hdfs", "-n", "127.0.0.1", "-f", str(file)]
+
+    def run(argv: list[str]) -> Callable[[Path], Any]:
+        @contextmanager
+        def ship(_: Path) -> Iterator[None]:
+            subprocess.run(argv, check=True, timeout=300)
+            yield
+
+        return ship
+
+    cases: list[tuple[str, str, Callable[[Path], Any]]] = [
+        ("logger rfc5424 tcp octet-counting", "syslog_tcp",
+         run([*logger, "-P", str(server.tcp), "-T", "--octet-count"])),
+        ("logger rfc5424 udp", "syslog_udp", run([*logger, "-P", str(server.udp), "-d"])),
+        ("rsyslog omfwd tcp (octet-counted rfc5424)", "syslog_tcp",
+         lambda tmp: rsyslog(tmp, rsyslog_config(file, server.tcp, TCP_OCTETS))),
+        ("rsyslog omfwd udp (rfc3164)", "syslog_udp",
+         lambda tmp: rsyslog(tmp, rsyslog_config(file, server.udp, 'protocol="udp"', tag="hdfs:"))),
+        ("rsyslog omelasticsearch bulk", "es_bulk", lambda tmp: rsyslog(tmp, omelasticsearch_config(file, port))),
+        ("syslog-ng network() tcp (rfc3164)", "syslog_tcp",
+         lambda tmp: syslog_ng(tmp, syslog_ng_config(file, server.tcp, "network"))),
+        ("syslog-ng syslog() tcp (rfc5424)", "syslog_tcp",
+         lambda tmp: syslog_ng(tmp, syslog_ng_config(file, server.tcp, "syslog"))),
+    ]  # fmt: skip
+    results: dict[str, Any] = {}
+    for n, (name, fmt, start) in enumerate(cases):
+        before = server.ingested(fmt)
+        tmp = workdir / f"case{n}"
+        tmp.mkdir()
+        started = time.perf_counter()
+        with start(tmp):
+            server.wait_ingested(fmt, before + len(lines), timeout=120)
+            seconds = time.perf_counter() - started
+        results[name] = {"seconds": round(seconds, 3), "lines": len(lines), "format": fmt}
+        print(f"{name}: {seconds:.2f} s for {len(lines)} lines")
+    return {"shippers": results}
+
+
+def main() -> None:
+    parser = base_parser(__doc__.splitlines()[0], "syslog_intake")
+    parser.add_argument("--mode", choices=["throughput", "shippers"], default="throughput")
+    parser.add_argument("--lines", type=int, default=20_000, help="lines per throughput round (HDFS_2k repeated)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--body-lines", type=int, default=1000, help="lines per HTTP body")
+    parser.add_argument("--concurrency", type=int, default=4, help="HTTP requests in flight")
+    args = parser.parse_args()
+    if args.quick:
+        args.lines, args.rounds = 2000, 1
+    hdfs = (args.data / "HDFS" / "HDFS_2k.log").read_text(encoding="utf-8").splitlines()
+    info = machine()
+    print(machine_line(info))
+    with tempfile.TemporaryDirectory() as folder, serve(Path(folder)) as server:
+        if args.mode == "throughput":
+            lines = (hdfs * (args.lines // len(hdfs) + 1))[: args.lines]
+            payload = throughput(server, lines, args)
+        else:
+            payload = shippers(server, hdfs, Path(folder))
+    name = result_name(args)
+    write_result(f"{name}-{args.mode}" if not args.name else name, payload, info)
+
+
+if __name__ == "__main__":
+    main()
