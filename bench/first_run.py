@@ -215,7 +215,8 @@ def main() -> None:
         keys = stream(service.url, sessions, args.concurrent, args.request_lines)
         found = verdicts(service.url, keys, args.timeout_s)
         elapsed = time.perf_counter() - started
-        reading = [line for line in service.log_tail(400).splitlines() if "reading logs" in line]
+        log = service.log_path.read_text(errors="replace")
+        reading = [line.split(": ", 1)[-1] for line in log.splitlines() if "reading logs:" in line]
     missing = len(keys) - len(found)
     if missing:
         raise SystemExit(f"{missing} windows got no verdict within {args.timeout_s:.0f} s")
