@@ -1,0 +1,180 @@
+"""The docs stay true: the site builds with no broken link, the generated references match the code, and every
+shell block marked runnable in README.md and docs/ runs against a live `logllm serve` on the embedded defaults.
+
+Marking, in the Markdown (HTML comments, invisible on the page):
+- `<!-- runnable -->` before a fenced bash block: it runs (bash, `set -euo pipefail`, from the repository root,
+  with `.venv/bin` first on PATH and `localhost:8000` pointed at the test's service) and must exit 0.
+- `<!-- runnable short="ARGS" -->`: a long command (a training recipe) run in a short form: ARGS are appended to
+  every `logllm train`/`logllm eval`/`logllm score` line of the block. The page shows the full command.
+- `<!-- output -->` before the fenced block that follows a runnable one: its text is the command's stdout, compared
+  line by line (trailing white space ignored). Only outputs that are stable are marked.
+Blocks run in page order (README first, then the nav's order), so a walk-through can build on its earlier steps.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.service.test_crash_recovery import ServiceProcess
+
+REPO = Path(__file__).resolve().parents[1]
+MARK = re.compile(r"<!--\s*runnable(?:\s+short=\"(?P<short>[^\"]*)\")?\s*-->")
+FENCE = re.compile(r"^```(\w*)\s*$")
+SHORTENED = re.compile(r"^(\s*(?:\.venv/bin/)?logllm (?:train|eval|score)\b.*?)(\s*\\?)$")
+BLOCK_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class Block:
+    page: str
+    line: int  # 1-based line of the opening fence
+    code: str
+    expected: str | None
+
+    def where(self) -> str:
+        return f"{self.page}:{self.line}"
+
+
+def _fenced(lines: list[str], start: int) -> tuple[str, int] | None:
+    """The fenced block opening at the first fence at or after ``start`` (skipping blank lines): (text, end)."""
+    i = start
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    if i >= len(lines) or not FENCE.match(lines[i]):
+        return None
+    end = i + 1
+    while end < len(lines) and lines[end].strip() != "```":
+        end += 1
+    return "\n".join(lines[i + 1 : end]), end
+
+
+def runnable_blocks(path: Path, root: Path = REPO) -> list[Block]:
+    lines = path.read_text().splitlines()
+    page = str(path.relative_to(root))
+    blocks = []
+    for i, text in enumerate(lines):
+        mark = MARK.search(text)
+        if not mark:
+            continue
+        found = _fenced(lines, i + 1)
+        assert found, f"{page}:{i + 1}: 'runnable' is not followed by a fenced block"
+        code, end = found
+        if mark.group("short") is not None:
+            code = "\n".join(
+                SHORTENED.sub(rf"\1 {mark.group('short')}\2", line) for line in code.splitlines()
+            )
+        expected = None
+        j = end + 1
+        while j < len(lines) and not lines[j].strip():
+            j += 1
+        if j < len(lines) and lines[j].strip() == "<!-- output -->":
+            output = _fenced(lines, j + 1)
+            assert output, f"{page}:{j + 1}: 'output' is not followed by a fenced block"
+            expected = output[0]
+        blocks.append(Block(page, i + 2, code, expected))
+    return blocks
+
+
+def doc_pages() -> list[Path]:
+    """README.md, then the site's pages in the nav's order."""
+    config = yaml.safe_load((REPO / "mkdocs.yml").read_text())
+
+    def walk(items: list[object]) -> Iterator[str]:
+        for item in items:
+            if isinstance(item, str):
+                yield item
+            elif isinstance(item, dict):
+                for value in item.values():
+                    yield from walk(value if isinstance(value, list) else [value])
+
+    return [REPO / "README.md", *(REPO / "docs" / page for page in walk(config["nav"]))]
+
+
+def test_every_nav_page_exists_and_every_page_is_in_the_nav() -> None:
+    pages = doc_pages()[1:]
+    missing = [str(p.relative_to(REPO)) for p in pages if not p.exists()]
+    assert not missing, f"mkdocs.yml names pages that do not exist: {missing}"
+    on_disk = {p for p in (REPO / "docs").rglob("*.md")}
+    assert on_disk - set(pages) == set(), f"pages not in mkdocs.yml's nav: {sorted(on_disk - set(pages))}"
+
+
+def test_the_generated_references_match_the_code() -> None:
+    result = subprocess.run(
+        [sys.executable, "scripts/docs_reference.py", "--check"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_site_builds_strict(tmp_path: Path) -> None:
+    mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent)) or shutil.which("mkdocs")
+    assert mkdocs, "mkdocs is in the dev extra (pyproject.toml): bash scripts/setup.sh installs it"
+    result = subprocess.run(
+        [mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "site" / "index.html").exists()
+
+
+def test_the_marking_finds_blocks_and_their_outputs(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "<!-- runnable -->\n```bash\necho hi\n```\n<!-- output -->\n```text\nhi\n```\n\n"
+        '<!-- runnable short="--max-lines 10" -->\n```bash\nlogllm train --dataset bgl \\\n  --data x\n```\n'
+    )
+    first, second = runnable_blocks(page, root=tmp_path)
+    assert (first.code, first.expected) == ("echo hi", "hi")
+    assert second.code == "logllm train --dataset bgl --max-lines 10 \\\n  --data x"
+
+
+@pytest.fixture(scope="module")
+def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """`logllm serve` on the embedded defaults (shipped checkpoint, embedded Redis) in a fresh data directory."""
+    data = tmp_path_factory.mktemp("docs-redis")
+    service = ServiceProcess(["--redis-data-dir", str(data)], data / "service.log")
+    try:
+        service.wait_ready()
+        yield service
+    finally:
+        service.kill()
+
+
+ALL_BLOCKS = [block for page in doc_pages() if page.exists() for block in runnable_blocks(page)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", ALL_BLOCKS, ids=[b.where() for b in ALL_BLOCKS])
+def test_a_runnable_block_runs(block: Block, live_service: ServiceProcess, tmp_path: Path) -> None:
+    env = os.environ.copy()
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["DOCS_TMP"] = str(tmp_path)
+    code = block.code.replace("localhost:8000", f"127.0.0.1:{live_service.port}")
+    result = subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + code],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BLOCK_TIMEOUT_S,
+    )
+    assert result.returncode == 0, (
+        f"{block.where()} exited {result.returncode}\n--- stdout\n{result.stdout[-3000:]}\n--- stderr\n"
+        f"{result.stderr[-3000:]}\n--- service\n{live_service.output()[-2000:]}"
+    )
+    if block.expected is not None:
+        shown = [line.rstrip() for line in block.expected.strip().splitlines()]
+        got = [line.rstrip() for line in result.stdout.strip().splitlines()]
+        assert got == shown, f"{block.where()}: the page shows\n{block.expected}\nbut the command printed\n{result.stdout}"
