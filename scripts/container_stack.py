@@ -193,7 +193,7 @@ def main() -> None:
     stack.verdicts(first, args.verdict_timeout_s)
     per_worker = stack.worker_verdicts()
     say(
-        f"{sum(first.values())} lines, {len(first)} windows: every verdict read back in "
+        f"{len(HDFS) * args.rounds} lines, {len(first)} windows: every verdict read back in "
         f"{time.monotonic() - started:.0f} s; verdicts written per worker {per_worker}"
     )
     if sum(per_worker) != len(first):
