@@ -47,6 +47,9 @@ Pair = tuple[ClosedWindow, Verdict]
 log = logging.getLogger(__name__)
 LEARNED_FROM_WINDOW = "normal_window"
 UNKNOWN_SOURCE = "this model was not trained on logs like these; train one for them"
+# A source whose recent lines' templates the vocabulary knows at least this share of needs no warm-up: the
+# vocabulary is what the warm-up would learn, and the checkpoint's rules were picked for logs like these.
+KNOWN_COVERAGE = 0.99
 
 
 def source_of(window: ClosedWindow) -> str:
@@ -80,6 +83,8 @@ class PatternKeeper:
         self._views: dict[int, tuple[Vocabulary, Vocabulary]] = {}
         self.mode: NoveltyMode = mode if vocabulary is not None or vocabulary_for is not None else "off"
         self.warmup_s = warmup_s
+        self.covered: set[str] = set()  # sources the vocabulary covers (KNOWN_COVERAGE): no warm-up needed
+        self.lines_seen: dict[str, int] = {}  # lines of each source this worker counted
         self.metrics = metrics
         # the template rule's view; the session rules run on their own (rare_transitions, unusual_counts), for
         # whole sessions only
@@ -131,7 +136,8 @@ class PatternKeeper:
                 return [(w, replace(v, reason="model" if v.label == "anomalous" else None)) for w, v in pairs]
             learned = {source: state.learned for source, state in states.items()}
             learned_findings = {source: state.learned_findings for source, state in states.items()}
-            warming = {source for source, state in states.items() if now - state.first_seen < self.warmup_s}
+            warming = {source for source, state in states.items()
+                       if now - state.first_seen < self.warmup_s and source not in self.covered}  # fmt: skip
         out: list[Pair] = []
         for (window, verdict), messages, candidates, counts, vocab in zip(
             pairs, sequences, rare, odd, vocabularies, strict=True
@@ -196,6 +202,12 @@ class PatternKeeper:
             log.exception("pattern update failed; this batch's templates are not counted")
             return
         for source, update in found.items():
+            self.lines_seen[source] = self.lines_seen.get(source, 0) + counts[source][0]
+            judged = self.lines_seen[source] >= self.patterns.config.coverage_min_lines
+            if update.coverage is not None and judged and update.coverage >= KNOWN_COVERAGE:
+                self.covered.add(source)  # the checkpoint was trained on logs like these: its rules apply now
+            elif update.coverage is not None and update.coverage < KNOWN_COVERAGE:
+                self.covered.discard(source)
             if update.warn:
                 log.warning(
                     "source %s: %.0f%% of its recent lines have a template the checkpoint's vocabulary knows (under"

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends
 
 from model.reading import READING_FIELDS
 from service.intake.formats import FormatDecision
-from service.patterns.keeper import UNKNOWN_SOURCE
+from service.patterns.keeper import KNOWN_COVERAGE, UNKNOWN_SOURCE
 from service.settings import ServiceSettings
 from service.state import ServiceState, State, require_token
 from service.windows.ids import DEFAULT_SOURCE
@@ -60,13 +60,14 @@ def describe(state: ServiceState, source: str, meta: dict[str, str], decision: F
     judged = coverage is not None and judged_lines >= settings.coverage_min_lines
     unknown = judged and coverage is not None and coverage < settings.coverage_warn_below
     warm_until = first_seen + settings.novelty_warmup_s if first_seen is not None else None
+    covered = judged and (coverage or 0.0) >= KNOWN_COVERAGE  # the worker skips such a source's warm-up (keeper)
     return {
         "source": source,
         "reading": reading_of(settings, source, decision),
         "lines": int(meta.get("lines") or 0),
         "windows": int(meta.get("windows") or 0),
         "first_seen": first_seen,
-        "warming_up": warm_until is not None and now < warm_until,
+        "warming_up": warm_until is not None and now < warm_until and not covered,
         "warm_up_until": warm_until,
         "vocabulary_coverage": round(coverage, 4) if coverage is not None else None,
         "coverage_judged": judged,

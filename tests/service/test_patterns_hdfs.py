@@ -24,8 +24,9 @@ QUOTA = "Disk quota exceeded while writing <*> to <*>"  # in no HDFS training se
 SLOW = "Checksum verified slowly for <*> on <*>"  # nor this
 
 
-WRITE = [  # a complete normal HDFS write of one block to three replicas, as HDFS_v1's normal sessions write: (component,
-    # message); with two, the counts of a normal session (three Receiving, three Received...) would be unusual
+# a complete normal HDFS write of one block to three replicas, as HDFS_v1's normal sessions write: (component,
+# message); with two, the counts of a normal session (three Receiving, three Received...) would be unusual
+WRITE = [
     ("DataNode$DataXceiver", "Receiving block {block} src: /10.250.19.102:54106 dest: /10.250.19.102:50010"),
     ("FSNamesystem", "BLOCK* NameSystem.allocateBlock: /mnt/hadoop/mapred/system/job_0001/job.jar. {block}"),
     ("DataNode$DataXceiver", "Receiving block {block} src: /10.250.10.6:40524 dest: /10.250.10.6:50010"),

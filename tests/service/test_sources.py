@@ -192,3 +192,26 @@ def test_one_request_decides_each_of_its_sources_apart(make_client: MakeClient) 
     assert (body["accepted"], body["rejected"]) == (6, [])
     assert _source(client, "dn")["reading"]["log_format"]["value"] == "hdfs"
     assert _source(client, "app")["reading"]["log_format"]["value"] == "rfc5424"
+
+
+def test_a_source_the_vocabulary_covers_skips_its_warm_up_and_an_unknown_one_keeps_it(
+    make_client: MakeClient,
+) -> None:
+    client = make_client(
+        scorer=VocabularyScorer(), window_mode="fixed", window_size=4, window_step=4, novelty_warmup_s=600,
+        coverage_min_lines=4,
+    )  # fmt: skip
+    novel = [*KNOWN[:3], "fan 7 failed"]  # one template the vocabulary never saw
+    first = scored(client, fixed(client, "known", novel))  # the source's first lines: warm-up, annotated
+    assert (first["status"], first["novelty"]["novel"]) == ("normal", ["fan <*> failed"])
+    for _ in range(3):
+        fixed(client, "known", KNOWN)  # 15 of its 16 lines known: under 99%, still warming up
+    assert _source(client, "known")["warming_up"] is True
+    for _ in range(30):
+        fixed(client, "known", KNOWN)
+    assert _source(client, "known")["warming_up"] is False
+    flagged = scored(client, fixed(client, "known", [*KNOWN[:3], "pump 9 failed"]))
+    assert (flagged["status"], flagged["reason"]) == ("anomalous", "novel_template")  # covered: rules apply now
+    fixed(client, "alien", WORDS)
+    alien = scored(client, fixed(client, "alien", WORDS))
+    assert (alien["status"], alien["reason"]) == ("normal", None)  # unknown lines: its warm-up goes on
