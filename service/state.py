@@ -17,8 +17,8 @@ from service.metrics import ServiceMetrics
 from service.settings import ServiceSettings
 
 if TYPE_CHECKING:
-    from service.intake.sources import SourceRegistry
     from service.intake.formats import SourceFormats
+    from service.intake.sources import SourceRegistry
     from service.patterns.pattern_store import PatternStore
     from service.records.record_store import RecordStore
     from service.scoring.classifier import Scorer

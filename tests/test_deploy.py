@@ -27,9 +27,6 @@ PROMETHEUS_DIR = REPO / "docker" / "prometheus"
 GRAFANA_DIR = REPO / "docker" / "grafana"
 DASHBOARD = GRAFANA_DIR / "dashboards" / "logllm.json"
 PROMETHEUS_BUILTINS = {"up"}  # series Prometheus makes itself, not the service
-# Set in the images ahead of the setting that reads it (the loopback-only rule without a token, another branch);
-# pydantic-settings ignores an unknown LOGLLM_ variable, so the image works before and after that lands.
-PENDING_SETTINGS = {"LOGLLM_INSECURE_NO_AUTH"}
 ENV_NAME = re.compile(r"\bLOGLLM_[A-Z0-9_]+\b")
 METRIC_NAME = re.compile(r"(?<![\w:$])(logllm[_:][A-Za-z0-9_:]*)")
 SELECTOR = re.compile(r"(logllm_[A-Za-z0-9_]+)\s*\{([^}]*)\}")
@@ -125,7 +122,6 @@ def test_every_logllm_env_var_is_a_settings_field() -> None:
     from service.settings import ServiceSettings
 
     known = {f"LOGLLM_{name.upper()}" for cls in (ServiceSettings, ModelSettings) for name in cls.model_fields}
-    known |= PENDING_SETTINGS
     unknown = []
     for path in [*COMPOSE_FILES, *DOCKERFILES]:
         for number, line in enumerate(path.read_text().splitlines(), start=1):
