@@ -143,15 +143,17 @@ def _count_refusals(state: ServiceState, bulk: BulkRequest, batch: Batch) -> Non
 _BULK_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {"application/x-ndjson": {"schema": {"type": "string"}, "example": '{"index": {}}\n'
-                                             '{"message": "line one"}\n'}},
+        "content": {
+            "application/x-ndjson": {"schema": {"type": "string"}, "example": '{"index": {}}\n{"message": "x"}\n'},
+            "application/json": {"schema": {"type": "string"}},
+        },
     }
 }  # fmt: skip
 
 
-@router.api_route(
+@router.put("/_bulk", include_in_schema=False)
+@router.post(
     "/_bulk",
-    methods=["POST", "PUT"],
     summary="Elasticsearch bulk API",
     description="NDJSON action and document pairs; each document's `--es-message-field` is one log line, its "
     "source `--es-source-field` or the action's `_index`. Answers `{took, errors, items}` with one item per "
@@ -167,9 +169,9 @@ async def bulk(request: Request, state: State) -> Any:
     return bulk_answer(items, request.state.took_ms)
 
 
-@router.api_route(
+@router.put("/{index}/_bulk", include_in_schema=False)
+@router.post(
     "/{index}/_bulk",
-    methods=["POST", "PUT"],
     summary="Elasticsearch bulk API, default index in the path",
     openapi_extra=_BULK_DOC,
     responses={**_ERRORS, **_BULK_ERRORS},
@@ -203,13 +205,15 @@ async def doc(request: Request, state: State, index: IndexName) -> Response:
     return await _single(request, state, index, None, "index")
 
 
-@router.api_route("/{index}/_doc/{doc_id}", methods=["POST", "PUT"], summary="Elasticsearch document with an id",
+@router.post("/{index}/_doc/{doc_id}", include_in_schema=False)
+@router.put("/{index}/_doc/{doc_id}", summary="Elasticsearch document with an id",
                   status_code=201, responses={**_ERRORS, **_DOC_ERRORS}, openapi_extra=_DOC_BODY)  # fmt: skip
 async def doc_with_id(request: Request, state: State, index: IndexName, doc_id: str) -> Response:
     return await _single(request, state, index, doc_id, "index")
 
 
-@router.api_route("/{index}/_create/{doc_id}", methods=["POST", "PUT"], summary="Elasticsearch create",
+@router.post("/{index}/_create/{doc_id}", include_in_schema=False)
+@router.put("/{index}/_create/{doc_id}", summary="Elasticsearch create",
                   status_code=201, responses={**_ERRORS, **_DOC_ERRORS}, openapi_extra=_DOC_BODY)  # fmt: skip
 async def create(request: Request, state: State, index: IndexName, doc_id: str) -> Response:
     return await _single(request, state, index, doc_id, "create")

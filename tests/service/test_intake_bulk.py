@@ -124,7 +124,10 @@ def test_rsyslog_omelasticsearch_sends_again_what_a_429_refused(
     scorer = HeldScorer()
     with live_app(redis_url, tmp_path, scorer=scorer, **held(HDFS_SOURCES)) as app:
         port = int(app.url.rsplit(":", 1)[1])
-        with rsyslog(tmp_path, omelasticsearch_config(path, port, 'retryfailures="on" retryruleset="ship"')):
+        # ratelimit.burst: retries of refused records count against it (default 20,000 per 600 s), and a queue
+        # capped at 2 windows refuses many rounds on a loaded machine
+        retry = 'retryfailures="on" retryruleset="ship" ratelimit.burst="1000000"'
+        with rsyslog(tmp_path, omelasticsearch_config(path, port, retry)):
             try:
                 wait_for(lambda: queue_full(app), 30, "the ready queue at its cap")
                 with path.open("a", encoding="utf-8") as more:
@@ -134,5 +137,5 @@ def test_rsyslog_omelasticsearch_sends_again_what_a_429_refused(
                 assert metric(app, "logllm_lines_ingested_total", format="es_bulk") < 2000
             finally:
                 scorer.open.set()
-            wait_accepted(app, "es_bulk", 2000)
+            wait_accepted(app, "es_bulk", 2000, timeout=120)
         assert_model_read(app, lines)
