@@ -86,7 +86,8 @@ def main() -> None:
     models.append(pool.load(checkpoint))
     first_load_s = time.perf_counter() - started
     base_mib = pool.bases()[0].nbytes / MIB
-    for count in sorted(args.counts):
+
+    def register_up_to(count: int) -> None:
         times = registering.setdefault(count, [])
         while len(models) < count:
             started = time.perf_counter()
@@ -94,6 +95,10 @@ def main() -> None:
             times.append(time.perf_counter() - started)
         memory[count] = {"pool_mib": pool.nbytes / MIB, "rss_mib": rss_mib()}
         print(f"{count} models: pool {pool.nbytes / MIB:.1f} MiB, rss {rss_mib():.0f} MiB", flush=True)
+
+    counts = sorted(set(args.counts) | {args.mixed})
+    for count in [c for c in counts if c <= args.mixed]:
+        register_up_to(count)
     own_mib = models[0].nbytes / MIB
     mixed = models[: args.mixed]
 
@@ -121,23 +126,30 @@ def main() -> None:
     one = rate["one model, merged"]
     rows = [[name, f"{rate[name]:.1f}", f"{rate[name] / one:.2f}x"] for name in paths]
     print(table(["path", "seq/s", "vs one merged"], rows))
-    mem_rows = [
-        [count, f"{m['pool_mib']:.1f}", f"{m['pool_mib'] - base_mib - own_mib:.1f}", f"{m['rss_mib'] - rss_base:.0f}",
-         f"{statistics.mean(registering[count]) * 1000:.0f}" if registering[count] else "-"]
-        for count, m in memory.items()
-    ]  # fmt: skip
-    print(table(["models", "pool MiB", "beyond 1 model MiB", "RSS growth MiB", "register ms (mean)"], mem_rows))
-    print(f"backbones {base_mib:.0f} MiB; one model's own {own_mib:.2f} MiB; first load {first_load_s:.1f} s")
-    payload = {
-        "checkpoint": str(checkpoint), "windows": len(windows), "window_lines": args.window_lines,
-        "batch_size": args.batch_size, "repeats": args.repeats, "seq_per_s": rate,
-        "mixed_vs_one_merged": rate[f"{len(mixed)} mixed"] / one,
-        "mixed_vs_one_pool": rate[f"{len(mixed)} mixed"] / rate["one model, pool"],
-        "grouped_vs_mixed": rate[f"{len(mixed)} grouped"] / rate[f"{len(mixed)} mixed"],
-        "memory": memory, "backbones_mib": base_mib, "model_own_mib": own_mib, "first_load_s": first_load_s,
-        "register_s": {count: times for count, times in registering.items()},
-    }  # fmt: skip
-    write_result(result_name(args), payload, info)
+    def report() -> None:
+        mem_rows = [
+            [count, f"{m['pool_mib']:.1f}", f"{m['pool_mib'] - base_mib - own_mib:.1f}",
+             f"{m['rss_mib'] - rss_base:.0f}",
+             f"{statistics.mean(registering[count]) * 1000:.0f}" if registering[count] else "-"]
+            for count, m in memory.items()
+        ]  # fmt: skip
+        print(table(["models", "pool MiB", "beyond 1 model MiB", "RSS growth MiB", "register ms (mean)"], mem_rows))
+        print(f"backbones {base_mib:.0f} MiB; one model's own {own_mib:.2f} MiB; first load {first_load_s:.1f} s")
+        payload = {
+            "checkpoint": str(checkpoint), "windows": len(windows), "window_lines": args.window_lines,
+            "batch_size": args.batch_size, "repeats": args.repeats, "seq_per_s": rate,
+            "mixed_vs_one_merged": rate[f"{len(mixed)} mixed"] / one,
+            "mixed_vs_one_pool": rate[f"{len(mixed)} mixed"] / rate["one model, pool"],
+            "grouped_vs_mixed": rate[f"{len(mixed)} grouped"] / rate[f"{len(mixed)} mixed"],
+            "memory": memory, "backbones_mib": base_mib, "model_own_mib": own_mib, "first_load_s": first_load_s,
+            "register_s": {count: times for count, times in registering.items()},
+        }  # fmt: skip
+        write_result(result_name(args), payload, info)
+
+    report()  # the speed figures are written before the long registrations
+    for count in [c for c in counts if c > args.mixed]:
+        register_up_to(count)
+        report()
 
 
 if __name__ == "__main__":

@@ -32,22 +32,15 @@ from model.checkpoint import (
     Manifest,
     _check_backbone,
     as_trained,
-    check_preprocess,
     load_trained_parts,
 )
+from model.checkpoint_files import PARTS, CheckpointFilesError, check_files
 from model.logllm import LogLLM
 from model.settings import ModelSettings
 from model.vocab import Vocabulary, load_vocabulary
 
 log = logging.getLogger(__name__)
 MIB = 1 << 20
-PARTS = (
-    "projector.safetensors",
-    "encoder_lora/adapter_config.json",
-    "encoder_lora/adapter_model.safetensors",
-    "decoder_lora/adapter_config.json",
-    "decoder_lora/adapter_model.safetensors",
-)
 
 
 @dataclass(frozen=True)
@@ -168,14 +161,11 @@ class PooledModel:
 
 def check_parts(directory: Path) -> Manifest:
     """The manifest and every file loading reads, so a partial copy is named before anything is loaded."""
-    if not directory.is_dir():
-        raise CheckpointError(f"checkpoint {directory} does not exist (or is not a directory)")
-    manifest = Manifest.read(directory)
-    missing = [part for part in PARTS if not (directory / part).is_file()]
-    if missing:
-        raise CheckpointError(f"checkpoint {directory} is partial: {', '.join(missing)} missing")
-    check_preprocess(directory, manifest)
-    return manifest
+    try:
+        check_files(directory)
+    except CheckpointFilesError as exc:
+        raise CheckpointError(str(exc)) from None
+    return Manifest.read(directory)
 
 
 class AdapterPool:

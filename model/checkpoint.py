@@ -167,15 +167,6 @@ def save_checkpoint(model: LogLLM, directory: Path, manifest: Manifest) -> Manif
     return manifest
 
 
-def check_preprocess(directory: Path, manifest: Manifest) -> None:
-    """A checkpoint reads messages preprocessed as in training; another preprocessing version would shift them."""
-    if manifest.preprocess_version != preprocess.PREPROCESS_VERSION:
-        raise CheckpointError(
-            f"{directory}: trained with preprocessing version {manifest.preprocess_version}, this logllm has"
-            f" {preprocess.PREPROCESS_VERSION}; retrain or install the matching logllm"
-        )
-
-
 def _check_backbone(kind: str, recorded: BackboneInfo, installed: BackboneInfo) -> None:
     if (recorded.fingerprint, recorded.hidden_size) != (installed.fingerprint, installed.hidden_size):
         raise CheckpointError(
@@ -206,7 +197,11 @@ def load_checkpoint(
         raise CheckpointError("quantize=int8 is for scoring only; load with 'none', 'auto' or '4bit' to train")
     set_torch_threads(settings.torch_threads, spare_cores)
     manifest = Manifest.read(directory)
-    check_preprocess(directory, manifest)
+    if manifest.preprocess_version != preprocess.PREPROCESS_VERSION:
+        raise CheckpointError(
+            f"{directory}: trained with preprocessing version {manifest.preprocess_version}, this logllm has"
+            f" {preprocess.PREPROCESS_VERSION}; retrain or install the matching logllm"
+        )
     model, enc_info, dec_info = build_model(
         as_trained(settings, manifest),
         encoder=encoder or manifest.encoder.name,

@@ -14,8 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from model.adapter_pool import check_parts
-from model.checkpoint import CheckpointError
+from model.checkpoint_files import CheckpointFilesError, check_files
 from service.http_errors import ApiError
 from service.scoring.model_registry import FromDirectory, ModelRegistry
 from service.scoring.models import ModelsError, ModelsSetting, Registration, check_pattern, is_glob, unmatched_globs
@@ -47,11 +46,11 @@ def _registry(state: ServiceState) -> ModelRegistry:
     return ModelRegistry(state.store.redis, state.store.config.key_prefix)
 
 
-OFF = {409: {"description": "the service runs without --models"}}
+OFF: dict[int | str, dict[str, Any]] = {409: {"description": "the service runs without --models"}}
 
 
 @router.get(
-    "", summary="The registered models, and what each worker serves and failed to load", responses={**OFF}
+    "", summary="The registered models, and what each worker serves and failed to load", responses=OFF
 )
 async def list_models(state: State) -> dict[str, Any]:
     setting = _setting(state)
@@ -89,8 +88,8 @@ async def register_model(request: ModelRequest, state: State) -> dict[str, Any]:
         return {"source": pattern, "removed": True, "generation": await _remove(registry, pattern)}
     path = Path(request.checkpoint).expanduser().resolve()
     try:
-        manifest = await asyncio.to_thread(check_parts, path)
-    except CheckpointError as exc:
+        manifest = await asyncio.to_thread(check_files, path)
+    except CheckpointFilesError as exc:
         raise ApiError(422, "bad_checkpoint", str(exc), field="checkpoint") from None
     if is_glob(pattern) and not request.allow_unmatched and state.patterns is not None:
         sources = await state.patterns.sources()
@@ -101,9 +100,9 @@ async def register_model(request: ModelRequest, state: State) -> dict[str, Any]:
                 f"source glob {pattern!r} matches no source seen (seen: {seen}); set allow_unmatched to register it"
                 " for sources still to come", field="source",
             )  # fmt: skip
-    stamp = f"{manifest.version}@{asyncio.get_running_loop().time():.6f}"  # a new stamp: POSTing again reloads
+    stamp = f"{manifest.get('version')}@{asyncio.get_running_loop().time():.6f}"  # a new stamp: POSTing again reloads
     generation = await registry.register(pattern, Registration(str(path), "api", stamp))
-    return {"source": pattern, "checkpoint": str(path), "version": manifest.version, "generation": generation}
+    return {"source": pattern, "checkpoint": str(path), "version": manifest.get("version"), "generation": generation}
 
 
 @router.delete(

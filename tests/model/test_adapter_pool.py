@@ -4,6 +4,7 @@ Real checkpoints on tiny backbones (conftest.py's ``tiny_models``)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -74,6 +75,13 @@ def test_a_partial_or_corrupt_checkpoint_is_refused_by_name_and_the_loaded_ones_
     (corrupt / "decoder_lora" / "adapter_model.safetensors").write_bytes(b"\x00" * 16)
     with pytest.raises(CheckpointError, match=rf"checkpoint {corrupt} failed to load"):
         pool.load(corrupt)
+    other_backbone = tmp_path / "other-backbone"
+    shutil.copytree(tiny_models["web2"], other_backbone)
+    manifest = json.loads((other_backbone / "manifest.json").read_text())
+    manifest["decoder"]["fingerprint"] = "sha256:0000"
+    (other_backbone / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"checkpoint decoder was trained on .* \(sha256:0000"):
+        pool.load(other_backbone)
     with pytest.raises(CheckpointError, match="nowhere does not exist"):
         pool.load(tmp_path / "nowhere")
     assert web.base.adapters == {web.adapter}  # the half-loaded encoder adapter was taken out again
