@@ -10,7 +10,6 @@ with --check and fails when a committed page differs from what the code produces
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any

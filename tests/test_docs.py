@@ -177,4 +177,4 @@ def test_a_runnable_block_runs(block: Block, live_service: ServiceProcess, tmp_p
     if block.expected is not None:
         shown = [line.rstrip() for line in block.expected.strip().splitlines()]
         got = [line.rstrip() for line in result.stdout.strip().splitlines()]
-        assert got == shown, f"{block.where()}: the page shows\n{block.expected}\nbut the command printed\n{result.stdout}"
+        assert got == shown, f"{block.where()}: the page shows\n{block.expected}\nbut it printed\n{result.stdout}"

@@ -131,7 +131,9 @@ def parse_bulk(text: str, path_index: str | None, settings: ServiceSettings) -> 
         except BadWindowName as exc:
             item.refuse(400, "illegal_argument_exception", f"line {number}: {exc}")
             continue
-        out.lines.append((len(out.items) - 1, message, None, source))
+        stamp = document.get("@timestamp") if isinstance(document, dict) else None  # kept with the line, as sent
+        timestamp = stamp if isinstance(stamp, str | int | float) and not isinstance(stamp, bool) else None
+        out.lines.append((len(out.items) - 1, message, None, source, timestamp))
     return out
 
 

@@ -81,7 +81,7 @@ class SyslogIntake:
                 chosen = (override.syslog_session_field if override else None) or settings.syslog_session_field
                 session_field = session_fields[source] = chosen or None
             session = parsed.field(session_field) if session_field else None  # type: ignore[arg-type]
-            lines.append((index, parsed.message, session, source))
+            lines.append((index, parsed.message, session, source, None))  # the header's time is not kept yet
         return lines, rejected
 
     def batch(self, messages: list[bytes]) -> tuple[Batch, PreparedAppend]:
