@@ -25,7 +25,7 @@ def stored(
     settings: ServiceSettings, lines: list[str], metadata: dict[int, list[tuple[str, str]]] | None = None
 ) -> tuple[list[tuple[str, str]], Batch]:
     """(raw, content) of each stored line, and the batch."""
-    batch = build_batch([(i, line, "s1", None) for i, line in enumerate(lines)], settings, metadata=metadata)
+    batch = build_batch([(i, line, "s1", None, None) for i, line in enumerate(lines)], settings, metadata=metadata)
     return [decode_line(element) for items in batch.groups.values() for _, element in items], batch
 
 
@@ -52,7 +52,7 @@ def test_a_docker_log_field_holding_an_hdfs_line_is_parsed_by_the_sources_format
     sources = json.dumps({"dn": {"log_format": "hdfs", "json_message_field": "log"}})
     settings = ServiceSettings(checkpoint=tmp_path, sources=sources)
     docker = json.dumps({"log": HDFS + "\n", "stream": "stdout", "time": "2024-12-05T10:00:00.1Z"})
-    batch = build_batch([(0, docker, None, "dn"), (1, docker, None, "other")], settings)
+    batch = build_batch([(0, docker, None, "dn", None), (1, docker, None, "other", None)], settings)
     by_source = {w.log_format: [decode_line(e) for _, e in items] for w, items in batch.groups.items()}
     assert by_source["hdfs"] == [(docker, HDFS_CONTENT)]
     assert by_source["raw"] == [(docker, docker)]  # the global setting is off: the line as it is
