@@ -64,9 +64,12 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="module")
 def loopback(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int, Path]]:
-    """The service as `logllm serve` starts it by default: loopback, no token."""
+    """The service as `logllm serve` starts it by default: loopback, no token (lines read raw, so that any line
+    the guard lets through is accepted; the shipped checkpoint would read them as HDFS)."""
     port = free_port()
-    process, log = serve(tmp_path_factory.mktemp("serve"), "--host", "127.0.0.1", "--port", str(port))
+    process, log = serve(
+        tmp_path_factory.mktemp("serve"), "--host", "127.0.0.1", "--port", str(port), "--log-format", "raw"
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_live(process, log, url)
