@@ -63,7 +63,7 @@ def runnable_blocks(path: Path, root: Path = REPO) -> list[Block]:
     page = str(path.relative_to(root))
     blocks = []
     for i, text in enumerate(lines):
-        mark = MARK.search(text)
+        mark = MARK.fullmatch(text.strip())  # a marker is a line of its own; one quoted in prose is not
         if not mark:
             continue
         found = _fenced(lines, i + 1)
