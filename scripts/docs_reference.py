@@ -10,6 +10,8 @@ with --check and fails when a committed page differs from what the code produces
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,11 @@ HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
 
 def _cell(text: str) -> str:
-    """Text made safe for one Markdown table cell, with the home directory as ~ so the page is the same anywhere."""
-    return " ".join(text.replace(str(Path.home()), "~").split()).replace("|", "\\|")
+    """Text made safe for one Markdown table cell, the same on any machine: the home directory as ~, and the
+    consumer name's default (this host and process) as <host>-<pid>."""
+    consumer = f"{socket.gethostname() or 'logllm'}-{os.getpid()}"
+    text = text.replace(str(Path.home()), "~").replace(consumer, "<host>-<pid>")
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, tuple[str, argparse.ArgumentParser]]:
