@@ -25,9 +25,9 @@ HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
 def _cell(text: str) -> str:
     """Text made safe for one Markdown table cell, the same on any machine: the home directory as ~, and the
-    consumer name's default (this host and process) as <host>-<pid>."""
+    consumer name's default (this host and process) as HOST-PID."""
     consumer = f"{socket.gethostname() or 'logllm'}-{os.getpid()}"
-    text = text.replace(str(Path.home()), "~").replace(consumer, "<host>-<pid>")
+    text = text.replace(str(Path.home()), "~").replace(consumer, "HOST-PID")
     return " ".join(text.split()).replace("|", "\\|")
 
 
