@@ -150,13 +150,14 @@ def _valid_name(value: str | None, rule: TypeAdapter[str]) -> bool:
 def loki_lines(streams: list[LokiStream], settings: ServiceSettings) -> LokiLines:
     """Every entry as an indexed LogLine; an entry whose stream labels cannot name a window is rejected here."""
     out = LokiLines()
+    dedup = settings.entry_dedup_window_s > 0  # digests only when they are looked up
     source_labels = [name.strip() for name in settings.source_label.split(",") if name.strip()]
     for i, stream in enumerate(streams):
         labels = stream.labels
         source = None
         if labels is not None:
             source = next((labels[name] for name in source_labels if labels.get(name)), None)
-        identity = stream_identity(labels, stream.label_text)
+        identity = stream_identity(labels, stream.label_text) if dedup else b""
         for j, (timestamp, line, metadata) in enumerate(stream.entries):
             index = len(out.where)
             out.where.append(f"streams[{i}].values[{j}]")
@@ -181,7 +182,8 @@ def loki_lines(streams: list[LokiStream], settings: ServiceSettings) -> LokiLine
             if not _valid_name(session, _SESSION_NAME):
                 out.rejected.append(Rejection(index=index, reason="invalid_session", message=f"{shorten(session)}"))
                 continue
-            out.digests.append((index, loki_digest(identity, timestamp, line, metadata)))
+            if dedup:
+                out.digests.append((index, loki_digest(identity, timestamp, line, metadata)))
             if metadata:
                 out.metadata[index] = metadata
                 if line[-1:] == "}":

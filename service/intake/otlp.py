@@ -120,12 +120,15 @@ def otlp_lines(request: ExportLogsServiceRequest, settings: ServiceSettings) -> 
     """Every log record as an indexed LogLine, in order; a record that cannot name its window is rejected."""
     out = OtlpLines()
     wanted = settings.session_attribute
+    dedup = settings.entry_dedup_window_s > 0  # digests only when they are looked up
     for i, resource_logs in enumerate(request.resource_logs):
         resource = resource_logs.resource.attributes
         source, source_ok = _name_or_none(_attribute(resource, "service.name"), _SOURCE_NAME)
         resource_bytes = resource_logs.resource.SerializeToString(deterministic=True)
         for j, scope_logs in enumerate(resource_logs.scope_logs):
-            context = resource_bytes + b"\x00" + scope_logs.scope.SerializeToString(deterministic=True)
+            context = (
+                resource_bytes + b"\x00" + scope_logs.scope.SerializeToString(deterministic=True) if dedup else b""
+            )
             for k, record in enumerate(scope_logs.log_records):
                 index = len(out.where)
                 out.where.append(f"resourceLogs[{i}].scopeLogs[{j}].logRecords[{k}]")
@@ -150,7 +153,8 @@ def otlp_lines(request: ExportLogsServiceRequest, settings: ServiceSettings) -> 
                 )
                 if record.attributes:
                     out.metadata[index] = [(kv.key, any_text(kv.value)) for kv in record.attributes]
-                out.digests.append((index, otlp_digest(context, record)))
+                if dedup:
+                    out.digests.append((index, otlp_digest(context, record)))
                 out.lines.append((index, line))
     return out
 

@@ -338,7 +338,8 @@ async def loki_push(request: Request, state: State) -> Response:
         raise ApiError(
             400,
             "entries_rejected",
-            f"{len(batch.rejected)} of {len(where)} entries rejected, the other {batch.accepted} stored: {problems}",
+            f"{len(batch.rejected)} of {len(where)} entries rejected, the other {len(where) - len(batch.rejected)}"
+            f" stored (now or, sent again, before): {problems}",
             field=where[first.index],
         )
     return Response(status_code=204)

@@ -66,6 +66,7 @@ def test_a_partly_rejected_batch_sent_again_stores_nothing_twice(redis_url: str,
             response = push(app, batch)
             assert response.status_code == 400, response.text
             assert response.json()["field"] == "streams[0].values[1]"
+            assert "1 of 3 entries rejected, the other 2 stored" in response.json()["message"]
             assert counts(app) == (2, 2 * (sent - 1))
             assert app.metric("logllm_lines_rejected_total", reason="no_session_id", format="loki_json") == sent
 
