@@ -35,10 +35,9 @@ from typing import Any
 
 import httpx
 
-from bench.common import base_parser, machine, machine_line, result_name, table, write_result
+from bench.common import base_parser, cpu_seconds, machine, machine_line, result_name, table, write_result
 
 READY_TIMEOUT_S = 120
-CLOSE_LINES = 2_000  # lines still missing when the poll for a syslog round's end gets finer
 
 
 def free_port() -> int:
@@ -48,8 +47,10 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, url: str, tcp: int, udp: int) -> None:
+    def __init__(self, url: str, tcp: int, udp: int, pid: int = 0) -> None:
         self.url, self.tcp, self.udp = url, tcp, udp
+        self.pids = {"server": pid, "redis": embedded_redis_pid(pid)} if pid else {}
+        self.polls = 0  # of /metrics while waiting for lines
         # one kept-alive client for the polls: httpx.get makes a client (and an SSL context) per call, tens of ms
         # of CPU each on this 2-core machine, taken from the server while the syslog round is timed
         self.client = httpx.Client(base_url=url, timeout=30)
@@ -60,15 +61,35 @@ class Server:
                 return float(line.split()[-1])
         return 0.0
 
-    def wait_ingested(self, fmt: str, count: float, timeout: float = 300) -> None:
-        """Until the service counted ``count`` lines of ``fmt``. /metrics costs the server a little each time, so
-        it is read every 50 ms, and every 5 ms once at most ``CLOSE_LINES`` are missing: a 50 ms step alone would
-        add 25 ms on average to a round of 200 ms, which an HTTP round, timed to its last answer, does not pay."""
+    def wait_ingested(
+        self, fmt: str, count: float, timeout: float = 300, since: tuple[float, float] | None = None
+    ) -> None:
+        """Until the service counted ``count`` lines of ``fmt``.
+
+        Each poll of /metrics costs the service about 1.6 ms of CPU (two Redis round trips and the exposition), so
+        a timed round polls as little as it can: with ``since`` (perf_counter and count when its lines began to go
+        out), each wait is 80% of the time the missing lines take at the rate so far, at least 5 ms and at most
+        100 ms. A fixed 50 ms step cost a 200 ms round 25 ms on average, which an HTTP round, timed to its last
+        answer, does not pay, and polls every few ms would cost the service more than that."""
         deadline = time.monotonic() + timeout
         while (got := self.ingested(fmt)) < count:
+            self.polls += 1
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{fmt}: {got} of {count} lines after {timeout} s")
-            time.sleep(0.005 if count - got <= CLOSE_LINES else 0.05)
+            wait = 0.05
+            if since is not None and got > since[1]:
+                rate = (got - since[1]) / (time.perf_counter() - since[0])
+                wait = min(0.1, max(0.005, 0.8 * (count - got) / rate))
+            time.sleep(wait)
+
+
+def embedded_redis_pid(pid: int) -> int:
+    """The redis-server child of the ``logllm serve`` process ``pid`` (0 when none)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if "redis" in Path(f"/proc/{child}/comm").read_text():
+                return int(child)
+    return 0
 
 
 @contextmanager
@@ -95,7 +116,7 @@ def serve(workdir: Path) -> Iterator[Server]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"logllm serve did not start: {(workdir / 'serve.log').read_text()[-2000:]}")
             time.sleep(0.1)
-        server = Server(url, tcp, udp)
+        server = Server(url, tcp, udp, process.pid)
         with server.client:
             yield server
     finally:
@@ -123,7 +144,7 @@ def syslog_round(server: Server, payloads: list[bytes], count: int) -> float:
 
     with ThreadPoolExecutor(len(payloads)) as pool:
         list(pool.map(send, payloads))
-    server.wait_ingested("syslog_tcp", before + count)
+    server.wait_ingested("syslog_tcp", before + count, since=(started, before))
     return count / (time.perf_counter() - started)
 
 
@@ -159,17 +180,46 @@ def throughput(server: Server, lines: list[str], args: Any) -> dict[str, Any]:
     http_round(server, bodies[:2], 2 * args.body_lines, 1)  # warm-up: imports, scripts loaded
     syslog_round(server, [frames(lines[:1000])], 1000)
     rows: dict[str, list[float]] = {}
+    cpu: dict[str, dict[str, float]] = {}  # path -> process -> CPU seconds over all its rounds
+    loads: list[float] = []
+    polls: dict[str, int] = {}  # /metrics reads while timed (syslog rounds), counted in the service's CPU
     for n in range(args.rounds):
         for c in sorted(payloads):
-            rows.setdefault(f"http_text x{c}", []).append(http_round(server, bodies, len(lines), c))
-            rows.setdefault(f"syslog_tcp x{c}", []).append(syslog_round(server, payloads[c], len(lines)))
-        print(f"round {n + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rows.items()) + " lines/s")
+            for path in (f"http_text x{c}", f"syslog_tcp x{c}"):
+                before, polled = cpu_now(server), server.polls
+                if path.startswith("http"):
+                    rate = http_round(server, bodies, len(lines), c)
+                else:
+                    rate = syslog_round(server, payloads[c], len(lines))
+                rows.setdefault(path, []).append(rate)
+                polls[path] = polls.get(path, 0) + server.polls - polled
+                spent = cpu.setdefault(path, {})
+                for name, seconds in cpu_now(server).items():
+                    spent[name] = spent.get(name, 0.0) + seconds - before[name]
+        loads.append(round(os.getloadavg()[0], 2))
+        rates = ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rows.items())
+        print(f"round {n + 1}: {rates} lines/s, load {loads[-1]}")
     medians = {k: statistics.median(v) for k, v in rows.items()}
     ratios = {f"x{c}": round(medians[f"syslog_tcp x{c}"] / medians[f"http_text x{c}"], 3) for c in sorted(payloads)}
-    print(table(["path (x in flight)", "lines/s (median)", "rounds"],
-                [[k, f"{v:,.0f}", len(rows[k])] for k, v in medians.items()]))  # fmt: skip
+    count = len(lines) * args.rounds
+    per_line = {k: {name: round(1e6 * s / count, 2) for name, s in v.items()} for k, v in cpu.items()}
+    names = list(next(iter(per_line.values())))
+    print(table(["path (x in flight)", "lines/s (median)", "rounds", *(f"{n} CPU us/line" for n in names)],
+                [[k, f"{v:,.0f}", len(rows[k]), *per_line[k].values()] for k, v in medians.items()]))  # fmt: skip
     print("syslog TCP / HTTP text: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()) + " (goal >= 0.8x)")
-    return {"lines_per_round": len(lines), "rounds": rows, "median_lines_per_s": medians, "ratio": ratios}
+    print(f"load average (1 min) after each round: {loads}; /metrics polls per syslog round: "
+          + ", ".join(f"{k} {v / args.rounds:.1f}" for k, v in polls.items() if v))  # fmt: skip
+    return {
+        "lines_per_round": len(lines), "rounds": rows, "median_lines_per_s": medians, "ratio": ratios,
+        "cpu_us_per_line": per_line, "metrics_polls_per_round": {k: v / args.rounds for k, v in polls.items()},
+        "load_average_1m_per_round": loads,
+    }  # fmt: skip
+
+
+def cpu_now(server: Server) -> dict[str, float]:
+    """CPU seconds so far of the service, its Redis, and this process (the clients and the /metrics polls):
+    on a shared machine, the CPU each path costs per line says more than its lines/s."""
+    return {**{name: cpu_seconds(pid) for name, pid in server.pids.items()}, "bench": time.process_time()}
 
 
 def shippers(server: Server, lines: list[str], workdir: Path) -> dict[str, Any]:
