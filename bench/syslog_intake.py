@@ -9,7 +9,12 @@ measures intake alone.
   ``--body-lines`` lines, ``--concurrency`` requests in flight (httpx). Syslog: one TCP connection writing
   RFC 5424 octet-counted frames (what ``logger --octet-count`` and rsyslog's omfwd send); its time runs until
   the service's ``logllm_lines_ingested_total{format="syslog_tcp"}`` counts every line. Both are run with 1 and
-  with ``--concurrency`` in flight (requests; connections, as that many shippers). Ratio = syslog / HTTP.
+  with ``--concurrency`` in flight (requests; connections, as that many shippers). Ratio = syslog / HTTP. Each
+  frame's header time is stored with its line (a cost the HTTP text lines, which have none, do not pay). Beside
+  lines/s: the CPU µs per line of the service, its Redis and this process, and the load after each round (on a
+  shared machine lines/s follow the scheduler; CPU per line much less so).
+- ``--before REV`` (throughput): the service of that git revision runs too (``bench.common.checkout``), each
+  round going through both, so a change is measured before and after side by side.
 - ``--mode shippers``: logger (TCP octet counting, UDP), rsyslog (omfwd TCP, UDP; omelasticsearch bulk) and
   syslog-ng (network(), syslog()) each ship 2,000 lines; the time from the shipper's start until the service
   counted them all.
@@ -29,13 +34,22 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.common import base_parser, cpu_seconds, machine, machine_line, result_name, table, write_result
+from bench.common import (
+    base_parser,
+    checkout,
+    cpu_seconds,
+    machine,
+    machine_line,
+    result_name,
+    table,
+    write_result,
+)
 
 READY_TIMEOUT_S = 120
 
@@ -93,7 +107,8 @@ def embedded_redis_pid(pid: int) -> int:
 
 
 @contextmanager
-def serve(workdir: Path) -> Iterator[Server]:
+def serve(workdir: Path, repo: Path | None = None) -> Iterator[Server]:
+    """``logllm serve`` of this checkout, or of ``repo`` (bench.common.checkout: the code of another revision)."""
     port, tcp, udp = free_port(), free_port(), free_port()
     env = {
         **os.environ,
@@ -102,8 +117,11 @@ def serve(workdir: Path) -> Iterator[Server]:
         "LOGLLM_SOURCES": '{"hdfs": {"log_format": "hdfs"}}', "LOGLLM_IDLE_TIMEOUT_S": "3600",
         "LOGLLM_MAX_SESSION_LINES": "1000000", "LOGLLM_MAX_OPEN_WINDOWS": "10000000", "LOGLLM_REDIS_MAXMEMORY": "4gb",
     }  # fmt: skip
-    log = (workdir / "serve.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=env, stdout=log, stderr=log)
+    log_path = workdir / f"serve-{port}.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve"], env=env, stdout=log, stderr=log, cwd=repo
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -114,7 +132,7 @@ def serve(workdir: Path) -> Iterator[Server]:
             except httpx.TransportError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"logllm serve did not start: {(workdir / 'serve.log').read_text()[-2000:]}")
+                raise RuntimeError(f"logllm serve did not start: {log_path.read_text()[-2000:]}")
             time.sleep(0.1)
         server = Server(url, tcp, udp, process.pid)
         with server.client:
@@ -167,9 +185,10 @@ def http_round(server: Server, bodies: list[bytes], count: int, concurrency: int
         return count / (time.perf_counter() - started)
 
 
-def throughput(server: Server, lines: list[str], args: Any) -> dict[str, Any]:
+def throughput(sides: dict[str, Server], lines: list[str], args: Any) -> dict[str, Any]:
     """Rounds alternate HTTP text with 1 and ``--concurrency`` requests in flight, and syslog TCP with 1 and
-    ``--concurrency`` connections, so each pair sees the same machine load."""
+    ``--concurrency`` connections, so each pair sees the same machine load; with ``--before``, each round does so
+    on the service of that revision and then on this checkout's."""
     share = -(-len(lines) // args.concurrency)
     split = [frames(lines[i : i + share]) for i in range(0, len(lines), share)]
     payloads = {1: [frames(lines)], args.concurrency: split}
@@ -177,30 +196,43 @@ def throughput(server: Server, lines: list[str], args: Any) -> dict[str, Any]:
         "".join(f"{line}\n" for line in lines[i : i + args.body_lines]).encode()
         for i in range(0, len(lines), args.body_lines)
     ]
-    http_round(server, bodies[:2], 2 * args.body_lines, 1)  # warm-up: imports, scripts loaded
-    syslog_round(server, [frames(lines[:1000])], 1000)
+    for server in sides.values():
+        http_round(server, bodies[:2], 2 * args.body_lines, 1)  # warm-up: imports, scripts loaded
+        syslog_round(server, [frames(lines[:1000])], 1000)
+
+    def key(side: str, kind: str, c: int) -> str:  # "<side> <path>" when two services run
+        return f"{side} {kind} x{c}" if len(sides) > 1 else f"{kind} x{c}"
+
     rows: dict[str, list[float]] = {}
     cpu: dict[str, dict[str, float]] = {}  # path -> process -> CPU seconds over all its rounds
     loads: list[float] = []
     polls: dict[str, int] = {}  # /metrics reads while timed (syslog rounds), counted in the service's CPU
     for n in range(args.rounds):
-        for c in sorted(payloads):
-            for path in (f"http_text x{c}", f"syslog_tcp x{c}"):
-                before, polled = cpu_now(server), server.polls
-                if path.startswith("http"):
-                    rate = http_round(server, bodies, len(lines), c)
-                else:
-                    rate = syslog_round(server, payloads[c], len(lines))
-                rows.setdefault(path, []).append(rate)
-                polls[path] = polls.get(path, 0) + server.polls - polled
-                spent = cpu.setdefault(path, {})
-                for name, seconds in cpu_now(server).items():
-                    spent[name] = spent.get(name, 0.0) + seconds - before[name]
+        for side, server in sides.items():
+            for c in sorted(payloads):
+                for kind in ("http_text", "syslog_tcp"):
+                    path = key(side, kind, c)
+                    before, polled = cpu_now(server), server.polls
+                    if kind == "http_text":
+                        rate = http_round(server, bodies, len(lines), c)
+                    else:
+                        rate = syslog_round(server, payloads[c], len(lines))
+                    rows.setdefault(path, []).append(rate)
+                    polls[path] = polls.get(path, 0) + server.polls - polled
+                    spent = cpu.setdefault(path, {})
+                    for name, seconds in cpu_now(server).items():
+                        spent[name] = spent.get(name, 0.0) + seconds - before[name]
         loads.append(round(os.getloadavg()[0], 2))
         rates = ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rows.items())
         print(f"round {n + 1}: {rates} lines/s, load {loads[-1]}")
     medians = {k: statistics.median(v) for k, v in rows.items()}
-    ratios = {f"x{c}": round(medians[f"syslog_tcp x{c}"] / medians[f"http_text x{c}"], 3) for c in sorted(payloads)}
+    ratios = {
+        key(side, "", c).replace("  ", " ").strip(): round(
+            medians[key(side, "syslog_tcp", c)] / medians[key(side, "http_text", c)], 3
+        )
+        for side in sides
+        for c in sorted(payloads)
+    }
     count = len(lines) * args.rounds
     per_line = {k: {name: round(1e6 * s / count, 2) for name, s in v.items()} for k, v in cpu.items()}
     names = list(next(iter(per_line.values())))
@@ -210,9 +242,9 @@ def throughput(server: Server, lines: list[str], args: Any) -> dict[str, Any]:
     print(f"load average (1 min) after each round: {loads}; /metrics polls per syslog round: "
           + ", ".join(f"{k} {v / args.rounds:.1f}" for k, v in polls.items() if v))  # fmt: skip
     return {
-        "lines_per_round": len(lines), "rounds": rows, "median_lines_per_s": medians, "ratio": ratios,
-        "cpu_us_per_line": per_line, "metrics_polls_per_round": {k: v / args.rounds for k, v in polls.items()},
-        "load_average_1m_per_round": loads,
+        "lines_per_round": len(lines), "before": args.before or None, "rounds": rows, "median_lines_per_s": medians,
+        "ratio": ratios, "cpu_us_per_line": per_line,
+        "metrics_polls_per_round": {k: v / args.rounds for k, v in polls.items()}, "load_average_1m_per_round": loads,
     }  # fmt: skip
 
 
@@ -275,18 +307,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--body-lines", type=int, default=1000, help="lines per HTTP body")
     parser.add_argument("--concurrency", type=int, default=4, help="HTTP requests in flight")
+    parser.add_argument(
+        "--before", default="", help="throughput: also run the code of this git revision, rounds alternating (a/b)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.lines, args.rounds = 2000, 1
     hdfs = (args.data / "HDFS" / "HDFS_2k.log").read_text(encoding="utf-8").splitlines()
     info = machine()
     print(machine_line(info))
-    with tempfile.TemporaryDirectory() as folder, serve(Path(folder)) as server:
+    with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
+        sides: dict[str, Server] = {}
+        if args.before and args.mode == "throughput":
+            sides["before"] = stack.enter_context(serve(Path(folder), checkout(args.before)))
+        sides["after" if sides else "this"] = stack.enter_context(serve(Path(folder)))
         if args.mode == "throughput":
             lines = (hdfs * (args.lines // len(hdfs) + 1))[: args.lines]
-            payload = throughput(server, lines, args)
+            payload = throughput(sides, lines, args)
         else:
-            payload = shippers(server, hdfs, Path(folder))
+            payload = shippers(sides["this"], hdfs, Path(folder))
     name = result_name(args)
     write_result(f"{name}-{args.mode}" if not args.name else name, payload, info)
 
