@@ -191,18 +191,21 @@ def test_logger_header_times_reach_the_record_and_the_export(redis_url: str, tmp
     block = "blk_-4242"
     lines = [f"081109 20361{i} 148 INFO dfs.DataNode: write error {i} on block {block}" for i in range(3)]
     env = {**os.environ, "TZ": "UTC"}
-    with live_app(redis_url, tmp_path, syslog_tcp=LISTEN, sources=HDFS_SOURCES) as app:
+    # windows close only when told (not on idle between the two logger runs): all three lines in one window
+    with live_app(redis_url, tmp_path, syslog_tcp=LISTEN, sources=HDFS_SOURCES, idle_timeout_s=3600) as app:
         host, port = address(app, "syslog_tcp")
         base = [logger_binary(), "--size", "65536", "-t", "hdfs", "-n", host, "-P", str(port), "-T"]
         before = datetime.now(UTC).replace(microsecond=0)
         subprocess.run([*base, "--rfc5424", "--octet-count", "-f", str(log_file(tmp_path / "a", lines[:2]))],
                        check=True, timeout=60, env=env)  # fmt: skip
-        wait_accepted(app, "syslog_tcp", 2)  # one window, in this order
+        wait_accepted(app, "syslog_tcp", 2)  # in this order
         subprocess.run([*base, "--rfc3164", "-f", str(log_file(tmp_path / "b", lines[2:]))], check=True, timeout=60,
                        env=env)  # fmt: skip
         wait_accepted(app, "syslog_tcp", 3)
         after = datetime.now(UTC)
-        window_id = f"session:hdfs:{block}"
+        closed = httpx.post(f"{app.url}/sequences/{quote(f'session:hdfs:{block}', safe='')}/close")
+        assert closed.status_code == 200, closed.text
+        window_id = closed.json()["id"]
         wait_for(lambda: window_id in app.verdict_ids(), 30, "the window scored")
         response = httpx.get(f"{app.url}/sequences/{quote(window_id, safe='')}")
         stamps = [line.get("timestamp") for line in response.json()["lines"]]
