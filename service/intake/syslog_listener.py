@@ -70,7 +70,7 @@ class SyslogIntake:
         session_at: dict[str | None, int] = {}  # source -> position of its session field (0: none)
         lines: list[LineFields] = []
         rejected: list[Rejection] = []
-        bad: dict[str, str] = {}  # sources that cannot name a window, and why
+        bad: dict[str | None, str] = {}  # sources that cannot name a window, and why
         now = today()
         for index, raw in enumerate(messages):
             fields = header(raw.rstrip(b"\r\n\x00").decode("utf-8", "replace"), now)  # = decode(raw)
@@ -86,7 +86,7 @@ class SyslogIntake:
                 chosen = (override.syslog_session_field if override else None) or default_session
                 at = session_at[source] = FIELDS[chosen] if chosen else 0
             if source in bad:
-                rejected.append(Rejection(index=index, reason="invalid_source", message=bad[source]))  # type: ignore[index]
+                rejected.append(Rejection(index=index, reason="invalid_source", message=bad[source]))
                 continue
             lines.append((index, fields[1], fields[at] if at else None, source, fields[6]))
         return lines, rejected
