@@ -13,8 +13,10 @@ measures intake alone.
   frame's header time is stored with its line (a cost the HTTP text lines, which have none, do not pay). Beside
   lines/s: the CPU µs per line of the service, its Redis and this process, and the load after each round (on a
   shared machine lines/s follow the scheduler; CPU per line much less so).
-- ``--before REV`` (throughput): the service of that git revision runs too (``bench.common.checkout``), each
+- ``--before REV`` (throughput, parse): the service of that git revision runs too (``bench.common.checkout``), each
   round going through both, so a change is measured before and after side by side.
+- ``--mode parse``: thread CPU µs per line of the intake's per-line work in-process (``parse_cost``), syslog vs
+  HTTP text, with ``--before`` in that revision too.
 - ``--mode shippers``: logger (TCP octet counting, UDP), rsyslog (omfwd TCP, UDP; omelasticsearch bulk) and
   syslog-ng (network(), syslog()) each ship 2,000 lines; the time from the shipper's start until the service
   counted them all.
@@ -25,6 +27,8 @@ measures intake alone.
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
 import socket
 import statistics
@@ -254,6 +258,72 @@ def cpu_now(server: Server) -> dict[str, float]:
     return {**{name: cpu_seconds(pid) for name, pid in server.pids.items()}, "bench": time.process_time()}
 
 
+def parse_cost(hdfs_file: str, count: int, repeats: int) -> dict[str, float]:
+    """Thread CPU µs per line of the intake's per-line work in this process, no I/O: syslog (frames cut, headers
+    parsed, ``build_batch``, the store call prepared) and HTTP text (the body decoded and split, ``build_batch``,
+    prepared), the same lines in batches of 1,000, the least of ``repeats``. It uses only what the code before
+    this change has too, so ``--before`` runs this very function in that checkout (``python -c``)."""
+    import time
+    import types
+    from pathlib import Path
+
+    import redis.asyncio
+
+    from service.intake.batch import build_batch, text_lines
+    from service.intake.syslog_listener import SyslogIntake
+    from service.intake.syslog_parse import FrameReader
+    from service.settings import ServiceSettings
+    from service.windows.store import WindowStore
+
+    hdfs = Path(hdfs_file).read_text(encoding="utf-8").splitlines()
+    lines = (hdfs * (count // len(hdfs) + 1))[:count]
+    chunks = [lines[i : i + 1000] for i in range(0, len(lines), 1000)]
+    settings = ServiceSettings(sources={"hdfs": {"log_format": "hdfs"}})
+    intake = SyslogIntake(types.SimpleNamespace(settings=settings))  # type: ignore[arg-type]
+    store = WindowStore(redis.asyncio.Redis(), settings)  # prepare() is pure CPU
+    payloads = [frames(chunk) for chunk in chunks]
+    bodies = ["".join(f"{line}\n" for line in chunk).encode() for chunk in chunks]
+
+    def syslog_tcp() -> None:
+        for payload in payloads:
+            messages = FrameReader(settings.syslog_max_message_bytes).feed(payload).messages
+            store.prepare(build_batch(intake.line_fields(messages)[0], settings).groups)
+
+    def http_text() -> None:
+        for body in bodies:
+            text = text_lines(body, None)[0]
+            store.prepare(build_batch([(i, line, None, "hdfs", None) for i, line in text], settings).groups)
+
+    cost = {}
+    for path in (syslog_tcp, http_text):
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.thread_time()
+            path()
+            best = min(best, time.thread_time() - started)
+        cost[path.__name__] = round(1e6 * best / len(lines), 3)
+    return cost
+
+
+def parse_costs(args: Any) -> dict[str, Any]:
+    """``parse_cost`` here, and with ``--before`` in that revision's checkout too (a subprocess there)."""
+    hdfs_file = str(args.data / "HDFS" / "HDFS_2k.log")
+    sides: dict[str, dict[str, float]] = {}
+    if args.before:
+        call = f"import json; print(json.dumps(parse_cost({hdfs_file!r}, {args.lines}, {args.repeats})))"
+        code = "\n".join([inspect.getsource(frames), inspect.getsource(parse_cost), call])
+        done = subprocess.run([sys.executable, "-c", code], cwd=checkout(args.before), capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"parse_cost at {args.before}: {done.stderr[-2000:]}")
+        sides["before"] = json.loads(done.stdout.strip().splitlines()[-1])
+    sides["after" if sides else "this"] = parse_cost(hdfs_file, args.lines, args.repeats)
+    print(table(["code", "syslog_tcp µs/line", "http_text µs/line", "syslog / http CPU"],
+                [[side, c["syslog_tcp"], c["http_text"], round(c["syslog_tcp"] / c["http_text"], 2)]
+                 for side, c in sides.items()]))  # fmt: skip
+    return {"lines": args.lines, "repeats": args.repeats, "before": args.before or None,
+            "thread_cpu_us_per_line": sides}  # fmt: skip
+
+
 def shippers(server: Server, lines: list[str], workdir: Path) -> dict[str, Any]:
     from tests.service.syslog_shippers import logger_binary, rsyslog, syslog_ng
     from tests.service.test_intake_bulk import omelasticsearch_config
@@ -302,9 +372,10 @@ def shippers(server: Server, lines: list[str], workdir: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0], "syslog_intake")
-    parser.add_argument("--mode", choices=["throughput", "shippers"], default="throughput")
+    parser.add_argument("--mode", choices=["throughput", "shippers", "parse"], default="throughput")
     parser.add_argument("--lines", type=int, default=20_000, help="lines per throughput round (HDFS_2k repeated)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7, help="parse: repeats, the least CPU time counts")
     parser.add_argument("--body-lines", type=int, default=1000, help="lines per HTTP body")
     parser.add_argument("--concurrency", type=int, default=4, help="HTTP requests in flight")
     parser.add_argument(
@@ -316,6 +387,9 @@ def main() -> None:
     hdfs = (args.data / "HDFS" / "HDFS_2k.log").read_text(encoding="utf-8").splitlines()
     info = machine()
     print(machine_line(info))
+    if args.mode == "parse":
+        write_result(result_name(args) + "-parse" if not args.name else args.name, parse_costs(args), info)
+        return
     with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
         sides: dict[str, Server] = {}
         if args.before and args.mode == "throughput":
