@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +58,10 @@ class DataSettings(ModelSettings):
     eval_limit: int | None = Field(
         None, gt=1, description="score at most N validation/test sequences (stratified sample; smoke runs only)"
     )
+
+
+# `--register` is the flag's name; the field shadows ABCMeta.register on the class, which nothing here calls.
+warnings.filterwarnings("ignore", message='Field name "register" in "TrainSettings" shadows', category=UserWarning)
 
 
 class TrainSettings(DataSettings):
