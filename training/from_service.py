@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -111,7 +112,7 @@ def fetch(settings: TrainSettings, keep_in: Path | None = None) -> ServiceData:
         reading = {name: sources[source]["reading"][name]["value"] for name in READING_FIELDS}
         if reading["log_format"] is None:
             raise FromServiceError(f"source {source!r} has no log format decided yet (auto): send it some lines first")
-        response = _get(client, f"/sources/{source}/training-sample")
+        response = _get(client, f"/sources/{quote(source, safe='')}/training-sample")
         if response.status_code == 404:
             raise FromServiceError(
                 f"the service at {client.base_url} has never seen source {source!r}: {_message(response)}"

@@ -110,7 +110,9 @@ class TrainSettings(DataSettings):
         description="train on a running service's sample of a source (--source): its kept normal windows and labeled"
         " windows (GET /sources/{source}/training-sample), read as the service reads the source (needs --unlabeled)",
     )
-    source: str | None = Field(None, description="--from-service: the source whose own model is trained")
+    source: str | None = Field(
+        None, pattern=r"^[^\s#:]+$", description="--from-service: the source whose own model is trained"
+    )
     token: SecretStr | None = Field(None, description="--from-service: the service's bearer token (auth_token)")
     register: bool = Field(
         False,

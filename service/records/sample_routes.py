@@ -46,7 +46,7 @@ def _line(x: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get(
-    "/sources/{source}/training-sample",
+    "/sources/{source:path}/training-sample",
     summary="A source's kept normal windows and its labeled windows, lines as shipped (NDJSON)",
     description="One JSON object per window: `{window_id, source, label, from, closed_at, lines: [{raw, content,"
     " timestamp?}]}`; `from` is `sample` (a window judged normal, kept by --keep-normal-sample: a uniform"

@@ -45,8 +45,11 @@ def send_windows(app: LiveApp, source: str, windows: int, start: int = 0) -> lis
 
 def verdict(app: LiveApp, window_id: str) -> dict[str, Any]:
     return wait_for(  # type: ignore[no-any-return]
-        lambda: (v := httpx.get(f"{app.url}/sequences/{window_id}/verdict", headers=app.headers).json())["status"]
-        != "pending" and v,
+        lambda: (
+            (v := httpx.get(f"{app.url}/sequences/{window_id}/verdict", headers=app.headers).json())["status"]
+            != "pending"
+            and v
+        ),
         window_id,
     )
 
