@@ -175,8 +175,10 @@ def register(settings: TrainSettings, checkpoint: Path, version: str) -> dict[st
             raise FromServiceError(
                 f"the service at {client.base_url} is unreachable: {type(exc).__name__}: {exc}"
             ) from None
-        if response.status_code == 409 or response.status_code == 422:
-            raise FromServiceError(f"POST /models refused the model of {source!r}: {_message(response)}")
+        if response.status_code in (404, 409, 422):  # no /models at all; no --models; a file missing there
+            raise FromServiceError(
+                f"POST /models refused the model of {source!r} (HTTP {response.status_code}): {_message(response)}"
+            )
         _check(response, client)
         generation = int(response.json()["generation"])
         deadline = time.monotonic() + settings.register_wait_s

@@ -120,3 +120,20 @@ def test_train_from_service_names_what_is_wrong(redis_url: str, tmp_path: Path, 
         with pytest.raises(SystemExit, match=r"holds 0 normal windows of source 'quiet' .*--keep-normal-sample N"):
             run_cli(*[a if a != "web" else "quiet" for a in base], "--from-service", app.url, "--token", TOKEN)
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+@pytest.mark.slow
+def test_register_says_when_the_service_serves_one_model(
+    redis_url: str, tmp_path: Path, tiny_models: dict[str, Path]
+) -> None:
+    with serve(redis_url, tmp_path, tiny_models, models="") as app:
+        send_windows(app, "web", 12)
+        sample = f"{app.url}/sources/web/training-sample"
+        wait_for(lambda: httpx.get(sample, headers=app.headers).headers["x-logllm-sample-windows"] == "12", "sample")
+        argv = ["train", "--from-service", app.url, "--source", "web", "--unlabeled", "--register", "--recipe",
+                "smoke", "--output", str(tmp_path / "out"), "--token", TOKEN,
+                *encoder_and_decoder(tiny_models)]  # fmt: skip
+        refused = r"POST /models refused the model of 'web' \(HTTP 409\): this service serves one model; start it with"
+        with pytest.raises(SystemExit, match=refused):
+            run_cli(*argv)
+    assert (tmp_path / "out" / "manifest.json").exists()  # trained and kept: register it once the service can
