@@ -149,6 +149,8 @@ class TrainSettings(DataSettings):
             self.dataset = "service"
         elif self.register:
             raise ValueError("--register hands a model trained --from-service to that service: add --from-service")
+        elif self.dataset == "service":
+            raise ValueError("--dataset service is what --from-service trains on: give --from-service URL --source S")
         if self.unlabeled and self.max_fpr is None:
             self.max_fpr = UNLABELED_MAX_FPR
         return self
