@@ -21,7 +21,8 @@ The storm ends when its last window is closed; then every flagged window's recor
 came out done / partial / failed. If the ready queue grows, the load is not sustainable on this machine.
 ``--before REV``: that revision's service runs beside this one, each share measured on one side, then the other.
 
-    python -m bench.latency --probes 200 --probe-interval-s 0.25 --load-windows-per-s 1 --shares 0 0.2 0.5
+    python -m bench.latency --probes 200 --probe-interval-s 0.2 --load-windows-per-s 1 --shares 0 0.2 0.5 \
+        --explain-timeout-s 60
 """
 
 from __future__ import annotations
@@ -345,7 +346,7 @@ def main() -> None:
     parser = base_parser(__doc__.split("\n")[0], "latency")
     parser.add_argument("--checkpoint", help="checkpoint the service loads (default checkpoints/default)")
     parser.add_argument("--probes", type=int, default=60, help="windows timed per share, one at a time")
-    parser.add_argument("--probe-interval-s", type=float, default=0.25, help="pause between probes")
+    parser.add_argument("--probe-interval-s", type=float, default=0.2, help="pause between probes")
     parser.add_argument("--load-windows-per-s", type=float, default=1.0, help="background windows per second")
     parser.add_argument("--warmup-windows", type=int, default=24, help="normal sessions sent (per round) until the"
                         " source is past its novelty warm-up")  # fmt: skip
@@ -407,7 +408,8 @@ def main() -> None:
                 print("  " + " | ".join(str(c) for c in rows[-1]), flush=True)
                 print("  service means: " + ", ".join(f"{k.removeprefix('service_')} {v:.3f}" for k, v in run.items()
                       if k.startswith("service_") and v is not None) + f"; occlusion model time "
-                      f"{run['occlusion_model_s']:.1f} s; explanations {exp['by_how']}", flush=True)  # fmt: skip
+                      f"{run['occlusion_model_s']:.1f} s; explanations {exp['by_how']}; dropped as already scored "
+                      f"(a batch outlived reclaim_idle_ms) {run['dropped_already_scored']:g}", flush=True)  # fmt: skip
                 if sent["reused_anomalous"] or probes.reused_anomalous:
                     print(f"  note: {sent['reused_anomalous'] + probes.reused_anomalous} anomalous sessions reused")
     finally:
