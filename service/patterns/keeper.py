@@ -30,6 +30,7 @@ from model.vocab import (
     Vocabulary,
     decide,
     for_windows,
+    normal_shape,
     rare_transitions,
     unusual_counts,
     window_novelty,
@@ -118,6 +119,7 @@ class PatternKeeper:
         warming: set[str] = set()
         rare: list[tuple[Transition, ...]] = [()] * len(pairs)  # by the checkpoint; the source may know some
         odd: list[tuple[CountFinding, ...]] = [()] * len(pairs)  # the same for counts
+        shaped = [False] * len(pairs)  # whole sessions of a normal training shape (the shape rule clears them)
         vocabularies = [self._vocabulary(verdict) for _, verdict in pairs]
         if self.mode != "off" and any(v is not None for v in vocabularies):
             asked: dict[str, set[str]] = {}
@@ -129,6 +131,7 @@ class PatternKeeper:
                 if whole_session(window) and vocab is not None:
                     rare[i] = rare_transitions(messages, vocab)
                     odd[i] = unusual_counts(messages, vocab)
+                    shaped[i] = normal_shape(messages, vocab)
                     findings = session_ids.setdefault(source, set())
                     findings.update(path_id(pair) for pair in rare[i])
                     findings.update(count_id(found) for found in odd[i])
@@ -144,8 +147,8 @@ class PatternKeeper:
             warming = {source for source, state in states.items()
                        if now - state.first_seen < self.warmup_s and source not in self.covered}  # fmt: skip
         out: list[Pair] = []
-        for (window, verdict), messages, candidates, counts, vocab in zip(
-            pairs, sequences, rare, odd, vocabularies, strict=True
+        for (window, verdict), messages, candidates, counts, shape, vocab in zip(
+            pairs, sequences, rare, odd, shaped, vocabularies, strict=True
         ):
             templates_only = self._templates_only(vocab)
             if verdict.score is None or templates_only is None or self.mode == "off":
@@ -159,6 +162,7 @@ class PatternKeeper:
                 templates,
                 transitions=tuple(p for p in candidates if path_id(p) not in known_findings),
                 counts=tuple(c for c in counts if count_id(c) not in known_findings),
+                normal_shape=shape,
             )
             mode: NoveltyMode = "annotate" if source in warming else self.mode
             anomalous, reason = decide(verdict.score, float(verdict.threshold or 0.0), novelty, mode)

@@ -163,6 +163,25 @@ def test_a_session_with_a_count_no_normal_session_showed_is_a_novel_count_until_
     assert scored(client, "session:web:n4")["reason"] == "novel_count"  # learned by 'default' only
 
 
+class ShapeScorer(KeywordScorer):
+    """A model that doubts every session that closes its file (0.9), and the vocabulary of SessionVocabularyScorer
+    with only the shape rule on: a session of a normal training session's shape is normal whatever it scores."""
+
+    vocabulary = replace(SessionVocabularyScorer.vocabulary, rare_transition=0, count_rule=False)
+
+    def __init__(self) -> None:
+        super().__init__(keyword="close")
+
+
+def test_a_session_of_a_normal_training_shape_is_normal_whatever_the_model_scores(make_client: MakeClient) -> None:
+    client = make_client(scorer=ShapeScorer(), novelty_warmup_s=0)
+    reordered = [KNOWN[1], KNOWN[0], KNOWN[2], KNOWN[3]]  # a normal training session's counts, in another order
+    cleared = scored(client, session(client, "s0", reordered))
+    assert (cleared["status"], cleared["reason"], cleared["score"]) == ("normal", None, 0.9)
+    thrice = scored(client, session(client, "s1", [*KNOWN[:3], "read block 5", KNOWN[3]]))  # a shape never seen
+    assert (thrice["status"], thrice["reason"], thrice["score"]) == ("anomalous", "model", 0.9)
+
+
 class DoubtfulCountScorer(SessionCountScorer):
     """A model that doubts sessions with three reads (0.9) but passes them under its high threshold (0.95)."""
 
