@@ -20,6 +20,7 @@ from model.vocab import NOVEL_COUNT, NOVEL_TRANSITION, Vocabulary, normal_shape,
 from training.cli import training_vocabulary
 from training.data_common import LabeledSequence
 from training.datasets import Splits, load_splits
+from training.evaluate import novelty_metrics
 from training.settings import DataSettings
 from training.unlabeled import move_anomalies_to_test
 
@@ -83,3 +84,7 @@ def test_the_shape_rule_clears_normal_sessions_and_no_anomalous_one(shared_data:
     assert cleared(labeled.validation, 0) >= 380 and cleared(labeled.test, 0) >= 950  # measured: 386/388, 964/971
     replicated = [s.messages for s in labeled.train if not s.label and REPLICATE in s.messages]
     assert len(replicated) == 15 and all(normal_shape(m, vocabulary) for m in replicated)
+    # logllm eval reports what it cleared, and the model + template rule alone without it
+    report = novelty_metrics(labeled.validation, [1.0] * len(labeled.validation), 0.5, vocabulary, "flag", None)
+    assert report["shape_rule"] and report["normal_shape"] == {"windows": 386, "anomalous": 0, "normal": 386}
+    assert report["with_novelty"]["fp"] == 2 and report["templates_only"]["fp"] == 388  # the model flags them all
