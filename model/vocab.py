@@ -21,6 +21,13 @@ session showed is ``novel_count`` (invariant mining, counted instead of solved).
 and is not checked. ``pick_session_rules`` switches both session rules on or off by cross-validation on the
 normal training sessions plus the held-out ones, within the run's false-positive budget.
 
+The third session rule clears instead of flagging: a session whose template counts are exactly those of a normal
+training session (its *shape*) that no anomalous training session showed is normal whatever the model scores,
+unless another rule flags it. The model learned the look of sessions, and a rare normal one can look like the
+anomalies (HDFS: a block re-replicated, 15 of 3,496 normal training sessions, all scored 0.98 to 0.99999, beside
+2,521 anomalous ones with the same templates); its counts tell them apart (HDFS: 54 normal shapes, none of the 334
+anomalous ones, and none of the 1,347 anomalous validation sessions).
+
 The file sits beside ``manifest.json``, which names it and holds its SHA-256 under ``"vocabulary"``. This module
 needs no torch, so the service can apply the same rule (``window_novelty`` + ``decide``) as ``logllm score``.
 """
@@ -49,6 +56,7 @@ NOVEL_COUNT = "novel_count"
 Transition = tuple[str | None, str | None]  # (template, next template); None is the session's start or end
 CountFeature = tuple[str, str | None]  # count(a) - count(b); b None: count(a) itself
 CountFinding = tuple[str, str | None, int]  # a count feature and the value a session showed
+Shape = tuple[tuple[str, int], ...]  # a session's templates with their counts, sorted: its order left out
 MAX_RARE_TRANSITION = 2  # the trainer tries unseen (1) and seen-once (2) transitions; more sessions: a normal path
 COUNT_FREE_VALUES = 5  # a count with this many values across normal sessions follows load: never checked
 MAX_COUNTED_TEMPLATES = 40  # the count rule reads the templates most normal sessions hold (40: 820 pair counts)
@@ -71,6 +79,8 @@ class Vocabulary:
     rare_transition: int = 0  # a transition in fewer normal sessions than this is novel; 0: rule off
     counts: dict[CountFeature, frozenset[int]] | None = None  # values of the checked counts in normal sessions
     count_rule: bool = False  # whether a count value outside ``counts`` makes a session novel
+    shapes: frozenset[Shape] | None = None  # normal training sessions' shapes no anomalous one showed
+    shape_rule: bool = False  # whether a session of one of ``shapes`` is normal whatever the model scores
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -86,7 +96,15 @@ class Vocabulary:
         if self.counts is not None:
             out["counts"] = [[a, b, sorted(values)] for (a, b), values in self.counts.items()]
             out["count_rule"] = self.count_rule
+        if self.shapes is not None:
+            out["shapes"] = [[[t, n] for t, n in shape] for shape in sorted(self.shapes)]
+            out["shape_rule"] = self.shape_rule
         return out
+
+
+def session_shape(messages: Sequence[str]) -> Shape:
+    """The session's templates with how often each occurs, in template order."""
+    return tuple(sorted(Counter(messages).items()))
 
 
 def session_transitions(messages: Sequence[str]) -> list[Transition]:
@@ -101,19 +119,23 @@ def build_vocabulary(
     """Count each template once per window it occurs in, by the window's label (0 normal, 1 anomalous).
 
     ``sessions``: the windows are whole sessions, so the transitions and counts of the normal ones are kept too;
-    both rules stay off until ``pick_session_rules`` sets them.
+    both rules stay off until ``pick_session_rules`` sets them. So are the shapes of the normal ones that no
+    anomalous one showed, with the shape rule on: it clears only what training saw normal and never anomalous.
     """
     normal: Counter[str] = Counter()
     anomalous: Counter[str] = Counter()
     transitions: Counter[Transition] = Counter()
-    shapes: Counter[tuple[tuple[str, int], ...]] = Counter()  # normal sessions' template counts, deduplicated
+    shapes: Counter[Shape] = Counter()  # normal sessions' template counts, deduplicated
+    anomalous_shapes: set[Shape] = set()
     counted = {"normal": 0, "anomalous": 0}
     for messages, label in windows:
         (anomalous if label else normal).update(set(messages))
         counted["anomalous" if label else "normal"] += 1
         if sessions and not label:
             transitions.update(set(session_transitions(messages)))
-            shapes[tuple(sorted(Counter(messages).items()))] += 1
+            shapes[session_shape(messages)] += 1
+        elif sessions:
+            anomalous_shapes.add(session_shape(messages))
     only = Counter({t: n for t, n in anomalous.items() if t not in normal})
     templates = sorted(normal, key=lambda t: (-normal[t], t))[:MAX_COUNTED_TEMPLATES]  # ties: by name, any run
     return Vocabulary(
@@ -123,6 +145,8 @@ def build_vocabulary(
         preprocess_version,
         dict(transitions.most_common()) if sessions else None,
         counts=count_values([dict(shape) for shape in shapes], templates) if sessions else None,
+        shapes=frozenset(shapes.keys() - anomalous_shapes) if sessions else None,
+        shape_rule=sessions,
     )
 
 
@@ -206,6 +230,9 @@ def attach_vocabulary(directory: Path, vocabulary: Vocabulary) -> dict[str, Any]
     if vocabulary.counts is not None:
         entry["counts"] = len(vocabulary.counts)
         entry["count_rule"] = vocabulary.count_rule
+    if vocabulary.shapes is not None:
+        entry["shapes"] = len(vocabulary.shapes)
+        entry["shape_rule"] = vocabulary.shape_rule
     manifest_path = directory / MANIFEST
     manifest = json.loads(manifest_path.read_text())
     manifest["vocabulary"] = entry
@@ -235,6 +262,7 @@ def load_vocabulary(directory: Path | str) -> Vocabulary | None:
             raise VocabularyError(f"{path}: format {raw.get('format')!r}, expected {FORMAT!r}")
         transitions = raw.get("transitions")
         counts = raw.get("counts")
+        shapes = raw.get("shapes")
         return Vocabulary(
             normal={str(k): int(v) for k, v in raw["normal"].items()},
             anomalous_only={str(k): int(v) for k, v in raw["anomalous_only"].items()},
@@ -244,16 +272,18 @@ def load_vocabulary(directory: Path | str) -> Vocabulary | None:
             rare_transition=int(raw.get("rare_transition", 0)),
             counts=None if counts is None else {(str(a), _end(b)): frozenset(map(int, v)) for a, b, v in counts},
             count_rule=bool(raw.get("count_rule", False)),
+            shapes=None if shapes is None else frozenset(tuple((str(t), int(n)) for t, n in s) for s in shapes),
+            shape_rule=bool(raw.get("shape_rule", False)),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise VocabularyError(f"{path}: malformed vocabulary ({exc})") from exc
 
 
 def for_windows(vocabulary: Vocabulary, sessions: bool) -> Vocabulary:
-    """The vocabulary as windows of this kind may use it: a fixed window is a cut, so no path or count rule there."""
-    if sessions or not (vocabulary.rare_transition or vocabulary.count_rule):
+    """The vocabulary as windows of this kind may use it: a fixed window is a cut, so no session rule there."""
+    if sessions or not (vocabulary.rare_transition or vocabulary.count_rule or vocabulary.shape_rule):
         return vocabulary
-    return dataclasses.replace(vocabulary, rare_transition=0, count_rule=False)
+    return dataclasses.replace(vocabulary, rare_transition=0, count_rule=False, shape_rule=False)
 
 
 def _end(value: object) -> str | None:
@@ -268,6 +298,7 @@ class Novelty:
     known_anomalous: tuple[str, ...] = ()
     transitions: tuple[Transition, ...] = ()  # rare transitions between known templates (sessions only)
     counts: tuple[CountFinding, ...] = ()  # count values no normal training session showed (sessions only)
+    normal_shape: bool = False  # the session's shape is a normal training session's (clears; not shown)
 
     @property
     def reason(self) -> str | None:
@@ -322,6 +353,7 @@ def window_novelty(
         tuple(known),
         rare_transitions(messages, vocabulary, learned_transitions),
         unusual_counts(messages, vocabulary, learned_counts),
+        normal_shape(messages, vocabulary),
     )
 
 
@@ -357,11 +389,19 @@ def unusual_counts(
     return tuple(found)
 
 
+def normal_shape(messages: Sequence[str], vocabulary: Vocabulary) -> bool:
+    """Whether the shape rule clears this session: its shape is one of the vocabulary's normal ``shapes``."""
+    return vocabulary.shape_rule and vocabulary.shapes is not None and session_shape(messages) in vocabulary.shapes
+
+
 def decide(score: float, threshold: float, novelty: Novelty, mode: NoveltyMode) -> tuple[bool, str | None]:
-    """``(anomalous, reason)``: with ``flag`` a novel window is anomalous whatever its score; else the model's call.
+    """``(anomalous, reason)``: with ``flag`` a novel window is anomalous whatever its score, and a session of a
+    normal training shape (and nothing novel) is normal whatever its score; else the model's call.
 
     The reason is the novelty reason when novelty decided, ``"model"`` when the score did, ``None`` for normal.
     """
     if mode == "flag" and novelty.reason is not None:
         return True, novelty.reason
+    if mode == "flag" and novelty.normal_shape:
+        return False, None
     return (True, "model") if score >= threshold else (False, None)

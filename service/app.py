@@ -253,6 +253,7 @@ class Runtime:
         return PatternKeeper(
             state.patterns, vocabulary, settings.novelty, settings.novelty_warmup_s, state.metrics,
             vocabulary_for=getattr(state.scorer, "vocabulary_for", None),  # models per source: each model's own
+            learn_below=settings.novelty_learn_below,
         )  # fmt: skip
 
     async def stop(self) -> None:

@@ -303,6 +303,14 @@ class ServiceSettings(ModelSettings):
         ge=0,
         description="a source first seen less than this long ago learns its patterns without flagging novelty",
     )
+    novelty_learn_below: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="a whole session that came out normal without the session rules deciding (a warm-up, annotate)"
+        " teaches its source its unusual paths and counts only if the model scored it under this: an anomalous"
+        " session the model passed with doubts in a first hour must not make the like of it normal (1: any)",
+    )
     max_templates_per_source: int = Field(
         default=10_000, gt=0, description="templates kept per source; the rarest, then least recently seen, go first"
     )

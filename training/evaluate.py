@@ -100,6 +100,10 @@ def honest_metrics(
     return metrics
 
 
+def _tally(labels: Sequence[int]) -> dict[str, int]:
+    return {"windows": len(labels), "anomalous": sum(labels), "normal": len(labels) - sum(labels)}
+
+
 def novelty_metrics(
     sequences: Sequence[LabeledSequence],
     scores: Sequence[float],
@@ -122,11 +126,15 @@ def novelty_metrics(
         report["count_rule"] = vocabulary.count_rule
     for reason in reasons:
         marked = [s.label for s, n in zip(sequences, found, strict=True) if n.reason == reason]
-        report[reason] = {"windows": len(marked), "anomalous": sum(marked), "normal": len(marked) - sum(marked)}
+        report[reason] = _tally(marked)
+    if vocabulary.shapes is not None:  # sessions the shape rule clears (if nothing else flags them)
+        report["shape_rule"] = vocabulary.shape_rule
+        cleared = [s.label for s, n in zip(sequences, found, strict=True) if n.normal_shape and n.reason is None]
+        report["normal_shape"] = _tally(cleared)
     if mode == "flag":
         report["with_novelty"] = _decided_metrics(labels, scores, threshold, found, prevalence)
-        if vocabulary.rare_transition or vocabulary.count_rule:
-            templates_only = [replace(n, transitions=(), counts=()) for n in found]
+        if vocabulary.rare_transition or vocabulary.count_rule or vocabulary.shape_rule:
+            templates_only = [replace(n, transitions=(), counts=(), normal_shape=False) for n in found]
             report["templates_only"] = _decided_metrics(labels, scores, threshold, templates_only, prevalence)
     return report
 

@@ -10,6 +10,9 @@ and counts (the vocabulary's rules for whole sessions) are looked up and learned
 
 A template the checkpoint saw only in anomalous windows is never learned from a window's outcome, only
 explicitly (feedback "normal", a mute, ``POST /patterns/{id}/learn``): it is the signal novelty exists for.
+A session's unusual paths and counts are learned from a normal outcome only when the model called the session
+clearly normal (``learn_below``): in a warm-up the rules only annotate, so an anomalous session the model passed
+with doubts would otherwise teach its counts, and every later session like it would pass too.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from model.vocab import (
     Vocabulary,
     decide,
     for_windows,
+    normal_shape,
     rare_transitions,
     unusual_counts,
     window_novelty,
@@ -74,6 +78,7 @@ class PatternKeeper:
         warmup_s: float = 0.0,
         metrics: ServiceMetrics | None = None,
         vocabulary_for: Callable[[str], Vocabulary | None] | None = None,
+        learn_below: float = 0.5,
     ) -> None:
         self.patterns = patterns
         self.vocabulary = vocabulary
@@ -83,6 +88,7 @@ class PatternKeeper:
         self._views: dict[int, tuple[Vocabulary, Vocabulary]] = {}
         self.mode: NoveltyMode = mode if vocabulary is not None or vocabulary_for is not None else "off"
         self.warmup_s = warmup_s
+        self.learn_below = learn_below  # a normal session teaches its paths and counts only under this score
         self.covered: set[str] = set()  # sources the vocabulary covers (KNOWN_COVERAGE): no warm-up needed
         self.lines_seen: dict[str, int] = {}  # lines of each source this worker counted
         self.metrics = metrics
@@ -113,6 +119,7 @@ class PatternKeeper:
         warming: set[str] = set()
         rare: list[tuple[Transition, ...]] = [()] * len(pairs)  # by the checkpoint; the source may know some
         odd: list[tuple[CountFinding, ...]] = [()] * len(pairs)  # the same for counts
+        shaped = [False] * len(pairs)  # whole sessions of a normal training shape (the shape rule clears them)
         vocabularies = [self._vocabulary(verdict) for _, verdict in pairs]
         if self.mode != "off" and any(v is not None for v in vocabularies):
             asked: dict[str, set[str]] = {}
@@ -124,6 +131,7 @@ class PatternKeeper:
                 if whole_session(window) and vocab is not None:
                     rare[i] = rare_transitions(messages, vocab)
                     odd[i] = unusual_counts(messages, vocab)
+                    shaped[i] = normal_shape(messages, vocab)
                     findings = session_ids.setdefault(source, set())
                     findings.update(path_id(pair) for pair in rare[i])
                     findings.update(count_id(found) for found in odd[i])
@@ -139,8 +147,8 @@ class PatternKeeper:
             warming = {source for source, state in states.items()
                        if now - state.first_seen < self.warmup_s and source not in self.covered}  # fmt: skip
         out: list[Pair] = []
-        for (window, verdict), messages, candidates, counts, vocab in zip(
-            pairs, sequences, rare, odd, vocabularies, strict=True
+        for (window, verdict), messages, candidates, counts, shape, vocab in zip(
+            pairs, sequences, rare, odd, shaped, vocabularies, strict=True
         ):
             templates_only = self._templates_only(vocab)
             if verdict.score is None or templates_only is None or self.mode == "off":
@@ -154,6 +162,7 @@ class PatternKeeper:
                 templates,
                 transitions=tuple(p for p in candidates if path_id(p) not in known_findings),
                 counts=tuple(c for c in counts if count_id(c) not in known_findings),
+                normal_shape=shape,
             )
             mode: NoveltyMode = "annotate" if source in warming else self.mode
             anomalous, reason = decide(verdict.score, float(verdict.threshold or 0.0), novelty, mode)
@@ -223,11 +232,11 @@ class PatternKeeper:
                 self.metrics.source_vocabulary_coverage.labels(source=label).set(update.coverage)
 
     async def _learn_session_findings(self, pairs: Sequence[Pair]) -> None:
-        """Rare transitions and unusual counts of windows that came out normal or muted (a warm-up, ``annotate``, a
-        mute) become the source's, like their templates do: one call per source."""
+        """Rare transitions and unusual counts of windows that came out muted, or normal (a warm-up, ``annotate``)
+        with a score under ``learn_below``, become the source's: one call per source."""
         by_source: dict[str, tuple[list[Transition], list[CountFinding]]] = {}
         for window, verdict in pairs:
-            if (verdict.transitions or verdict.counts) and verdict.label in ("normal", "muted"):
+            if (verdict.transitions or verdict.counts) and self._teaches(verdict):
                 transitions, counts = by_source.setdefault(source_of(window), ([], []))
                 transitions.extend(verdict.transitions)
                 counts.extend(verdict.counts)
@@ -236,3 +245,11 @@ class PatternKeeper:
                 await self.patterns.learn_session_findings(source, transitions, counts)
             except ResponseError:
                 log.exception("learning the session findings of source %s failed", source)
+
+    def _teaches(self, verdict: Verdict) -> bool:
+        """A mute is an operator's word; a normal outcome the rules did not decide is the model's alone, trusted
+        only when it is clear. On the shipped checkpoint's validation split the anomalous HDFS sessions with counts
+        no normal session showed all score over 0.91, and 343 of 388 normal sessions under 0.5."""
+        if verdict.label == "muted":
+            return True
+        return verdict.label == "normal" and verdict.score is not None and verdict.score < self.learn_below

@@ -52,7 +52,7 @@ def test_the_checkpoint_detects_hdfs_anomalies_at_its_threshold() -> None:
     broken checkpoint (an untrained one scores about chance)."""
     model, manifest = load_checkpoint(DEFAULT)
     vocabulary = load_vocabulary(DEFAULT)
-    assert vocabulary is not None and vocabulary.count_rule, "the shipped vocabulary carries the session rules"
+    assert vocabulary is not None and vocabulary.count_rule and vocabulary.shape_rule, "the session rules ship"
     sample = json.loads(SAMPLE.read_text())["sequences"]
     labels = [s["label"] for s in sample]
     assert labels.count(0) == labels.count(1) == 20

@@ -22,6 +22,7 @@ from model.vocab import (
     for_windows,
     load_vocabulary,
     pick_session_rules,
+    session_shape,
     session_transitions,
     window_novelty,
 )
@@ -71,7 +72,8 @@ def test_a_rare_path_through_known_templates_is_a_novel_transition() -> None:
     vocabulary.rare_transition = 1
     assert window_novelty(cut_short, vocabulary) == Novelty(transitions=(("write <*>", None),))
     assert window_novelty(cut_short, vocabulary).reason == NOVEL_TRANSITION
-    assert window_novelty(["open <*>", "write <*>", "write <*>", "close <*>"], vocabulary) == Novelty()
+    retried = window_novelty(["open <*>", "write <*>", "write <*>", "close <*>"], vocabulary)
+    assert retried == Novelty(normal_shape=True)  # a normal training session's path and shape
     vocabulary.rare_transition = 2  # also paths only one normal session took
     assert window_novelty(["open <*>", "write <*>", "write <*>", "close <*>"], vocabulary).transitions == (
         ("write <*>", "write <*>"),
@@ -113,13 +115,30 @@ def test_a_count_no_normal_session_showed_is_a_novel_count() -> None:
     found = window_novelty(thrice, vocabulary)
     assert found == Novelty(counts=((WRITE, None, 3), (CLOSE, WRITE, -2), (OPEN, WRITE, -2)))
     assert found.reason == NOVEL_COUNT
-    assert window_novelty(reordered, vocabulary) == Novelty()  # order is the path rule's business
+    assert window_novelty(reordered, vocabulary) == Novelty(normal_shape=True)  # order: the path rule's business
     assert window_novelty([OPEN, WRITE], vocabulary).counts == ((CLOSE, None, 0), (CLOSE, OPEN, -1))
     vocabulary.rare_transition = 1
     assert window_novelty([OPEN, WRITE], vocabulary).reason == NOVEL_TRANSITION  # paths outrank counts
     assert window_novelty(thrice, vocabulary, learned_counts=set(found.counts)) == Novelty()  # an operator's label
     assert window_novelty(thrice, for_windows(vocabulary, sessions=False)) == Novelty()  # a fixed window's cut
     assert Novelty.from_json(json.loads(json.dumps(found.to_json()))) == found
+
+
+def test_a_session_of_a_normal_training_shape_is_normal_whatever_the_model_scores() -> None:
+    replicated = [OPEN, WRITE, "replicate <*>", CLOSE]  # rare among normal sessions: the model may doubt it
+    vocabulary = build_vocabulary(
+        [*((m, 0) for m in TRAINED), (replicated, 0), ([OPEN, WRITE, CLOSE, WRITE], 1)], sessions=True
+    )  # the anomalous session has RETRIED's shape in another order: that shape tells the classes apart no more
+    assert vocabulary.shape_rule and vocabulary.shapes == {session_shape(PLAIN), session_shape(replicated)}
+    reordered = [OPEN, "replicate <*>", WRITE, CLOSE]  # the shape is order-free, like the counts
+    assert decide(0.99, 0.5, window_novelty(reordered, vocabulary), "flag") == (False, None)
+    assert decide(0.99, 0.5, window_novelty(RETRIED, vocabulary), "flag") == (True, "model")
+    assert decide(0.99, 0.5, window_novelty(reordered, vocabulary), "annotate") == (True, "model")  # only flag
+    assert decide(0.99, 0.5, window_novelty(reordered, for_windows(vocabulary, False)), "flag") == (True, "model")
+    vocabulary.rare_transition = 1  # a path no normal session took still flags a session of a normal shape
+    assert decide(0.1, 0.5, window_novelty(reordered, vocabulary), "flag") == (True, NOVEL_TRANSITION)
+    fixed = build_vocabulary((m, 0) for m in TRAINED)
+    assert (fixed.shapes, fixed.shape_rule) == (None, False)  # fixed windows: a cut has no shape
 
 
 def test_session_rules_are_the_strictest_that_the_normal_sessions_afford() -> None:

@@ -8,6 +8,7 @@ tests/service/test_patterns_hdfs.py runs the same story on the shipped checkpoin
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -160,6 +161,58 @@ def test_a_session_with_a_count_no_normal_session_showed_is_a_novel_count_until_
     post(client, *lines)
     assert client.post("/sequences/n4/close", params={"source": "web"}).status_code == 200
     assert scored(client, "session:web:n4")["reason"] == "novel_count"  # learned by 'default' only
+
+
+class ShapeScorer(KeywordScorer):
+    """A model that doubts every session that closes its file (0.9), and the vocabulary of SessionVocabularyScorer
+    with only the shape rule on: a session of a normal training session's shape is normal whatever it scores."""
+
+    vocabulary = replace(SessionVocabularyScorer.vocabulary, rare_transition=0, count_rule=False)
+
+    def __init__(self) -> None:
+        super().__init__(keyword="close")
+
+
+def test_a_session_of_a_normal_training_shape_is_normal_whatever_the_model_scores(make_client: MakeClient) -> None:
+    client = make_client(scorer=ShapeScorer(), novelty_warmup_s=0)
+    reordered = [KNOWN[1], KNOWN[0], KNOWN[2], KNOWN[3]]  # a normal training session's counts, in another order
+    cleared = scored(client, session(client, "s0", reordered))
+    assert (cleared["status"], cleared["reason"], cleared["score"]) == ("normal", None, 0.9)
+    thrice = scored(client, session(client, "s1", [*KNOWN[:3], "read block 5", KNOWN[3]]))  # a shape never seen
+    assert (thrice["status"], thrice["reason"], thrice["score"]) == ("anomalous", "model", 0.9)
+
+
+class DoubtfulCountScorer(SessionCountScorer):
+    """A model that doubts sessions with three reads (0.9) but passes them under its high threshold (0.95)."""
+
+    threshold = 0.95
+
+    def score(self, sequences: Sequence[Sequence[str]]) -> list[float]:
+        super().score(sequences)
+        return [0.9 if list(s).count("read block <*>") >= 3 else 0.1 for s in sequences]
+
+
+def end_warm_up(redis_url: str, source: str) -> None:
+    """Drive the clock: the source was first seen an hour and a second ago (Redis TIME), so its warm-up is over."""
+    client = redis.Redis.from_url(redis_url)
+    (meta,) = list(client.scan_iter(match=f"*pat:{source}:meta"))
+    now, _ = client.time()
+    client.hset(meta, "first_seen", str(now - 3601))
+
+
+def test_a_warm_up_learns_counts_only_from_sessions_the_model_calls_clearly_normal(
+    make_client: MakeClient, redis_url: str
+) -> None:
+    client = make_client(scorer=DoubtfulCountScorer(), novelty_warmup_s=3600)
+    thrice = [*KNOWN[:3], "read block 5", KNOWN[3]]  # one read too many: the model doubts it (0.9)
+    closed_twice = [*KNOWN, "close file 5"]  # one close too many: the model is sure it is normal (0.1)
+    early = [scored(client, session(client, f"w{i}", lines)) for i, lines in enumerate([thrice, closed_twice])]
+    assert [(v["status"], v["reason"], v["score"]) for v in early] == [("normal", None, 0.9), ("normal", None, 0.1)]
+    assert [bool(v["novelty"]["counts"]) for v in early] == [True, True]  # annotated in the warm-up, not flagged
+    end_warm_up(redis_url, "default")
+    late = scored(client, session(client, "w2", thrice))
+    assert (late["status"], late["reason"]) == ("anomalous", "novel_count")  # a doubted session taught nothing
+    assert scored(client, session(client, "w3", closed_twice))["status"] == "normal"  # a clear one did
 
 
 @pytest.mark.parametrize("scorer", [SessionVocabularyScorer, SessionCountScorer])

@@ -16,11 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from model.vocab import NOVEL_COUNT, NOVEL_TRANSITION, Vocabulary, window_novelty
+from model.vocab import NOVEL_COUNT, NOVEL_TRANSITION, Vocabulary, normal_shape, window_novelty
 from training.cli import training_vocabulary
+from training.data_common import LabeledSequence
 from training.datasets import Splits, load_splits
+from training.evaluate import novelty_metrics
 from training.settings import DataSettings
 from training.unlabeled import move_anomalies_to_test
+
+REPLICATE = "BLOCK* ask <*> to replicate <*> to datanode(s) <*>"
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +67,24 @@ def test_the_path_rule_alone_finds_less_and_costs_more_false_alarms(splits: Spli
     assert recall > by_templates + 0.3 and recall < _flagged(anomalous, picked) / len(anomalous), recall
     assert _flagged(normal, picked) < _flagged(normal, paths) <= 0.005 * len(normal)
     assert any(n.reason == NOVEL_TRANSITION and (n.transitions[0][1] is None) for n in found)  # stopped early
+
+
+def test_the_shape_rule_clears_normal_sessions_and_no_anomalous_one(shared_data: Path) -> None:
+    """A session of a normal training session's shape (template counts) is normal whatever the model says: on the
+    labeled split the shapes of normal training sessions that no anomalous training session had cover nearly all
+    normal sessions and no anomalous one, the re-replicated blocks the model takes for anomalies included."""
+    labeled = load_splits(DataSettings(dataset="hdfs-sessions", data=shared_data, seed=42))
+    vocabulary = training_vocabulary(labeled, max_fpr=0.001, seed=42)
+    assert vocabulary.shape_rule and vocabulary.shapes is not None and len(vocabulary.shapes) == 54
+
+    def cleared(part: Sequence[LabeledSequence], label: int) -> int:
+        return sum(normal_shape(s.messages, vocabulary) for s in part if s.label == label)
+
+    assert cleared(labeled.validation, 1) == cleared(labeled.test, 1) == 0  # of 1,347 and 3,368
+    assert cleared(labeled.validation, 0) >= 380 and cleared(labeled.test, 0) >= 950  # measured: 386/388, 964/971
+    replicated = [s.messages for s in labeled.train if not s.label and REPLICATE in s.messages]
+    assert len(replicated) == 15 and all(normal_shape(m, vocabulary) for m in replicated)
+    # logllm eval reports what it cleared, and the model + template rule alone without it
+    report = novelty_metrics(labeled.validation, [1.0] * len(labeled.validation), 0.5, vocabulary, "flag", None)
+    assert report["shape_rule"] and report["normal_shape"] == {"windows": 386, "anomalous": 0, "normal": 386}
+    assert report["with_novelty"]["fp"] == 2 and report["templates_only"]["fp"] == 388  # the model flags them all
