@@ -8,6 +8,10 @@ Marking, in the Markdown (HTML comments, invisible on the page):
   every `logllm train`/`logllm eval`/`logllm score` line of the block. The page shows the full command.
 - `<!-- output -->` before the fenced block that follows a runnable one: its text is the command's stdout, compared
   line by line (trailing white space ignored). Only outputs that are stable are marked.
+- `<!-- not-run: REASON -->` before a shell block that cannot run here (it starts a server, needs a container
+  engine or a GPU); the reason is required and says where else it is exercised, if anywhere.
+Every shell block (bash, sh, shell, console) carries one of these marks, and every fenced block names its language,
+so a new command cannot slip in untested by accident.
 Blocks run in page order (README first, then the nav's order), so a walk-through can build on its earlier steps.
 """
 
@@ -25,12 +29,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.service.test_crash_recovery import ServiceProcess
+from tests.service.test_crash_recovery import ServiceProcess, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 MARK = re.compile(r"<!--\s*runnable(?:\s+short=\"(?P<short>[^\"]*)\")?\s*-->")
+NOT_RUN = re.compile(r"<!--\s*not-run:\s*(?P<reason>\S.*?)\s*-->")
 FENCE = re.compile(r"^```(\w*)\s*$")
-SHORTENED = re.compile(r"^(\s*(?:\.venv/bin/)?logllm (?:train|eval|score)\b.*?)(\s*\\?)$")
+SHELL = {"bash", "sh", "shell", "console"}
+SHORTENED = re.compile(
+    r"^(\s*(?:\.venv/bin/)?(?:logllm (?:train|eval|score)|python -m bench\.\w+)\b.*?)(\s*\\)?(\s+#\s.*)?\s*$"
+)
 BLOCK_TIMEOUT_S = 300
 
 
@@ -72,7 +80,7 @@ def runnable_blocks(path: Path, root: Path = REPO) -> list[Block]:
         if mark.group("short") is not None:
             code = "\n".join(
                 SHORTENED.sub(rf"\1 {mark.group('short')}\2", line) for line in code.splitlines()
-            )
+            )  # before a trailing backslash, and in place of a trailing comment
         expected = None
         j = end + 1
         while j < len(lines) and not lines[j].strip():
@@ -83,6 +91,23 @@ def runnable_blocks(path: Path, root: Path = REPO) -> list[Block]:
             expected = output[0]
         blocks.append(Block(page, i + 2, code, expected))
     return blocks
+
+
+def fenced_blocks(path: Path) -> Iterator[tuple[int, str, str]]:
+    """(1-based line of the opening fence, language, the mark line above it or "") for each fenced block."""
+    lines = path.read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        fence = FENCE.match(lines[i])
+        if not fence:
+            i += 1
+            continue
+        above = next((lines[j].strip() for j in range(i - 1, -1, -1) if lines[j].strip()), "")
+        yield i + 1, fence.group(1), above
+        i += 1
+        while i < len(lines) and lines[i].strip() != "```":
+            i += 1
+        i += 1
 
 
 def doc_pages() -> list[Path]:
@@ -106,6 +131,20 @@ def test_every_nav_page_exists_and_every_page_is_in_the_nav() -> None:
     assert not missing, f"mkdocs.yml names pages that do not exist: {missing}"
     on_disk = {p for p in (REPO / "docs").rglob("*.md")}
     assert on_disk - set(pages) == set(), f"pages not in mkdocs.yml's nav: {sorted(on_disk - set(pages))}"
+
+
+def test_every_shell_block_is_run_or_says_why_not() -> None:
+    unmarked = []
+    for page in doc_pages():
+        if not page.exists() or page.parent.name == "reference":
+            continue
+        for line, language, above in fenced_blocks(page):
+            where = f"{page.relative_to(REPO)}:{line}"
+            if not language:
+                unmarked.append(f"{where}: a fenced block without a language")
+            elif language in SHELL and not (MARK.fullmatch(above) or NOT_RUN.fullmatch(above)):
+                unmarked.append(f"{where}: a {language} block marked neither runnable nor not-run: REASON")
+    assert not unmarked, "\n".join(unmarked)
 
 
 def test_the_generated_references_match_the_code() -> None:
@@ -138,13 +177,28 @@ def test_the_marking_finds_blocks_and_their_outputs(tmp_path: Path) -> None:
     first, second = runnable_blocks(page, root=tmp_path)
     assert (first.code, first.expected) == ("echo hi", "hi")
     assert second.code == "logllm train --dataset bgl --max-lines 10 \\\n  --data x"
+    commented = tmp_path / "commented.md"
+    commented.write_text(
+        '<!-- runnable short="--quick" -->\n```bash\n.venv/bin/python -m bench.faults --lines 9   # 55 s\n```\n'
+    )
+    assert runnable_blocks(commented, root=tmp_path)[0].code == ".venv/bin/python -m bench.faults --lines 9 --quick"
+
+
+class DocsService(ServiceProcess):
+    """The service the blocks run against, with a syslog TCP listener on a free port (the pages say 5514)."""
+
+    def __init__(self, data: Path) -> None:
+        self.syslog_port = free_port()
+        super().__init__(
+            ["--redis-data-dir", str(data), "--syslog-tcp", f"127.0.0.1:{self.syslog_port}"], data / "service.log"
+        )
 
 
 @pytest.fixture(scope="module")
-def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocsService]:
     """`logllm serve` on the embedded defaults (shipped checkpoint, embedded Redis) in a fresh data directory."""
     data = tmp_path_factory.mktemp("docs-redis")
-    service = ServiceProcess(["--redis-data-dir", str(data)], data / "service.log")
+    service = DocsService(data)
     try:
         service.wait_ready()
         yield service
@@ -157,11 +211,13 @@ ALL_BLOCKS = [block for page in doc_pages() if page.exists() for block in runnab
 
 @pytest.mark.slow
 @pytest.mark.parametrize("block", ALL_BLOCKS, ids=[b.where() for b in ALL_BLOCKS])
-def test_a_runnable_block_runs(block: Block, live_service: ServiceProcess, tmp_path: Path) -> None:
+def test_a_runnable_block_runs(block: Block, live_service: DocsService, tmp_path: Path) -> None:
     env = os.environ.copy()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["DOCS_TMP"] = str(tmp_path)
+    env["LOGLLM_BENCH_RESULTS"] = str(tmp_path / "bench-results")  # a bench's short run leaves bench/results alone
     code = block.code.replace("localhost:8000", f"127.0.0.1:{live_service.port}")
+    code = code.replace("5514", str(live_service.syslog_port))
     result = subprocess.run(
         ["bash", "-c", "set -euo pipefail\n" + code],
         cwd=REPO,
