@@ -2,8 +2,9 @@
 shell block marked runnable in README.md and docs/ runs against a live `logllm serve` on the embedded defaults.
 
 Marking, in the Markdown (HTML comments, invisible on the page):
-- `<!-- runnable -->` before a fenced bash block: it runs (bash, `set -euo pipefail`, from the repository root,
-  with `.venv/bin` first on PATH and `localhost:8000` pointed at the test's service) and must exit 0.
+- `<!-- runnable -->` before a fenced bash block: it runs (bash, `set -euo pipefail`, from a scratch copy of the
+  repository root with its own `runs/`, with `.venv/bin` first on PATH, `localhost:8000` pointed at the test's
+  service and 5514 at its syslog listener) and must exit 0.
 - `<!-- runnable short="ARGS" -->`: a long command (a training recipe) run in a short form: ARGS are appended to
   every `logllm train`/`logllm eval`/`logllm score` line of the block. The page shows the full command.
 - `<!-- output -->` before the fenced block that follows a runnable one: its text is the command's stdout, compared
@@ -53,6 +54,25 @@ class Block:
         return f"{self.page}:{self.line}"
 
 
+def shorten(line: str, short: str) -> str:
+    """A train/eval/score or bench line with the short form's arguments added (before a trailing backslash, in
+    place of a trailing comment). `short` is ARGS for every such line, or `train=ARGS; eval=ARGS; faults=ARGS` per
+    command (the word after `logllm`, or the bench module's name)."""
+    match = SHORTENED.match(line)
+    if not match:
+        return line
+    if "=" in short.split(" ", 1)[0]:
+        per_command = dict(part.strip().split("=", 1) for part in short.split(";") if part.strip())
+        command = re.search(r"logllm (\w+)|bench\.(\w+)", match.group(1))
+        assert command, line
+        args = per_command.get(command.group(1) or command.group(2))
+        if args is None:
+            return line
+    else:
+        args = short
+    return f"{match.group(1)} {args}{match.group(2) or ''}"
+
+
 def _fenced(lines: list[str], start: int) -> tuple[str, int] | None:
     """The fenced block opening at the first fence at or after ``start`` (skipping blank lines): (text, end)."""
     i = start
@@ -78,9 +98,7 @@ def runnable_blocks(path: Path, root: Path = REPO) -> list[Block]:
         assert found, f"{page}:{i + 1}: 'runnable' is not followed by a fenced block"
         code, end = found
         if mark.group("short") is not None:
-            code = "\n".join(
-                SHORTENED.sub(rf"\1 {mark.group('short')}\2", line) for line in code.splitlines()
-            )  # before a trailing backslash, and in place of a trailing comment
+            code = "\n".join(shorten(line, mark.group("short")) for line in code.splitlines())
         expected = None
         j = end + 1
         while j < len(lines) and not lines[j].strip():
@@ -182,6 +200,9 @@ def test_the_marking_finds_blocks_and_their_outputs(tmp_path: Path) -> None:
         '<!-- runnable short="--quick" -->\n```bash\n.venv/bin/python -m bench.faults --lines 9   # 55 s\n```\n'
     )
     assert runnable_blocks(commented, root=tmp_path)[0].code == ".venv/bin/python -m bench.faults --lines 9 --quick"
+    assert shorten("logllm train --data x \\", "train=--quick; eval=--eval-limit 2") == "logllm train --data x --quick \\"
+    assert shorten("logllm eval --data x", "train=--quick; eval=--eval-limit 2") == "logllm eval --data x --eval-limit 2"
+    assert shorten("logllm score f.log", "train=--quick; eval=--eval-limit 2") == "logllm score f.log"
 
 
 class DocsService(ServiceProcess):
@@ -209,9 +230,25 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocsServi
 ALL_BLOCKS = [block for page in doc_pages() if page.exists() for block in runnable_blocks(page)]
 
 
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the blocks run: the repository's entries linked into a scratch folder with its own empty `runs/`, and
+    `../shared` beside it as beside the repository. A block that trains writes there, never into the checkout, and
+    never resumes a run an earlier test session left behind."""
+    root = tmp_path_factory.mktemp("docs-checkout") / REPO.name
+    root.mkdir()
+    for entry in REPO.iterdir():
+        if entry.name not in {"runs", ".git"}:
+            (root / entry.name).symlink_to(entry)
+    (root / "runs").mkdir()
+    if (REPO.parent / "shared").exists():
+        (root.parent / "shared").symlink_to(REPO.parent / "shared")
+    return root
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("block", ALL_BLOCKS, ids=[b.where() for b in ALL_BLOCKS])
-def test_a_runnable_block_runs(block: Block, live_service: DocsService, tmp_path: Path) -> None:
+def test_a_runnable_block_runs(block: Block, live_service: DocsService, checkout: Path, tmp_path: Path) -> None:
     env = os.environ.copy()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["DOCS_TMP"] = str(tmp_path)
@@ -220,7 +257,7 @@ def test_a_runnable_block_runs(block: Block, live_service: DocsService, tmp_path
     code = code.replace("5514", str(live_service.syslog_port))
     result = subprocess.run(
         ["bash", "-c", "set -euo pipefail\n" + code],
-        cwd=REPO,
+        cwd=checkout,
         env=env,
         capture_output=True,
         text=True,
