@@ -37,9 +37,6 @@ MARK = re.compile(r"<!--\s*runnable(?:\s+short=\"(?P<short>[^\"]*)\")?\s*-->")
 NOT_RUN = re.compile(r"<!--\s*not-run:\s*(?P<reason>\S.*?)\s*-->")
 FENCE = re.compile(r"^```(\w*)\s*$")
 SHELL = {"bash", "sh", "shell", "console"}
-SHORTENED = re.compile(
-    r"^(\s*(?:\.venv/bin/)?(?:logllm (?:train|eval|score)|python -m bench\.\w+)\b.*?)(\s*\\)?(\s+#\s.*)?\s*$"
-)
 BLOCK_TIMEOUT_S = 300
 
 
@@ -54,23 +51,40 @@ class Block:
         return f"{self.page}:{self.line}"
 
 
-def shorten(line: str, short: str) -> str:
-    """A train/eval/score or bench line with the short form's arguments added (before a trailing backslash, in
-    place of a trailing comment). `short` is ARGS for every such line, or `train=ARGS; eval=ARGS; faults=ARGS` per
-    command (the word after `logllm`, or the bench module's name)."""
-    match = SHORTENED.match(line)
-    if not match:
-        return line
-    if "=" in short.split(" ", 1)[0]:
-        per_command = dict(part.strip().split("=", 1) for part in short.split(";") if part.strip())
-        command = re.search(r"logllm (\w+)|bench\.(\w+)", match.group(1))
-        assert command, line
-        args = per_command.get(command.group(1) or command.group(2))
-        if args is None:
-            return line
-    else:
-        args = short
-    return f"{match.group(1)} {args}{match.group(2) or ''}"
+COMMAND = re.compile(r"^\s*(?:\.venv/bin/)?(?:logllm (?P<cli>train|eval|score)|python -m bench\.(?P<bench>\w+))\b")
+COMMENT = re.compile(r"\s+#\s.*$")
+
+
+def _short_args(first_line: str, short: str) -> str | None:
+    """The arguments the short form adds to the command starting on this line, or None if it adds none.
+    `short` is ARGS for every train/eval/score or bench command, or `train=ARGS; eval=ARGS; faults=ARGS` per command
+    (the word after `logllm`, or the bench module's name)."""
+    command = COMMAND.match(first_line)
+    if not command:
+        return None
+    if "=" not in short.split(" ", 1)[0]:
+        return short
+    per_command = dict(part.strip().split("=", 1) for part in short.split(";") if part.strip())
+    return per_command.get(command.group("cli") or command.group("bench"))
+
+
+def shorten(code: str, short: str) -> str:
+    """The block with the short form's arguments at the end of each train/eval/score or bench command: after its
+    last continuation line (so they override the recipe's own flags), in place of a trailing comment."""
+    lines = code.splitlines()
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        end = i
+        while lines[end].rstrip().endswith("\\") and end + 1 < len(lines):
+            end += 1
+        command = lines[i : end + 1]
+        args = _short_args(command[0], short)
+        if args is not None:
+            command[-1] = f"{COMMENT.sub('', command[-1]).rstrip()} {args}"
+        out.extend(command)
+        i = end + 1
+    return "\n".join(out)
 
 
 def _fenced(lines: list[str], start: int) -> tuple[str, int] | None:
@@ -98,7 +112,7 @@ def runnable_blocks(path: Path, root: Path = REPO) -> list[Block]:
         assert found, f"{page}:{i + 1}: 'runnable' is not followed by a fenced block"
         code, end = found
         if mark.group("short") is not None:
-            code = "\n".join(shorten(line, mark.group("short")) for line in code.splitlines())
+            code = shorten(code, mark.group("short"))
         expected = None
         j = end + 1
         while j < len(lines) and not lines[j].strip():
@@ -194,25 +208,15 @@ def test_the_marking_finds_blocks_and_their_outputs(tmp_path: Path) -> None:
     )
     first, second = runnable_blocks(page, root=tmp_path)
     assert (first.code, first.expected) == ("echo hi", "hi")
-    assert second.code == "logllm train --dataset bgl --max-lines 10 \\\n  --data x"
-    commented = tmp_path / "commented.md"
-    commented.write_text(
-        '<!-- runnable short="--quick" -->\n```bash\n.venv/bin/python -m bench.faults --lines 9   # 55 s\n```\n'
+    assert second.code == "logllm train --dataset bgl \\\n  --data x --max-lines 10"  # last: it overrides the recipe
+    assert shorten(".venv/bin/python -m bench.faults --lines 9   # 55 s", "--quick") == (
+        ".venv/bin/python -m bench.faults --lines 9 --quick"
     )
-    assert runnable_blocks(commented, root=tmp_path)[0].code == ".venv/bin/python -m bench.faults --lines 9 --quick"
-    assert shorten("logllm train --data x \\", "train=--quick; eval=--eval-limit 2") == "logllm train --data x --quick \\"
-    assert shorten("logllm eval --data x", "train=--quick; eval=--eval-limit 2") == "logllm eval --data x --eval-limit 2"
-    assert shorten("logllm score f.log", "train=--quick; eval=--eval-limit 2") == "logllm score f.log"
-
-
-class DocsService(ServiceProcess):
-    """The service the blocks run against, with a syslog TCP listener on a free port (the pages say 5514)."""
-
-    def __init__(self, data: Path) -> None:
-        self.syslog_port = free_port()
-        super().__init__(
-            ["--redis-data-dir", str(data), "--syslog-tcp", f"127.0.0.1:{self.syslog_port}"], data / "service.log"
-        )
+    per_command = "train=--quick; eval=--eval-limit 2"
+    assert shorten("logllm train --data x \\\n  --seed 1\nlogllm eval --data x", per_command) == (
+        "logllm train --data x \\\n  --seed 1 --quick\nlogllm eval --data x --eval-limit 2"
+    )
+    assert shorten("logllm score f.log\ncp a b", per_command) == "logllm score f.log\ncp a b"
 
 
 @pytest.fixture(scope="module")
