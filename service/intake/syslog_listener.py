@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 
 from service.intake.batch import Batch, LineFields, Rejection, build_batch
 from service.intake.routes import INLINE_LINES, store_batch
-from service.intake.syslog_parse import FrameReader, decode, parse_message
+from service.intake.syslog_parse import FIELDS, FrameReader, header, today
 from service.settings import host_port
 from service.state import ServiceState
 from service.windows.ids import BadWindowName, check_source
@@ -58,30 +58,37 @@ class SyslogIntake:
         self.stopping = asyncio.Event()
 
     def line_fields(self, messages: list[bytes]) -> tuple[list[LineFields], list[Rejection]]:
-        """(index, message, session, source) per message; a source a header names but no window key can hold
-        (``:``, ``#``, white space) is rejected alone (``invalid_source``), as Loki labels are."""
+        """(index, message, session, source, header timestamp) per message; a source a header names but no window
+        key can hold (``:``, ``#``, white space) is rejected alone (``invalid_source``), as Loki labels are.
+
+        The per-line hot loop of the syslog path: headers are plain tuples (``syslog_parse.header``), the fields
+        that pick source and session are tuple positions, and what depends on the source alone is looked up once
+        per source and batch."""
         settings = self.state.settings
-        source_field = settings.syslog_source_field or None
-        session_fields: dict[str | None, str | None] = {}
+        source_at = FIELDS[settings.syslog_source_field] if settings.syslog_source_field else 0
+        default_session = settings.syslog_session_field
+        session_at: dict[str | None, int] = {}  # source -> position of its session field (0: none)
         lines: list[LineFields] = []
         rejected: list[Rejection] = []
-        checked: set[str] = set()
+        bad: dict[str | None, str] = {}  # sources that cannot name a window, and why
+        now = today()
         for index, raw in enumerate(messages):
-            parsed = parse_message(decode(raw))
-            source = parsed.field(source_field) if source_field else None
-            if source is not None and source not in checked:
-                try:
-                    checked.add(check_source(source))
-                except BadWindowName as exc:
-                    rejected.append(Rejection(index=index, reason="invalid_source", message=str(exc)[:200]))
-                    continue
-            session_field = session_fields.get(source, "")
-            if session_field == "":
+            fields = header(raw.rstrip(b"\r\n\x00").decode("utf-8", "replace"), now)  # = decode(raw)
+            source = fields[source_at] if source_at else None
+            at = session_at.get(source)
+            if at is None:
+                if source is not None:
+                    try:
+                        check_source(source)
+                    except BadWindowName as exc:
+                        bad[source] = str(exc)[:200]
                 override = settings.sources.get(source) if source else None
-                chosen = (override.syslog_session_field if override else None) or settings.syslog_session_field
-                session_field = session_fields[source] = chosen or None
-            session = parsed.field(session_field) if session_field else None  # type: ignore[arg-type]
-            lines.append((index, parsed.message, session, source, None))  # the header's time is not kept yet
+                chosen = (override.syslog_session_field if override else None) or default_session
+                at = session_at[source] = FIELDS[chosen] if chosen else 0
+            if source in bad:
+                rejected.append(Rejection(index=index, reason="invalid_source", message=bad[source]))
+                continue
+            lines.append((index, fields[1], fields[at] if at else None, source, fields[6]))
         return lines, rejected
 
     def batch(self, messages: list[bytes]) -> tuple[Batch, PreparedAppend]:

@@ -3,7 +3,8 @@
 Every step is linear in its input and uses no regular expression: a frame is found with one ``find``, a header
 with a bounded number of ``find``/``split`` calls, and RFC 5424 structured data with one scan that honours its
 escapes. A message whose header does not parse is kept whole as its own message (``kind`` ``raw``): the sender's
-line is never lost for a header we did not understand.
+line is never lost for a header we did not understand. The header's timestamp goes with the line, as a JSON
+line's ``timestamp`` does: RFC 5424's (RFC 3339) as sent, RFC 3164's with the year it lacks (``bsd_timestamp``).
 
 No PyPI parser was fast and complete enough: ``syslog-rfc5424-parser`` builds a lark parse tree per message
 (tens of microseconds) and reads no RFC 3164; the others handle one dialect each.
@@ -11,19 +12,32 @@ No PyPI parser was fast and complete enough: ``syslog-rfc5424-parser`` builds a 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
 from typing import Literal
 
 from service.windows.windowing import SyslogField
 
-_MONTHS = frozenset(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"))
+_MONTHS = {
+    m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)
+}
 MAX_LENGTH_DIGITS = 10  # an octet count longer than this is no octet count (RFC 6587 MSG-LEN)
 _BOM = "\ufeff"
+
+Header = tuple[str, str, str | None, str | None, str | None, str | None, str | None]
+"""(kind, message, hostname, app_name, procid, msgid, timestamp) of one line: a plain tuple, the listener's
+per-line result (no object per line for the garbage collector to track, no attribute look-ups)."""
+FIELDS: dict[SyslogField, int] = {"hostname": 2, "app_name": 3, "procid": 4, "msgid": 5}
+"""Where each header field that can pick a source or session sits in a ``Header``."""
+Today = tuple[int, int]  # (year, month) of the service's clock, UTC: the year of an RFC 3164 timestamp
 
 
 @dataclass(slots=True)
 class SyslogMessage:
-    """The fields that can pick a source or session, and the message as the application wrote it."""
+    """The fields that can pick a source or session, the header's timestamp, and the message as the application
+    wrote it (``parse_message``; the listener reads ``Header`` tuples)."""
 
     message: str
     kind: Literal["rfc5424", "rfc3164", "raw"]
@@ -31,69 +45,107 @@ class SyslogMessage:
     app_name: str | None = None
     procid: str | None = None
     msgid: str | None = None
+    timestamp: str | None = None
 
     def field(self, name: SyslogField) -> str | None:
         value: str | None = getattr(self, name)
         return value
 
 
-def _nil(value: str) -> str | None:
-    return None if value == "-" or not value else value
-
-
-def _priority_end(line: str) -> int:
-    """The index after ``<PRI>`` (1 to 3 digits, 0-191), or -1 when the line does not start with one."""
-    if not line.startswith("<"):
-        return -1
-    close = line.find(">", 1, 5)
-    if close < 2 or not line[1:close].isdigit() or int(line[1:close]) > 191:
-        return -1
-    return close + 1
+def today(now: float | None = None) -> Today:
+    """(year, month) of ``now`` (default: the clock), UTC."""
+    stamp = time.gmtime(now)
+    return stamp.tm_year, stamp.tm_mon
 
 
 def _structured_data_end(text: str) -> int:
     """The index after RFC 5424 STRUCTURED-DATA at the start of ``text`` (``-`` or ``[...]...``), or -1.
 
-    One pass: inside a quoted PARAM-VALUE, ``\\`` escapes the next character (``"``, ``\\`` and ``]`` per
-    section 6.3.3), so a ``]`` in a value does not end the element.
+    Inside a quoted PARAM-VALUE, ``\\`` escapes the next character (``"``, ``\\`` and ``]`` per section 6.3.3),
+    so a ``]`` in a value does not end the element: a quote ends a value when an even number of backslashes
+    precedes it. Linear: every ``find`` starts where the previous one stopped, and the backslashes before a quote
+    are counted back only to where that search started.
     """
     if text.startswith("-"):
         return 1
     i, n = 0, len(text)
+    close = -1
     while i < n and text[i] == "[":
-        i += 1
-        quoted = False
-        while i < n:
-            c = text[i]
-            if quoted:
-                if c == "\\":
-                    i += 1
-                elif c == '"':
-                    quoted = False
-            elif c == '"':
-                quoted = True
-            elif c == "]":
+        while True:
+            if close < i:
+                close = text.find("]", i)
+                if close < 0:
+                    return -1
+            quote = text.find('"', i, close)
+            if quote < 0:
+                i = close + 1
                 break
-            i += 1
-        if i >= n:
-            return -1
-        i += 1  # past "]"
+            j = quote + 1  # the value: up to the first quote after an even run of backslashes
+            while True:
+                end = text.find('"', j)
+                if end < 0:
+                    return -1
+                k = end - 1
+                while k >= j and text[k] == "\\":
+                    k -= 1
+                if (end - 1 - k) % 2 == 0:
+                    break
+                j = end + 1
+            i = end + 1
     return i if i > 0 else -1
 
 
-def _rfc5424(line: str, start: int) -> SyslogMessage | None:
-    """``VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID SP SD [SP MSG]`` after the PRI."""
-    parts = line[start:].split(" ", 6)
-    if len(parts) < 7 or parts[0] != "1" or not all(parts[1:6]):
+def _rfc5424(line: str) -> Header | None:
+    """``<PRI>1 SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID SP SD [SP MSG]``, ``<PRI>1 `` already seen.
+
+    One ``split`` cuts the header; only structured data other than ``-`` needs a scan (``_structured_data_end``).
+    """
+    parts = line.split(" ", 7)
+    if len(parts) < 7 or "" in parts[1:6]:
         return None
-    _, _, hostname, app_name, procid, msgid, rest = parts
-    end = _structured_data_end(rest)
-    if end < 0 or (end < len(rest) and rest[end] != " "):
-        return None
-    message = rest[end + 1 :]
-    if message.startswith(_BOM):
+    _, stamp, hostname, app_name, procid, msgid, sd = parts[:7]
+    if sd == "-":
+        message = parts[7] if len(parts) == 8 else ""
+    else:
+        rest = line[len(parts[0]) + len(stamp) + len(hostname) + len(app_name) + len(procid) + len(msgid) + 6 :]
+        end = _structured_data_end(rest)
+        if end < 0 or (end < len(rest) and rest[end] != " "):
+            return None
+        message = rest[end + 1 :]
+    if message[:1] == _BOM:
         message = message[1:]
-    return SyslogMessage(message, "rfc5424", _nil(hostname), _nil(app_name), _nil(procid), _nil(msgid))
+    return (
+        "rfc5424",
+        message,
+        None if hostname == "-" else hostname,
+        None if app_name == "-" else app_name,
+        None if procid == "-" else procid,
+        None if msgid == "-" else msgid,
+        None if stamp == "-" else stamp,
+    )
+
+
+@lru_cache(maxsize=4096)
+def bsd_timestamp(stamp: str, now: Today) -> str:
+    """An RFC 3164 ``Mmm dd hh:mm:ss`` as ISO 8601 ``YYYY-MM-DDThh:mm:ss``, without a zone.
+
+    RFC 3164 carries no year and no zone. The year is the one that puts the month at most six months from the
+    service's clock's (``now``: a January service reads a December stamp as last year's, a December one reads
+    January as next year's). The zone is the
+    sender's local time, which the line does not say, so none is written (not UTC: that would be a guess shown
+    as a fact). A stamp that is no date in that year (``Feb 29``, ``Dec 45``) is kept as sent.
+    """
+    month = _MONTHS[stamp[:3]]
+    year = now[0] - (month - now[1] > 6) + (now[1] - month > 6)
+    day, clock = stamp[4:6].lstrip(), stamp[7:15]
+    hms = clock.split(":")
+    if not (day.isdigit() and len(hms) == 3 and all(len(x) == 2 and x.isdigit() for x in hms)):
+        return stamp
+    try:
+        datetime(year, month, int(day), int(hms[0]), int(hms[1]), int(hms[2]))
+    except ValueError:
+        return stamp
+    return f"{year:04d}-{month:02d}-{int(day):02d}T{clock}"
 
 
 def _timestamp_end(text: str) -> int:
@@ -124,8 +176,9 @@ def _tag_end(text: str) -> tuple[str, str | None, int]:
     return tag, procid, end
 
 
-def _rfc3164(line: str, start: int) -> SyslogMessage | None:
-    """``TIMESTAMP SP HOSTNAME SP TAG[PID]: MSG`` after the PRI; logger and rsyslog's forward formats."""
+def _rfc3164(line: str, start: int, now: Today) -> Header | None:
+    """``TIMESTAMP SP HOSTNAME SP TAG[PID]: MSG`` after the PRI; logger and rsyslog's forward formats. A BSD
+    timestamp gets a year (``bsd_timestamp``); an RFC 3339 one is kept as sent."""
     text = line[start:]
     stamp = _timestamp_end(text)
     if stamp < 0 or text[stamp : stamp + 1] != " ":
@@ -136,20 +189,33 @@ def _rfc3164(line: str, start: int) -> SyslogMessage | None:
         return None
     hostname, rest = rest[:space], rest[space + 1 :]
     tag, procid, end = _tag_end(rest)
-    return SyslogMessage(rest[end:], "rfc3164", hostname, tag or None, procid)
+    sent = text[:stamp]
+    timestamp = bsd_timestamp(sent, now) if stamp == 15 else sent
+    return "rfc3164", rest[end:], hostname, tag or None, procid, None, timestamp
 
 
-def parse_message(line: str) -> SyslogMessage:
-    """The message of one syslog line (frame already removed, trailing newline stripped); kind ``raw`` when
-    no header parses, its message the whole line."""
-    start = _priority_end(line)
-    if start > 0:
-        parsed = _rfc5424(line, start) if line[start : start + 2] == "1 " else None
-        if parsed is None:
-            parsed = _rfc3164(line, start)
-        if parsed is not None:
-            return parsed
-    return SyslogMessage(line, "raw")
+def header(line: str, now: Today) -> Header:
+    """The header fields and message of one syslog line (frame already removed, trailing newline stripped);
+    kind ``raw`` when no header parses, its message the whole line. ``now``: ``today()``, once per batch.
+
+    ``<PRI>`` is 1 to 3 digits, 0 to 191 (compared as text: three digits sort as their numbers do)."""
+    if line[:1] == "<":
+        close = line.find(">", 1, 5)
+        if close >= 2:
+            pri = line[1:close]
+            if pri.isdigit() and (close < 4 or pri <= "191"):
+                parsed = _rfc5424(line) if line.startswith("1 ", close + 1) else None
+                if parsed is None:
+                    parsed = _rfc3164(line, close + 1, now)
+                if parsed is not None:
+                    return parsed
+    return "raw", line, None, None, None, None, None
+
+
+def parse_message(line: str, now: Today | None = None) -> SyslogMessage:
+    """``header`` as a ``SyslogMessage``."""
+    kind, message, hostname, app_name, procid, msgid, timestamp = header(line, now or today())
+    return SyslogMessage(message, kind, hostname, app_name, procid, msgid, timestamp)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -204,6 +270,10 @@ class FrameReader:
             if self.newline_only is None:
                 self.newline_only = not (49 <= first <= 57)
             if not self.newline_only and 49 <= first <= 57:
+                run = self._octet_run(buf, pos, n, out.messages)
+                if run > pos:
+                    pos = run
+                    continue
                 space = buf.find(b" ", pos, pos + MAX_LENGTH_DIGITS + 1)
                 if space < 0 and n - pos <= MAX_LENGTH_DIGITS and buf[pos:n].isdigit():
                     break  # the length is not complete yet
@@ -231,6 +301,25 @@ class FrameReader:
             pos = newline + 1
         self.buffer = buf[pos:]
         return out
+
+    def _octet_run(self, buf: bytes, pos: int, n: int, messages: list[bytes]) -> int:
+        """The hot path: complete octet-counted frames within the limit, one after another, from ``pos``; where
+        the run stopped (anything else is left to ``feed``'s general case)."""
+        find, limit = buf.find, self.max_bytes
+        while pos < n and 49 <= buf[pos] <= 57:
+            space = find(b" ", pos, pos + MAX_LENGTH_DIGITS + 1)
+            if space < 0:
+                break
+            digits = buf[pos:space]
+            if not digits.isdigit():
+                break
+            length = int(digits)
+            end = space + 1 + length
+            if end > n or length > limit:
+                break
+            messages.append(buf[space + 1 : end])
+            pos = end
+        return pos
 
     def close(self) -> Frames:
         """At the end of the stream: a last line without its newline is still a message."""

@@ -16,7 +16,9 @@ class RecordLine(BaseModel):
     line: str = Field(description="the same as content (the field's name before raw lines were kept)")
     message: str | None = Field(default=None, description="the preprocessed message (template) the model read")
     timestamp: str | int | float | None = Field(
-        default=None, description="the line's timestamp field as sent (JSON, NDJSON, Loki, OTLP); absent if none"
+        default=None,
+        description="the line's timestamp as sent (JSON, NDJSON, Loki, OTLP; syslog: the header's, an RFC 3164 one"
+        " with its year added); absent if none",
     )
 
 

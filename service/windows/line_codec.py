@@ -10,7 +10,7 @@ still read as they are. Layouts (offsets and lengths count code points of the UT
 - ``\\xff<o>,<n>:<raw>``: content = raw[o:o+n], content somewhere inside the raw line;
 - ``\\xff!<n>:<content><raw>``: content is not part of the raw line, so both texts are kept.
 
-A line shipped with a ``timestamp`` field (JSON, NDJSON, Loki, OTLP) keeps it: the header then ends with
+A line shipped with a ``timestamp`` (JSON, NDJSON, Loki, OTLP, a syslog header) keeps it: the header then ends with
 ``@<m>`` and the text after ``:`` starts with the timestamp as JSON text (m code points: ``"2024-..."`` or
 ``1700000000.5``, as sent), the rest as above: ``\xff<o>@<m>:<ts><raw>``, and ``\xff0@<m>:<ts><raw>`` when
 raw == content. A line without one is encoded as before, byte for byte.

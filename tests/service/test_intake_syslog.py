@@ -4,14 +4,19 @@ and over UDP), and by hand for framing, TLS and bad frames: accepted counts, ver
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import socket
 import ssl
 import subprocess
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import pytest
 
 from model.log_formats import content_parser
@@ -177,3 +182,42 @@ def test_tls_frames_fields_and_bad_frames(redis_url: str, tmp_path: Path, certif
         rejected = "logllm_lines_rejected_total"
         assert metric(app, rejected, reason="too_large", format="syslog_tls") == 1
         assert metric(app, rejected, reason="invalid_source", format="syslog_tls") == 1
+
+
+def test_logger_header_times_reach_the_record_and_the_export(redis_url: str, tmp_path: Path) -> None:
+    """The syslog header's time goes with the line, as a JSON line's ``timestamp`` does: ``logger --rfc5424``'s
+    RFC 3339 stamp as sent; ``logger --rfc3164``'s ``Mmm dd hh:mm:ss`` with its year and no zone (logger writes
+    local time; TZ=UTC here, so it can be checked against the clock)."""
+    block = "blk_-4242"
+    lines = [f"081109 20361{i} 148 INFO dfs.DataNode: write error {i} on block {block}" for i in range(3)]
+    env = {**os.environ, "TZ": "UTC"}
+    # windows close only when told (not on idle between the two logger runs): all three lines in one window
+    with live_app(redis_url, tmp_path, syslog_tcp=LISTEN, sources=HDFS_SOURCES, idle_timeout_s=3600) as app:
+        host, port = address(app, "syslog_tcp")
+        base = [logger_binary(), "--size", "65536", "-t", "hdfs", "-n", host, "-P", str(port), "-T"]
+        before = datetime.now(UTC).replace(microsecond=0)
+        subprocess.run([*base, "--rfc5424", "--octet-count", "-f", str(log_file(tmp_path / "a", lines[:2]))],
+                       check=True, timeout=60, env=env)  # fmt: skip
+        wait_accepted(app, "syslog_tcp", 2)  # in this order
+        subprocess.run([*base, "--rfc3164", "-f", str(log_file(tmp_path / "b", lines[2:]))], check=True, timeout=60,
+                       env=env)  # fmt: skip
+        wait_accepted(app, "syslog_tcp", 3)
+        after = datetime.now(UTC)
+        closed = httpx.post(f"{app.url}/sequences/{quote(f'session:hdfs:{block}', safe='')}/close")
+        assert closed.status_code == 200, closed.text
+        window_id = closed.json()["id"]
+        wait_for(lambda: window_id in app.verdict_ids(), 30, "the window scored")
+        response = httpx.get(f"{app.url}/sequences/{quote(window_id, safe='')}")
+        stamps = [line.get("timestamp") for line in response.json()["lines"]]
+        assert len(stamps) == 3 and all(isinstance(s, str) for s in stamps), stamps
+        for stamp in stamps[:2]:  # RFC 3339 with logger's microseconds and zone, as sent
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d", stamp), stamp
+            assert before <= datetime.fromisoformat(stamp) <= after
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", stamps[2]), stamps[2]  # no zone: RFC 3164 has none
+        assert before <= datetime.fromisoformat(stamps[2]).replace(tzinfo=UTC) <= after
+
+        sent = httpx.post(f"{app.url}/sequences/{quote(window_id, safe='')}/feedback", json={"label": "anomalous"})
+        assert sent.status_code == 200, sent.text
+        export = [json.loads(row) for row in httpx.get(f"{app.url}/feedback").text.splitlines()]
+        assert [row["timestamp"] for row in export] == stamps
+        assert [row["message"] for row in export] == [line.split(": ", 1)[1] for line in lines]

@@ -93,3 +93,34 @@ def test_a_frame_over_the_limit_is_refused_alone() -> None:
 
 def test_decode_replaces_bad_bytes_and_strips_the_trailer() -> None:
     assert decode(b"caf\xc3\xa9 \xff\r\n\x00") == "caf\u00e9 \ufffd"
+
+
+def test_the_header_time_goes_with_the_message() -> None:
+    """RFC 5424's timestamp as sent (NIL: none); rsyslog's RFC 3339 stamp in the RFC 3164 layout as sent."""
+    assert parse_message(f"<13>1 2026-12-05T20:21:45.000538+00:00 vm hdfs - - - {HDFS}").timestamp == (
+        "2026-12-05T20:21:45.000538+00:00"
+    )
+    assert parse_message(f"<13>1 - vm hdfs - - - {HDFS}").timestamp is None
+    assert parse_message(f"<13>2026-12-05T20:11:42.123456+00:00 vm hdfs[1]: {HDFS}").timestamp == (
+        "2026-12-05T20:11:42.123456+00:00"
+    )
+    assert parse_message(HDFS).timestamp is None  # no header, no time
+
+
+@pytest.mark.parametrize(
+    ("stamp", "now", "expected"),
+    [
+        ("Dec  5 20:11:42", (2026, 12), "2026-12-05T20:11:42"),
+        ("Dec 15 01:02:03", (2027, 1), "2026-12-15T01:02:03"),  # read in January: last December
+        ("Jan  2 00:00:01", (2026, 12), "2027-01-02T00:00:01"),  # a sender's clock past New Year
+        ("Jul 31 12:00:00", (2026, 1), "2026-07-31T12:00:00"),  # six months ahead: this year
+        ("Aug  1 12:00:00", (2026, 1), "2025-08-01T12:00:00"),  # seven: last year
+        ("Feb 29 10:00:00", (2028, 3), "2028-02-29T10:00:00"),
+        ("Feb 29 10:00:00", (2026, 3), "Feb 29 10:00:00"),  # no such day this year: kept as sent
+        ("Dec  5 25:00:00", (2026, 12), "Dec  5 25:00:00"),
+    ],
+)
+def test_an_rfc3164_time_gets_the_year_nearest_the_clock_and_no_zone(
+    stamp: str, now: tuple[int, int], expected: str
+) -> None:
+    assert parse_message(f"<13>{stamp} vm hdfs[1]: {HDFS}", now).timestamp == expected
