@@ -53,6 +53,7 @@ class Block:
 
 COMMAND = re.compile(r"^\s*(?:\.venv/bin/)?(?:logllm (?P<cli>train|eval|score)|python -m bench\.(?P<bench>\w+))\b")
 COMMENT = re.compile(r"\s+#\s.*$")
+COMMAND_END = re.compile(r"\s(?:\||\d?>|&&|;)\s")  # a pipe, a redirection or the next command on the line
 
 
 def _short_args(first_line: str, short: str) -> str | None:
@@ -69,8 +70,9 @@ def _short_args(first_line: str, short: str) -> str | None:
 
 
 def shorten(code: str, short: str) -> str:
-    """The block with the short form's arguments at the end of each train/eval/score or bench command: after its
-    last continuation line (so they override the recipe's own flags), in place of a trailing comment."""
+    """The block with the short form's arguments at the end of each train/eval/score or bench command: on its last
+    continuation line (so they override the recipe's own flags), before a pipe or redirection, in place of a
+    trailing comment."""
     lines = code.splitlines()
     out: list[str] = []
     i = 0
@@ -81,7 +83,10 @@ def shorten(code: str, short: str) -> str:
         command = lines[i : end + 1]
         args = _short_args(command[0], short)
         if args is not None:
-            command[-1] = f"{COMMENT.sub('', command[-1]).rstrip()} {args}"
+            last = COMMENT.sub("", command[-1]).rstrip()
+            cut = COMMAND_END.search(last)
+            head, tail = (last[: cut.start()], last[cut.start() :]) if cut else (last, "")
+            command[-1] = f"{head} {args}{tail}"
         out.extend(command)
         i = end + 1
     return "\n".join(out)
@@ -217,6 +222,20 @@ def test_the_marking_finds_blocks_and_their_outputs(tmp_path: Path) -> None:
         "logllm train --data x \\\n  --seed 1 --quick\nlogllm eval --data x --eval-limit 2"
     )
     assert shorten("logllm score f.log\ncp a b", per_command) == "logllm score f.log\ncp a b"
+    assert shorten("logllm train --out x \\\n  --seed 1 | grep -E '^(a|b)'", "--quick") == (
+        "logllm train --out x \\\n  --seed 1 --quick | grep -E '^(a|b)'"
+    )
+    assert shorten("logllm train --out x > t.log 2>&1", "--quick") == "logllm train --out x --quick > t.log 2>&1"
+
+
+class DocsService(ServiceProcess):
+    """The service the blocks run against, with a syslog TCP listener on a free port (the pages say 5514)."""
+
+    def __init__(self, data: Path) -> None:
+        self.syslog_port = free_port()
+        super().__init__(
+            ["--redis-data-dir", str(data), "--syslog-tcp", f"127.0.0.1:{self.syslog_port}"], data / "service.log"
+        )
 
 
 @pytest.fixture(scope="module")
