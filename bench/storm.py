@@ -99,6 +99,7 @@ def storm(client: Any, windows: list[list[str]], first_block: int, timeout_s: fl
     return {
         "windows": len(ids),
         "anomalous": len(anomalous),
+        "share_flagged": len(anomalous) / len(ids),
         "reasons": sorted({str(v.get("reason")) for _, v in verdicts.values() if v["status"] == "anomalous"}),
         "seconds_to_last_verdict": seconds,
         "verdicts_per_second": len(ids) / seconds,
@@ -163,8 +164,9 @@ def main() -> None:
                 block += args.windows
                 results[side][f"{share:g}"].append(found)
                 print(f"  {side} {share:.0%}: {found['verdicts_per_second']:.2f} verdicts/s, {found['anomalous']} "
-                      f"anomalous, explanations done {found['explanations_done_after_last_verdict_s']:.1f} s after "
-                      f"the last verdict, load {found['load_average_1m'][0]:.1f}", flush=True)  # fmt: skip
+                      f"anomalous ({found['share_flagged']:.0%} flagged), explanations done "
+                      f"{found['explanations_done_after_last_verdict_s']:.1f} s after the last verdict, "
+                      f"load {found['load_average_1m'][0]:.1f}", flush=True)  # fmt: skip
     finally:
         for service in services.values():
             service.stop()
@@ -183,6 +185,7 @@ def main() -> None:
                     r["explanations_done_after_last_verdict_s"] for r in runs[key]
                 ),
                 "anomalous": [r["anomalous"] for r in runs[key]],
+                "share_flagged": [r["anomalous"] / r["windows"] for r in runs[key]],
             }
             if side == "after" and "before" in results:
                 r["x_before"] = rate / median(x["verdicts_per_second"] for x in results["before"][key])
@@ -191,12 +194,12 @@ def main() -> None:
                 for k, v in run["explanations_by_how"].items():
                     how[k] = how.get(k, 0) + v
             rows.append([
-                f"{share:.0%}", side, "/".join(map(str, r["anomalous"])), rate, r["x_rate_at_first_share"],
-                r.get("x_before") or "-", r["explanations_done_after_last_verdict_s_max"],
+                f"{share:.0%}", side, "/".join(f"{x:.0%}" for x in r["share_flagged"]), rate,
+                r["x_rate_at_first_share"], r.get("x_before") or "-", r["explanations_done_after_last_verdict_s_max"],
                 " ".join(f"{k}={v:g}" for k, v in how.items() if v) or "-",
             ])  # fmt: skip
     print()
-    print(table(["injected", "side", "anomalous", "median verdicts/s", f"x at {float(base):.0%}", "x before",
+    print(table(["injected", "side", "flagged", "median verdicts/s", f"x at {float(base):.0%}", "x before",
                  "explained +s (max)", "explanations"], rows))  # fmt: skip
     print(f"{args.windows} windows per storm, {args.rounds} round(s), batch {args.batch_size}; novelty "
           f"{args.novelty}; before = {args.before or '-'}")  # fmt: skip

@@ -4,9 +4,11 @@ An occlusion explanation (model/explain.py) scores one variant of the window per
 anomalous window costs about as much model time as several windows' verdicts; done inline, an alert storm
 slowed the verdicts down 3-7x exactly when they matter. So complete.lua queues each anomalous window with its
 record (explain_queue.py) and the classifier loop calls ``step`` only when no closed window waits, or for a
-bounded share of its time while they do (``explain_share``). One step is at most one forward pass over
-``CHUNK`` variants, so a closed window never waits behind more than that; a window's passes stop at
-``explain_budget_s`` of model time (status ``partial``: the messages measured so far).
+bounded share of its time while they do (``explain_share``). One step is at most one forward pass, so a closed
+window never waits behind more than that; a pass holds as many variants as fit in ``PASS_TARGET_S`` of model time
+at the last passes' speed (on a CPU often one, on a GPU up to ``CHUNK``), because a fixed count of long windows'
+variants held a verdict back by several windows' scoring. A window's passes stop at ``explain_budget_s`` of model
+time (status ``partial``: the messages measured so far).
 
 Cheaper than occlusion where it can be: a window flagged by the novelty rule is explained by the templates the
 rule found (no forward pass: they are why it is anomalous), and windows with the same set of distinct messages
@@ -22,7 +24,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +35,9 @@ from service.records.record_store import mute_id
 from service.windows.store import _text, _translated
 
 log = logging.getLogger(__name__)
-CHUNK = 4  # variants per forward pass: a quarter of a scoring batch, the most a closed window waits behind
+CHUNK = 16  # most variants in one forward pass (a scoring batch's worth)
+FIRST_CHUNK = 4  # variants of the first pass, before the model's speed is measured
+PASS_TARGET_S = 0.2  # model time one pass aims at: about what a window closed meanwhile waits behind it
 CLAIM_PER_PARTITION = 8
 LEASE_S = 300.0  # a claimed job another worker may take over after this (it held it, or it died)
 CACHE_TTL_S = 86_400
@@ -93,6 +97,7 @@ class Explainer:
         budget_s: float,
         metrics: ServiceMetrics | None = None,
         chunk: int = CHUNK,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.queue = queue
         self.redis: Any = queue.redis
@@ -101,6 +106,8 @@ class Explainer:
         self.budget_s = budget_s
         self.metrics = metrics
         self.chunk = chunk
+        self.clock = clock  # measures model time (tests drive it)
+        self._line_s: float | None = None  # model seconds per message of a variant, smoothed over the passes
         self._jobs: list[ExplainJob] = []
         self._current: Occlusion | None = None
         self._more = True  # the queue may hold work: claim before deciding there is none
@@ -122,20 +129,30 @@ class Explainer:
                 return False
         work = self._current
         model = _model_of(scorer, work.job)
-        started = time.perf_counter()
+        variants = work.next_chunk(self.pass_size(len(work.job.messages)))
+        started = self.clock()
         try:
-            work.scores.extend(await asyncio.to_thread(one_pass(model), work.next_chunk(self.chunk)))
+            work.scores.extend(await asyncio.to_thread(one_pass(model), variants))
         except Exception:  # the verdict is written; an explanation that fails leaves its record without one
             log.exception("explanation failed for window %s", work.job.window_id)
             self._current = None
             await self.queue.finish(work.job.partition, [(work.job.window_id, "", "failed")])
             self._count("failed")
             return True
-        work.spent_s += time.perf_counter() - started
+        took = self.clock() - started
+        work.spent_s += took
+        line_s = took / max(1, sum(len(v) for v in variants))
+        self._line_s = line_s if self._line_s is None else (self._line_s + line_s) / 2
         if work.finished or work.spent_s >= self.budget_s:
             self._current = None
             await self._write_occlusion(work, _version_of(scorer, work.job))
         return True
+
+    def pass_size(self, messages: int) -> int:
+        """Variants of a window of this many messages that fit in one pass of ``PASS_TARGET_S`` (at least one)."""
+        if self._line_s is None:
+            return min(FIRST_CHUNK, self.chunk)
+        return max(1, min(self.chunk, int(PASS_TARGET_S / max(self._line_s * messages, 1e-9))))
 
     async def close(self) -> None:
         """Release the claimed jobs (a stopping worker), so another picks them up at once."""

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 import redis
 from fastapi.testclient import TestClient
 
@@ -39,6 +40,25 @@ class GatedScorer(KeywordScorer):
         return super().score(sequences)
 
 
+class TimedScorer(KeywordScorer):
+    """Each explanation pass costs ``line_s`` per message on a clock the test drives; the passes' sizes are kept."""
+
+    def __init__(self, line_s: float) -> None:
+        super().__init__()
+        self.line_s = line_s
+        self.now = 0.0
+        self.passes: list[int] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def score(self, sequences: Sequence[Sequence[str]], batch_size: int | None = None) -> list[float]:
+        if batch_size is not None:
+            self.passes.append(len(sequences))
+            self.now += self.line_s * sum(len(s) for s in sequences)
+        return super().score(sequences)
+
+
 def record(client: TestClient, window_id: str) -> dict[str, Any]:
     response = client.get(f"/sequences/{window_id}")
     assert response.status_code == 200, response.text
@@ -61,6 +81,27 @@ def test_the_verdict_record_and_push_do_not_wait_for_the_explanation(make_app: A
     top = done["explanation"][0]
     assert (top["message"], top["line"]) == ("disk error on block <*>", ANOMALOUS[2])
     assert round(top["contribution"], 6) == 0.8  # 0.9 with it, 0.1 without
+
+
+@pytest.mark.parametrize(
+    ("line_s", "passes"),
+    [(0.02, [4, 1, 1, 1, 1, 1, 1]), (0.0005, [4, 6])],  # a variant of 9 messages: 0.18 s, then 0.0045 s (target 0.2 s)
+    ids=["slow-model", "fast-model"],
+)
+def test_an_explanation_pass_fits_the_time_a_verdict_may_wait_behind_it(
+    make_app: Any, line_s: float, passes: list[int]
+) -> None:
+    """A window closed during an explanation pass waits for it, so a pass holds the variants that fit in
+    PASS_TARGET_S (0.2 s) at the measured speed, at least one: the first pass (4, speed unknown) measures it."""
+    scorer = TimedScorer(line_s)
+    app = make_app(scorer=scorer)
+    app.app.state.runtime.classifier.explain.clock = scorer.clock  # type: ignore[attr-defined]
+    verbs = ["open", "read", "write", "seek", "sync", "flush", "lock", "stat", "copy"]
+    window = plant(app, "blk_1", [f"{verb} file 1" for verb in verbs] + ["disk error on block 1"])
+    wait_for(lambda: app.get(f"/sequences/{window}").json().get("explanation_status") == "done", what="explanation")
+    done = record(app, window)
+    assert done["explanation"][0]["message"] == "disk error on block <*>"
+    assert scorer.passes == passes
 
 
 def test_queued_explanations_survive_a_restart(make_app: Any, redis_url: str) -> None:
