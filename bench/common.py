@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
+RESULTS = Path(os.environ.get("LOGLLM_BENCH_RESULTS") or REPO / "bench" / "results")  # the docs test moves it
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 DEFAULT_CHECKPOINT = REPO / "checkpoints" / "default"
 UNTRAINED_DIR = Path(tempfile.gettempdir()) / "logllm-bench-untrained-checkpoint"
