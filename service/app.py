@@ -235,6 +235,7 @@ class Runtime:
 
     def _pattern_keeper(self, vocabulary: Vocabulary | None) -> PatternKeeper | None:
         from service.patterns.keeper import PatternKeeper
+        from service.patterns.policy import NoveltyPolicy
 
         state = self.state
         if state.patterns is None:
@@ -243,6 +244,7 @@ class Runtime:
         return PatternKeeper(
             state.patterns, vocabulary, settings.novelty, settings.novelty_warmup_s, state.metrics,
             vocabulary_for=getattr(state.scorer, "vocabulary_for", None),  # models per source: each model's own
+            policy=NoveltyPolicy.from_settings(settings, getattr(state.scorer, "own_model", None)),
         )  # fmt: skip
 
     async def stop(self) -> None:

@@ -40,6 +40,7 @@ from service.patterns.pattern_store import (
     path_id,
     template_id,
 )
+from service.patterns.policy import NoveltyPolicy
 from service.records.record_store import window_parts
 from service.windows.store import ClosedWindow, StoreUnavailable, Verdict
 
@@ -74,6 +75,7 @@ class PatternKeeper:
         warmup_s: float = 0.0,
         metrics: ServiceMetrics | None = None,
         vocabulary_for: Callable[[str], Vocabulary | None] | None = None,
+        policy: NoveltyPolicy | None = None,
     ) -> None:
         self.patterns = patterns
         self.vocabulary = vocabulary
@@ -82,6 +84,8 @@ class PatternKeeper:
         self.vocabulary_for = vocabulary_for
         self._views: dict[int, tuple[Vocabulary, Vocabulary]] = {}
         self.mode: NoveltyMode = mode if vocabulary is not None or vocabulary_for is not None else "off"
+        # the mode per window (policy.py): per source, and for sources their own model scores; ``mode`` otherwise
+        self.policy = policy if policy is not None and self.mode != "off" else NoveltyPolicy(self.mode, self.mode)
         self.warmup_s = warmup_s
         self.covered: set[str] = set()  # sources the vocabulary covers (KNOWN_COVERAGE): no warm-up needed
         self.lines_seen: dict[str, int] = {}  # lines of each source this worker counted
@@ -114,7 +118,8 @@ class PatternKeeper:
         rare: list[tuple[Transition, ...]] = [()] * len(pairs)  # by the checkpoint; the source may know some
         odd: list[tuple[CountFinding, ...]] = [()] * len(pairs)  # the same for counts
         vocabularies = [self._vocabulary(verdict) for _, verdict in pairs]
-        if self.mode != "off" and any(v is not None for v in vocabularies):
+        modes = [self.policy.mode(source_of(window), verdict.model_version) for window, verdict in pairs]
+        if any(m != "off" and v is not None for m, v in zip(modes, vocabularies, strict=True)):
             asked: dict[str, set[str]] = {}
             session_ids: dict[str, set[str]] = {}  # path_id / count_id of the whole sessions' findings
             for i, ((window, _), messages) in enumerate(zip(pairs, sequences, strict=True)):
@@ -139,11 +144,11 @@ class PatternKeeper:
             warming = {source for source, state in states.items()
                        if now - state.first_seen < self.warmup_s and source not in self.covered}  # fmt: skip
         out: list[Pair] = []
-        for (window, verdict), messages, candidates, counts, vocab in zip(
-            pairs, sequences, rare, odd, vocabularies, strict=True
+        for (window, verdict), messages, candidates, counts, vocab, policy_mode in zip(
+            pairs, sequences, rare, odd, vocabularies, modes, strict=True
         ):
             templates_only = self._templates_only(vocab)
-            if verdict.score is None or templates_only is None or self.mode == "off":
+            if verdict.score is None or templates_only is None or policy_mode == "off":
                 out.append((window, replace(verdict, reason="model" if verdict.label == "anomalous" else None)))
                 continue
             source = source_of(window)
@@ -155,8 +160,9 @@ class PatternKeeper:
                 transitions=tuple(p for p in candidates if path_id(p) not in known_findings),
                 counts=tuple(c for c in counts if count_id(c) not in known_findings),
             )
-            mode: NoveltyMode = "annotate" if source in warming else self.mode
-            anomalous, reason = decide(verdict.score, float(verdict.threshold or 0.0), novelty, mode)
+            mode: NoveltyMode = "annotate" if source in warming else policy_mode
+            threshold = float(verdict.threshold or 0.0)
+            anomalous, reason = decide(verdict.score, threshold, novelty, mode, self.policy.clear_normal)
             out.append((window, replace(
                 verdict, label="anomalous" if anomalous else "normal", reason=reason, novel=novelty.novel,
                 known_anomalous=novelty.known_anomalous, transitions=novelty.transitions, counts=novelty.counts,
