@@ -54,7 +54,7 @@ def training_reading(settings: DataLike, sessions: bool) -> dict[str, Any]:
         fmt = "raw"
     if sessions:
         out: dict[str, Any] = {"log_format": fmt, "window_mode": "session"}
-        if dataset == "text":
+        if dataset in ("text", "service"):
             out["session_pattern"] = settings.session_pattern
         return out
     return {"log_format": fmt, "window_mode": "fixed", "window_size": settings.window_size,

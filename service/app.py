@@ -37,6 +37,7 @@ from service.patterns import sources as patterns_sources
 from service.records import feedback_routes as records_feedback
 from service.records import query_routes as records_queries
 from service.records import routes as records_routes
+from service.records import sample_routes as records_sample
 from service.request_guard import RequestGuard
 from service.scoring import model_routes as models_routes
 from service.settings import Role, ServiceSettings
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from service.patterns.keeper import PatternKeeper
     from service.records.explainer import Explainer
     from service.records.keeper import RecordKeeper
+    from service.records.normal_sample import NormalSample
     from service.scoring.classifier import ClassifierLoop, Scorer
     from service.windows.store import WindowStore
 
@@ -68,6 +70,7 @@ def role_routers(role: Role) -> list[tuple[APIRouter, list[str]]]:
         (records_routes.router, ["sequences"]),
         (records_queries.router, ["records"]),
         (records_feedback.router, ["records"]),
+        (records_sample.router, ["sources"]),
         (patterns_routes.router, ["patterns"]),
         (patterns_sources.router, ["sources"]),
         (models_routes.router, ["models"]),
@@ -198,6 +201,7 @@ class Runtime:
                 publish=self.publish,
                 patterns=self._pattern_keeper(vocabulary),
                 explain=self._explainer(),
+                sample=self._normal_sample(),
             )
             try:
                 await self.classifier.run()
@@ -222,6 +226,12 @@ class Runtime:
 
         records = self.state.records
         return RecordKeeper(records, preprocess, self.state.metrics) if records is not None else None
+
+    def _normal_sample(self) -> NormalSample | None:
+        from service.records.normal_sample import NormalSample
+
+        size = self.state.settings.keep_normal_sample
+        return NormalSample(self.state.store, size) if size > 0 else None
 
     def _explainer(self) -> Explainer | None:
         from service.records.explain_queue import ExplainQueue

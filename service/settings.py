@@ -263,6 +263,12 @@ class ServiceSettings(ModelSettings):
     max_records: int = Field(
         default=1_000_000, gt=0, description="records kept at most (all partitions); the oldest go first"
     )
+    keep_normal_sample: int = Field(
+        default=0,
+        ge=0,
+        description="windows judged normal kept per source (a uniform reservoir, lines as shipped) for `logllm train"
+        " --from-service` (GET /sources/{source}/training-sample); 0: none kept",
+    )
     explain_top_k: int = Field(
         default=5, ge=0, description="messages stored with each anomalous window's explanation (0: no explanation)"
     )

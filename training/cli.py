@@ -119,7 +119,19 @@ def run_train(args: argparse.Namespace) -> int:
     from training.unlabeled import limit_test_anomalies, move_anomalies_to_test
 
     settings = settings_from_args(TrainSettings, args)
-    splits = load_splits(settings)
+    service_data = None
+    if settings.from_service is not None:  # a source's own model from a running service (training/from_service.py)
+        from training.from_service import FromServiceError, fetch, read_as_service, service_splits
+
+        try:
+            service_data = fetch(settings, keep_in=settings.output)
+        except FromServiceError as exc:
+            raise SystemExit(f"logllm train: {exc}") from None
+        settings = read_as_service(settings, service_data)
+        splits = service_splits(service_data, settings)
+        print(f"from {settings.from_service}: source {settings.source}, read as {service_data.reading}", flush=True)
+    else:
+        splits = load_splits(settings)
     if settings.unlabeled:
         splits = move_anomalies_to_test(splits)
     if settings.test_anomalies is not None:
@@ -146,6 +158,9 @@ def run_train(args: argparse.Namespace) -> int:
     )
     manifest.metrics = {"dataset": settings.dataset, "split": "test", **result.metrics}
     manifest.reading = training_reading(settings, splits.report.sessions)  # what serve and score default to
+    if service_data is not None:
+        manifest.training["from_service"] = {"url": settings.from_service, "source": settings.source,
+                                             **service_data.summary()}  # fmt: skip
     save_checkpoint(model, settings.output, manifest)
     attach_vocabulary(settings.output, vocabulary)
     fpr = settings.max_fpr
@@ -161,6 +176,14 @@ def run_train(args: argparse.Namespace) -> int:
     write_evaluation(settings.output / "eval", result, extra, settings.output)
     print(format_table(flat_metrics(result.metrics)))
     print(f"checkpoint written to {settings.output} (version {manifest.version})")
+    if settings.register:
+        from training.from_service import FromServiceError, register
+
+        try:
+            registered = register(settings, settings.output, manifest.version)
+        except FromServiceError as exc:
+            raise SystemExit(f"logllm train: {exc}") from None
+        print(f"registered: {json.dumps(registered)}")
     return 0
 
 

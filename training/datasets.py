@@ -53,6 +53,8 @@ def _need(path: Path, what: str) -> Path:
 def load_splits(settings: DataSettings) -> Splits:
     """Read the configured data set; random 80/20 for sessions, chronological 80/20 for line-labeled logs and
     fixed windows of plain text."""
+    if settings.dataset == "service":
+        raise DatasetError("--dataset service is what --from-service trains on; give --from-service URL --source S")
     data = settings.data
     report = LoadReport()
     if settings.dataset == "hdfs-sessions":

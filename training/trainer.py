@@ -195,7 +195,7 @@ def train(
     manifest.max_messages = settings.max_messages
     model.max_messages = settings.max_messages
     manifest.training = {
-        **settings.model_dump(mode="json", exclude={"cache_dir", "data", "output"}),
+        **settings.model_dump(mode="json", exclude={"cache_dir", "data", "output", "token"}),
         "train_sequences": len(train_set),
         "after_oversampling": len(balanced),
         "stages_run": [p.name for p in plans],

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from model.reading import READING_FIELDS
 from service.intake.formats import FormatDecision
@@ -83,9 +83,11 @@ def describe(state: ServiceState, source: str, meta: dict[str, str], decision: F
     " origin (flag, env, checkpoint, default, sources, auto), lines and windows scored, its novelty warm-up, and"
     " its vocabulary coverage (share of its recent lines whose template the checkpoint's vocabulary knows; null"
     " without a vocabulary or before its first scored window). `unknown_to_model`: judged and under"
-    " coverage_warn_below.",
+    " coverage_warn_below. `model`: the pattern of the model registered for the source (null: the default"
+    " checkpoint). `train`: for a source unknown to the model and without a model of its own, the `logllm train"
+    " --from-service` command that trains and registers one, and what it still lacks (`missing`).",
 )
-async def list_sources(state: State) -> dict[str, Any]:
+async def list_sources(state: State, request: Request) -> dict[str, Any]:
     decisions = await state.formats.all() if state.formats is not None else {}
     names = set(decisions) | set(state.settings.sources)
     metas: dict[str, dict[str, str]] = {}
@@ -94,4 +96,7 @@ async def list_sources(state: State) -> dict[str, Any]:
         metas = await state.patterns.source_meta(sorted(names))
     now = time.time()
     items = [describe(state, name, metas.get(name, {}), decisions.get(name), now) for name in sorted(names)]
+    from service.scoring.train_hint import add_training_hints
+
+    await add_training_hints(state, items, state.settings.public_url or str(request.base_url))
     return {"items": items, "coverage_warn_below": state.settings.coverage_warn_below}

@@ -80,6 +80,12 @@ class PatternStep(Protocol):
     ) -> None: ...
 
 
+class SampleStep(Protocol):
+    """Normal windows kept per source for training (service/records/normal_sample.py's NormalSample)."""
+
+    async def keep(self, pairs: Sequence[tuple[ClosedWindow, Verdict]], written: set[str]) -> int: ...
+
+
 class ExplainStep(Protocol):
     """Explanations after their verdicts, at lower priority (service/records/explainer.py's Explainer)."""
 
@@ -124,8 +130,10 @@ class ClassifierLoop:
         publish: Callable[[Sequence[tuple[ClosedWindow, Verdict]]], Awaitable[None]] | None = None,
         patterns: PatternStep | None = None,
         explain: ExplainStep | None = None,
+        sample: SampleStep | None = None,
     ) -> None:
         self.store = store
+        self.sample = sample  # --keep-normal-sample: after complete, only the windows it wrote
         self.explain = explain  # after the verdicts: when no window waits, or explain_share of a busy loop
         self.records = records
         self.patterns = patterns
@@ -290,6 +298,8 @@ class ClassifierLoop:
             await self._retrying(self.publish, verdicts)
         written = set(await self._retrying(self.store.complete, verdicts, records))
         self._observe(verdicts, written, picked, inference_s)
+        if self.sample is not None:
+            await self._retrying(self.sample.keep, verdicts, written)
         if self.records is not None:
             self.records.observe(verdicts, written, self.scorer)
         if self.explain is not None and any(v.label == "anomalous" for _, v in verdicts):

@@ -133,9 +133,10 @@ class LiveApp:
 
 @contextmanager
 def live_app(
-    redis_url: str, tmp_path: Path, scorer: RecordingScorer | None = None, **overrides: Any
+    redis_url: str, tmp_path: Path, scorer: RecordingScorer | None = None, real_model: bool = False, **overrides: Any
 ) -> Iterator[LiveApp]:
-    """The app on a socket bound to port 0 (no race for a free port), ready, windows closing after 0.3 s idle."""
+    """The app on a socket bound to port 0 (no race for a free port), ready, windows closing after 0.3 s idle;
+    ``real_model``: the checkpoint (or ``--models``) scores, not the recording scorer."""
     options: dict[str, Any] = {
         "redis_url": redis_url,
         "checkpoint": tmp_path,
@@ -145,7 +146,7 @@ def live_app(
         **overrides,
     }
     scorer = scorer or RecordingScorer()
-    app = create_app(ServiceSettings(**options), scorer=scorer)
+    app = create_app(ServiceSettings(**options), scorer=None if real_model else scorer)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"

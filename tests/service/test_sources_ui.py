@@ -1,5 +1,6 @@
 """The sources table of /ui in a real headless Chromium: a source the model does not know is flagged with the
-words of ``GET /sources``; a known one is not. Server, browser and the Chromium requirement: test_delivery_ui.py."""
+words of ``GET /sources`` and the command that trains its own model; a known one is not. Server, browser and the
+Chromium requirement: test_delivery_ui.py."""
 
 # ruff: noqa: F811  (the fixtures server and browser come from test_delivery_ui.py and are used as arguments)
 from __future__ import annotations
@@ -41,7 +42,13 @@ def test_a_source_the_model_does_not_know_is_flagged_on_the_page(server: str, br
     known = browser.find_element(By.CSS_SELECTOR, '#sources tr[data-source="known"]')
     cells = [td.text for td in alien.find_elements(By.TAG_NAME, "td")]
     reading = ["raw (default)", "sessions by blk_-?\\d+ (default)"]
-    assert cells == ["alien", *reading, "256 in 2 windows", "0%", UNKNOWN_SOURCE]
+    assert cells[:-1] == ["alien", *reading, "256 in 2 windows", "0%"]
+    command = f"logllm train --from-service {server} --source alien --unlabeled --register --output runs/alien"
+    assert cells[-1].splitlines() == [
+        UNKNOWN_SOURCE, "train a model for this source:", command + ' --token "$LOGLLM_TOKEN"',
+        "no normal window of it kept yet: start the service with --keep-normal-sample N",
+        "--register needs the service started with --models",
+    ]  # fmt: skip
     assert "unknown" in (alien.get_attribute("class") or "")
     assert [td.text for td in known.find_elements(By.TAG_NAME, "td")][3:] == ["4 in 1 windows", "100%", ""]
     assert "unknown" not in (known.get_attribute("class") or "")

@@ -148,6 +148,12 @@ async function loadSources() {
     row.append(el("td", source.source), el("td", setting(r.log_format)), el("td", windows),
       el("td", source.lines + " in " + source.windows + " windows"), el("td", coverage),
       el("td", state.filter(Boolean).join(" · "), "state"));
+    if (source.train) {  // unknown to the model and no model of its own: the command that trains one
+      const hint = el("div", source.train.hint + ":", "train");
+      hint.append(el("code", source.train.command));
+      for (const missing of source.train.missing) hint.append(el("div", missing));
+      row.lastChild.append(hint);
+    }
     body.append(row);
   }
 }
