@@ -419,7 +419,8 @@ def main() -> int:
     parser.add_argument("--systems", default=",".join(s.source for s in SYSTEMS), help="comma-separated sources")
     parser.add_argument("--first-lines", type=int, default=1200, help="lines streamed before the model is trained")
     parser.add_argument("--per-kind", type=int, default=3, help="faults of each kind per system")
-    parser.add_argument("--warmup-s", type=float, default=60.0, help="--novelty-warmup-s of the service")
+    parser.add_argument("--warmup-s", type=float, default=300.0,
+                        help="--novelty-warmup-s of the service: longer than scoring the first part takes")
     parser.add_argument("--torch-threads", type=int, default=1, help="torch threads of each training (one per system)")
     parser.add_argument("--train-from", choices=("service", "file"), default="service",
                         help="service: logllm train --from-service (the service keeps a sample); file: the first part"
@@ -448,7 +449,13 @@ def main() -> int:
     process.start()
     print(f"service ready in {time.monotonic() - started:.1f} s, load {load()}", flush=True)
     service = Service(process)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the service and the trainings on the way out
+    def stop(*_: object) -> None:  # SIGTERM: the trainings and the service go too (threads may be mid-wait)
+        for training in TRAINING:
+            training.kill()
+        process.stop()
+        os._exit(143)
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         with ThreadPoolExecutor(len(chosen)) as pool:  # the systems at once, each on its own clock
             results = list(pool.map(lambda system: run_system(service, system, logs, args, work), chosen))

@@ -300,10 +300,11 @@ class ServiceSettings(ModelSettings):
         " --novelty-own-model); for sources scored by the default model",
     )
     novelty_own_model: NoveltyMode = Field(
-        default="unless_normal",
+        default="flag",
         description="--novelty for a source served by its own model (--models, POST /models): 'unless_normal' flags"
         " a window with a new template unless that model calls it clearly normal (score under"
-        " --novelty-clear-normal x its threshold); a source's own novelty in --sources wins",
+        " --novelty-clear-normal x its threshold); 'flag' measured best on four new systems (docs/training.md);"
+        " a source's own novelty in --sources wins",
     )
     novelty_clear_normal: float = Field(
         default=0.5, ge=0, le=1, description="unless_normal: a score under this share of the model's threshold is"

@@ -40,7 +40,10 @@ def test_a_sources_own_setting_wins_then_its_own_model_then_the_global_mode() ->
     settings = ServiceSettings(sources='{"web": {"novelty": "annotate"}}', novelty="flag")
     policy = NoveltyPolicy.from_settings(settings, is_own=lambda v: v == "own-1")
     assert policy.mode("web", "default-1") == "annotate" and policy.mode("web", "own-1") == "annotate"
-    assert policy.mode("db", "own-1") == "unless_normal"  # the default for sources with their own model
+    assert policy.mode("db", "own-1") == "flag"  # the default for sources with their own model (measured best)
+    tuned = NoveltyPolicy.from_settings(ServiceSettings(novelty="annotate", novelty_own_model="unless_normal"),
+                                        is_own=lambda v: v == "own-1")  # fmt: skip
+    assert (tuned.mode("db", "own-1"), tuned.mode("db", "default-1")) == ("unless_normal", "annotate")
     assert policy.mode("db", "default-1") == "flag"
     assert NoveltyPolicy.from_settings(settings, is_own=None).mode("db", "own-1") == "flag"  # one model: no own
 
@@ -62,7 +65,8 @@ def calm(tiny_models: dict[str, Path]) -> Path:
 
 
 def own_model_app(make_app: MakeApp, calm: Path, owners: tuple[str, ...], **settings: Any) -> Any:
-    api = make_app(role="all", consumer="w1", novelty="flag", novelty_warmup_s=0, **settings)
+    api = make_app(role="all", consumer="w1", novelty="flag", novelty_own_model="unless_normal", novelty_warmup_s=0,
+                   **settings)  # fmt: skip
     for source in owners:
         assert api.post("/models", json={"source": source, "checkpoint": str(calm)}).status_code == 202
     wait_for(lambda: (r := served(api, api, "w1")()) and set(owners) <= set(r["models"]), "calm registered")
