@@ -5,9 +5,11 @@ at once, each on its own clock, through one live ``logllm serve`` (embedded Redi
 
 1. stream the first ``--first-lines`` lines of the system's log into source S (its warm-up: templates of windows
    that come out normal are learned, nothing is flagged for novelty);
-2. train S's own model (the fast recipe of docs/training.md, "Train on your own logs": ``--unlabeled``, the
-   shipped tiny backbones) and register it with ``POST /models``; "serving" is when a worker reports it loaded;
-3. stream the rest of the log with faults injected, each inside one fixed window (``faults``):
+2. train S's own model and register it: ``logllm train --from-service URL --source S --unlabeled --register`` on
+   the windows the service kept (``--keep-normal-sample``; ``--train-from file``: the first part as a file,
+   offline, then ``POST /models``), the own-logs recipe of docs/training.md on the shipped tiny backbones;
+   "serving" is when a worker reports the model loaded (``GET /models``);
+3. stream the rest of the log with faults injected, each inside one fixed window (``with_faults``):
    ``foreign``: 3 consecutive lines of another of the four systems, put in the middle of the window;
    ``burst``: the system's own rarest error/warning line of the first part (its rarest line if it has none)
    10 times in a row, in place of 10 of the window's lines;
@@ -15,14 +17,17 @@ at once, each on its own clock, through one live ``logllm serve`` (embedded Redi
    follows A within 3 lines (A seen at least 5 times) gives the step B, removed after an A in the window (the
    window takes the next line instead).
 
-Then the policies of item 5, side by side on copies of each source (``S-flag``, ``S-annotate`` with their own
-``novelty`` in ``--sources``, and ``S-before``, which never gets its own model), each with the same warm-up, model
-and faults as S: clean windows flagged against faults caught, per policy, over the four systems together.
+Then the policies of item 5, side by side on copies of each source (``S-flag``, ``S-unless_normal``,
+``S-annotate`` with their own ``novelty`` in ``--sources``, and ``S-before``, which never gets its own model), each
+with the same warm-up, model and faults as S: clean windows flagged against faults caught, per policy, over the
+four systems together (``--no-policies`` skips them).
 
-Writes bench/results/learn_loop.json (``--quick``: one system, learn_loop-quick.json). Load averages are taken at
-every step: the machine is shared, and training is CPU-bound.
+Writes bench/results/<--name>.json (default learn_loop.json). Load averages are taken at every step: the machine
+is shared, and training is CPU-bound (2026-12-06, load 13-20 on two cores: 31-45 minutes to each own model; the
+recipe alone takes about 2 minutes on a quiet machine).
 
-    .venv/bin/python scripts/learn_loop.py            # all four systems (about 20 minutes on two cores)
+    .venv/bin/python scripts/learn_loop.py                      # all four systems, through the service
+    .venv/bin/python scripts/learn_loop.py --train-from file    # the same, trained offline from the file
 """
 
 from __future__ import annotations
