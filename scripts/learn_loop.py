@@ -437,6 +437,9 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=None, help="working directory (default: a new temporary one)")
     args = parser.parse_args()
     chosen = [s for s in SYSTEMS if s.source in args.systems.split(",")]
+    if not chosen or any(args.first_lines % s.window for s in chosen):  # the rest's windows must start where cut
+        parser.error(f"--systems names none of {[s.source for s in SYSTEMS]}, or --first-lines {args.first_lines} is"
+                     " not a multiple of every window size")  # fmt: skip
     logs = {s.source: read_log(args.data, s.folder) for s in SYSTEMS}
     work = args.work or Path(tempfile.mkdtemp(prefix="logllm-learn-loop-"))
     work.mkdir(parents=True, exist_ok=True)
