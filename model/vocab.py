@@ -48,7 +48,10 @@ from typing import Any, Literal
 VOCABULARY_FILE = "vocabulary.json"
 FORMAT = "logllm-vocabulary/1"
 MANIFEST = "manifest.json"
-NoveltyMode = Literal["flag", "annotate", "off"]
+# unless_normal: a finding flags only when the model does not call the window clearly normal (score under
+# ``CLEAR_NORMAL`` of its threshold); a template training saw only in anomalous windows always flags
+NoveltyMode = Literal["flag", "annotate", "off", "unless_normal"]
+CLEAR_NORMAL = 0.5  # a score under this share of the threshold is the model calling a window clearly normal
 NOVEL = "novel_template"
 KNOWN_ANOMALOUS = "known_anomalous_template"
 NOVEL_TRANSITION = "novel_transition"
@@ -394,9 +397,14 @@ def normal_shape(messages: Sequence[str], vocabulary: Vocabulary) -> bool:
     return vocabulary.shape_rule and vocabulary.shapes is not None and session_shape(messages) in vocabulary.shapes
 
 
-def decide(score: float, threshold: float, novelty: Novelty, mode: NoveltyMode) -> tuple[bool, str | None]:
+def decide(
+    score: float, threshold: float, novelty: Novelty, mode: NoveltyMode, clear_normal: float = CLEAR_NORMAL
+) -> tuple[bool, str | None]:
     """``(anomalous, reason)``: with ``flag`` a novel window is anomalous whatever its score, and a session of a
-    normal training shape (and nothing novel) is normal whatever its score; else the model's call.
+    normal training shape (and nothing novel) is normal whatever its score; with ``unless_normal`` a novel window
+    is anomalous unless the model calls it clearly normal (score under ``clear_normal`` x threshold: a model
+    trained on the source's own logs vouches for a template its short training log never showed), a
+    known-anomalous template whatever the score; else the model's call.
 
     The reason is the novelty reason when novelty decided, ``"model"`` when the score did, ``None`` for normal.
     """
@@ -404,4 +412,7 @@ def decide(score: float, threshold: float, novelty: Novelty, mode: NoveltyMode) 
         return True, novelty.reason
     if mode == "flag" and novelty.normal_shape:
         return False, None
+    vouched = score < clear_normal * threshold and not novelty.known_anomalous  # the model: clearly normal
+    if mode == "unless_normal" and novelty.reason is not None and not vouched:
+        return True, novelty.reason
     return (True, "model") if score >= threshold else (False, None)

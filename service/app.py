@@ -245,6 +245,7 @@ class Runtime:
 
     def _pattern_keeper(self, vocabulary: Vocabulary | None) -> PatternKeeper | None:
         from service.patterns.keeper import PatternKeeper
+        from service.patterns.policy import NoveltyPolicy
 
         state = self.state
         if state.patterns is None:
@@ -254,6 +255,7 @@ class Runtime:
             state.patterns, vocabulary, settings.novelty, settings.novelty_warmup_s, state.metrics,
             vocabulary_for=getattr(state.scorer, "vocabulary_for", None),  # models per source: each model's own
             learn_below=settings.novelty_learn_below,
+            policy=NoveltyPolicy.from_settings(settings, getattr(state.scorer, "own_model", None)),
         )  # fmt: skip
 
     async def stop(self) -> None:

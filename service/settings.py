@@ -111,7 +111,7 @@ class ServiceSettings(ModelSettings):
         default_factory=dict,
         description='per-source windowing as JSON, e.g. \'{"bgl": {"window_mode": "fixed", "log_format":'
         ' "bgl"}}\': keys window_mode, session_pattern, log_format, window_size, window_step, max_session_lines,'
-        " json_message_field, metadata_to_model; unset keys and other sources take the global values",
+        " json_message_field, metadata_to_model, novelty; unset keys and other sources take the global values",
     )
     max_sessions_per_line: int = Field(
         default=1024, gt=0, description="a line naming more session ids than this is rejected (too_many_session_ids)"
@@ -296,7 +296,19 @@ class ServiceSettings(ModelSettings):
         description="windows holding a template in neither the checkpoint's normal vocabulary nor the source's"
         " learned patterns, or whole sessions with a path or count no normal training session showed: 'flag'"
         " makes them anomalous (reason novel_template / known_anomalous_template / novel_transition /"
-        " novel_count), 'annotate' only lists what was found, 'off' ignores it",
+        " novel_count), 'annotate' only lists what was found, 'off' ignores it ('unless_normal': see"
+        " --novelty-own-model); for sources scored by the default model",
+    )
+    novelty_own_model: NoveltyMode = Field(
+        default="flag",
+        description="--novelty for a source served by its own model (--models, POST /models): 'unless_normal' flags"
+        " a window with a new template unless that model calls it clearly normal (score under"
+        " --novelty-clear-normal x its threshold); 'flag' measured best on four new systems (docs/training.md);"
+        " a source's own novelty in --sources wins",
+    )
+    novelty_clear_normal: float = Field(
+        default=0.5, ge=0, le=1, description="unless_normal: a score under this share of the model's threshold is"
+        " clearly normal"
     )
     novelty_warmup_s: float = Field(
         default=3600.0,

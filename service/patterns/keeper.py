@@ -44,6 +44,7 @@ from service.patterns.pattern_store import (
     path_id,
     template_id,
 )
+from service.patterns.policy import NoveltyPolicy
 from service.records.record_store import window_parts
 from service.windows.store import ClosedWindow, StoreUnavailable, Verdict
 
@@ -79,6 +80,7 @@ class PatternKeeper:
         metrics: ServiceMetrics | None = None,
         vocabulary_for: Callable[[str], Vocabulary | None] | None = None,
         learn_below: float = 0.5,
+        policy: NoveltyPolicy | None = None,
     ) -> None:
         self.patterns = patterns
         self.vocabulary = vocabulary
@@ -87,6 +89,8 @@ class PatternKeeper:
         self.vocabulary_for = vocabulary_for
         self._views: dict[int, tuple[Vocabulary, Vocabulary]] = {}
         self.mode: NoveltyMode = mode if vocabulary is not None or vocabulary_for is not None else "off"
+        # the mode per window (policy.py): per source, and for sources their own model scores; ``mode`` otherwise
+        self.policy = policy if policy is not None and self.mode != "off" else NoveltyPolicy(self.mode, self.mode)
         self.warmup_s = warmup_s
         self.learn_below = learn_below  # a normal session teaches its paths and counts only under this score
         self.covered: set[str] = set()  # sources the vocabulary covers (KNOWN_COVERAGE): no warm-up needed
@@ -121,7 +125,8 @@ class PatternKeeper:
         odd: list[tuple[CountFinding, ...]] = [()] * len(pairs)  # the same for counts
         shaped = [False] * len(pairs)  # whole sessions of a normal training shape (the shape rule clears them)
         vocabularies = [self._vocabulary(verdict) for _, verdict in pairs]
-        if self.mode != "off" and any(v is not None for v in vocabularies):
+        modes = [self.policy.mode(source_of(window), verdict.model_version) for window, verdict in pairs]
+        if any(m != "off" and v is not None for m, v in zip(modes, vocabularies, strict=True)):
             asked: dict[str, set[str]] = {}
             session_ids: dict[str, set[str]] = {}  # path_id / count_id of the whole sessions' findings
             for i, ((window, _), messages) in enumerate(zip(pairs, sequences, strict=True)):
@@ -147,11 +152,11 @@ class PatternKeeper:
             warming = {source for source, state in states.items()
                        if now - state.first_seen < self.warmup_s and source not in self.covered}  # fmt: skip
         out: list[Pair] = []
-        for (window, verdict), messages, candidates, counts, shape, vocab in zip(
-            pairs, sequences, rare, odd, shaped, vocabularies, strict=True
+        for (window, verdict), messages, candidates, counts, shape, vocab, policy_mode in zip(
+            pairs, sequences, rare, odd, shaped, vocabularies, modes, strict=True
         ):
             templates_only = self._templates_only(vocab)
-            if verdict.score is None or templates_only is None or self.mode == "off":
+            if verdict.score is None or templates_only is None or policy_mode == "off":
                 out.append((window, replace(verdict, reason="model" if verdict.label == "anomalous" else None)))
                 continue
             source = source_of(window)
@@ -164,8 +169,9 @@ class PatternKeeper:
                 counts=tuple(c for c in counts if count_id(c) not in known_findings),
                 normal_shape=shape,
             )
-            mode: NoveltyMode = "annotate" if source in warming else self.mode
-            anomalous, reason = decide(verdict.score, float(verdict.threshold or 0.0), novelty, mode)
+            mode: NoveltyMode = "annotate" if source in warming else policy_mode
+            threshold = float(verdict.threshold or 0.0)
+            anomalous, reason = decide(verdict.score, threshold, novelty, mode, self.policy.clear_normal)
             out.append((window, replace(
                 verdict, label="anomalous" if anomalous else "normal", reason=reason, novel=novelty.novel,
                 known_anomalous=novelty.known_anomalous, transitions=novelty.transitions, counts=novelty.counts,

@@ -114,6 +114,11 @@ class ModelRouter:
             best[owner] = max(best[owner], value)
         return [(best[i], model.threshold, model.version) for i, model in enumerate(models)]
 
+    def own_model(self, version: str) -> bool:
+        """Whether a verdict of this version came from a source's own model, not the default (the novelty
+        policy's question: service/patterns/policy.py)."""
+        return version != self.table.default.version
+
     def vocabulary_for(self, version: str) -> Vocabulary | None:
         """The vocabulary of the model that scored a verdict (the novelty rule reads it)."""
         model = self.table.by_version.get(version)

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from model.vocab import NoveltyMode
+
 LogFormat = Literal["raw", "hdfs", "bgl", "thunderbird", "liberty", "rfc3164", "rfc5424", "auto"]  # auto: per source
 WindowMode = Literal["session", "fixed"]
 SyslogField = Literal["hostname", "app_name", "procid", "msgid"]  # syslog header fields that can name a session
@@ -55,6 +57,7 @@ class SourceWindowing(BaseModel):
     json_message_field: str | None = None  # read by the intake (ServiceSettings.json_message_fields), not a windowing
     metadata_to_model: str | None = None  # read by the intake (ServiceSettings.metadata_keys)
     syslog_session_field: SyslogField | None = None  # not windowing: read by the syslog listener per source
+    novelty: NoveltyMode | None = None  # not windowing: the pattern keeper's mode for this source (patterns/policy.py)
 
     @field_validator("session_pattern")
     @classmethod
