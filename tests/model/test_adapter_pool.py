@@ -84,7 +84,7 @@ def test_a_partial_or_corrupt_checkpoint_is_refused_by_name_and_the_loaded_ones_
         pool.load(other_backbone)
     with pytest.raises(CheckpointError, match="nowhere does not exist"):
         pool.load(tmp_path / "nowhere")
-    assert web.base.adapters == {web.adapter}  # the half-loaded encoder adapter was taken out again
+    assert set(web.base.adapters) == {web.adapter}  # the failed loads left nothing behind
     assert web.score(WINDOWS) == pytest.approx(before, abs=1e-6)
     with pytest.raises(CheckpointError, match="quantize=int8"):
         AdapterPool(ModelSettings(quantize="int8"), 1 << 30)
