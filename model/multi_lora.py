@@ -62,31 +62,33 @@ class RowAdapters:
 
     def __init__(self) -> None:
         self.groups: list[tuple[str, Tensor | None]] = []
+        self.names: Sequence[str] = ()  # per row, when the rows use more than one adapter
 
     @contextmanager
     def use(self, names: Sequence[str], device: torch.device) -> Iterator[None]:
-        previous = self.groups
+        previous = self.groups, self.names
         rows: dict[str, list[int]] = {}
         for i, name in enumerate(names):
             rows.setdefault(name, []).append(i)
         if len(rows) == 1:
-            self.groups = [(names[0], None)]
+            self.groups, self.names = [(names[0], None)], ()
         else:
             self.groups = [(name, torch.tensor(index, device=device)) for name, index in rows.items()]
+            self.names = list(names)
         try:
             yield
         finally:
-            self.groups = previous
+            self.groups, self.names = previous
 
     @contextmanager
     def use_one(self, name: str) -> Iterator[None]:
         """Every row, whatever the batch size (generate's later steps included), through ``name``."""
-        previous = self.groups
-        self.groups = [(name, None)]
+        previous = self.groups, self.names
+        self.groups, self.names = [(name, None)], ()
         try:
             yield
         finally:
-            self.groups = previous
+            self.groups, self.names = previous
 
 
 class MultiLoRALinear(nn.Module):
@@ -100,6 +102,10 @@ class MultiLoRALinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.base_layer(x)
+        if self.routing.names:
+            pairs = [self.adapters.get(name) for name in self.routing.names]
+            if all(pairs) and len({p.a.shape for p in pairs if p}) == 1:
+                return self._gathered(x, out, [p for p in pairs if p])
         for name, index in self.routing.groups:
             pair = self.adapters.get(name)
             if pair is None:
@@ -111,6 +117,18 @@ class MultiLoRALinear(nn.Module):
             else:
                 out.index_add_(0, index, delta.to(out.dtype))
         return out
+
+    @staticmethod
+    def _gathered(x: Tensor, out: Tensor, pairs: list[LoRAPair]) -> Tensor:
+        """Rows of many adapters of one shape: each row's A and B gathered, two batched matmuls for all rows. A loop
+        over the adapters (peft's way) was ~6x slower on one layer of smollm2's shape, 16 rows of 16 adapters, on
+        two cores."""
+        a = torch.stack([p.a for p in pairs])  # rows x r x in
+        b = torch.stack([p.b for p in pairs])  # rows x out x r
+        scaling = torch.tensor([p.scaling for p in pairs], dtype=a.dtype, device=a.device).view(-1, 1, 1)
+        rows = x.reshape(x.shape[0], -1, x.shape[-1]).to(a.dtype)
+        delta = torch.bmm(torch.bmm(rows, a.transpose(1, 2)), b.transpose(1, 2)) * scaling
+        return out.add_(delta.view(out.shape).to(out.dtype))
 
 
 def wrap_linears(model: nn.Module, paths: Sequence[str], routing: RowAdapters) -> list[MultiLoRALinear]:
