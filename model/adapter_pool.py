@@ -314,12 +314,49 @@ def score_mixed(items: Sequence[tuple[PooledModel, Sequence[str]]], batch_size: 
     return [scored[key] for key in keys]
 
 
+def _encode_together(base: SharedBase, wanted: Sequence[tuple[PooledModel, Sequence[str]]]) -> None:
+    """The messages each model's cache lacks, encoded in shared encoder passes (each row through its model's
+    adapter, then its model's projector) and cached, so building the rows encodes nothing. One pass per model
+    instead cost the mixed batch half its speed (bench/models.py); without a cache each model encodes alone."""
+    todo = [
+        (model, message)
+        for model, messages in wanted
+        if model.model.cache.capacity > 0
+        for message in dict.fromkeys(messages)
+        if message not in model.model.cache
+    ]
+    limits: dict[int, list[tuple[PooledModel, str]]] = {}  # messages are cut at each model's own token limit
+    for model, message in todo:
+        limits.setdefault(model.model.max_message_tokens, []).append((model, message))
+    for limit, items in limits.items():
+        for chunk in _chunks(items, todo[0][0].model.encode_batch_size):
+            _encode_chunk(base, chunk, limit)
+
+
+def _encode_chunk(base: SharedBase, chunk: Sequence[tuple[PooledModel, str]], limit: int) -> None:
+    device = chunk[0][0].model.device
+    tokens = base.encoder_tokenizer(
+        [message for _, message in chunk], padding=True, truncation=True, max_length=limit, return_tensors="pt"
+    ).to(device)
+    with base.encoder_rows.use([model.adapter for model, _ in chunk], device):
+        pooled = base.encoder(**tokens).pooler_output
+    index: dict[PooledModel, list[int]] = {}
+    for i, (model, _) in enumerate(chunk):
+        index.setdefault(model, []).append(i)
+    for model, rows in index.items():
+        projector = model.model.projector
+        projected = projector(pooled[torch.tensor(rows, device=pooled.device)].to(projector.weight.dtype))
+        for i, vector in zip(rows, projected, strict=True):
+            model.model.cache.put(chunk[i][1], vector.detach())
+
+
 def _score_rows(base: SharedBase, rows: Sequence[tuple[PooledModel, tuple[str, ...]]]) -> list[float]:
     """One decoder pass: each model builds its rows (its encoder adapter, projector, prompts), then all rows are
     left-padded together and every row names its decoder adapter."""
     groups: dict[PooledModel, list[int]] = {}
     for i, (model, _) in enumerate(rows):
         groups.setdefault(model, []).append(i)
+    _encode_together(base, [(model, [m for i in index for m in rows[i][1]]) for model, index in groups.items()])
     built = [(model, index, model.model.scoring_batch([rows[i][1] for i in index])) for model, index in groups.items()]
     width = max(batch.embeds.shape[1] for _, _, batch in built)
     sample = built[0][2].embeds
