@@ -10,7 +10,8 @@ its files into tensors of its own (the pool shares nothing between checkpoints b
 weights cost what distinct weights cost.
 
 Memory: the process RSS after each count, every count measured the same way: registered, one scoring pass over the
-windows spread across all its models, message caches emptied. The backbones are memory-mapped files that only
+windows spread across all its models, message caches emptied, free heap handed back (malloc_trim; the figure before
+it is in the result file too). The backbones are memory-mapped files that only
 become resident once a forward pass touches them, so a warm-up pass of both the merged model and the pool's first
 model comes before the first figure; without it the first scoring (between 16 and 256 models in the earlier
 protocol) counted ~570 MiB of backbone pages per copy as growth. A model's own size: its LoRA tensors, projector and
@@ -21,6 +22,9 @@ vocabulary (Python objects, measured deep); growth from 1 model is compared with
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import os
 import resource
 import statistics
@@ -47,6 +51,15 @@ def rss_mib() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def trimmed_rss_mib() -> float:
+    """RSS once the heap's free pages went back to the system (glibc's malloc_trim): the activations of a scoring
+    pass leave free heap behind that is no model's memory."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return rss_mib()
 
 
 def deep_bytes(value: object) -> int:
@@ -130,8 +143,9 @@ def main() -> None:
             times.append(time.perf_counter() - started)
         score_mixed([(models[i % count], w) for i, w in enumerate(windows)], args.batch_size)
         clear(models)
-        memory[count] = {"pool_mib": pool.nbytes / MIB, "rss_mib": rss_mib()}
-        print(f"{count} models: pool {pool.nbytes / MIB:.1f} MiB, rss {rss_mib():.0f} MiB", flush=True)
+        untrimmed = rss_mib()
+        memory[count] = {"pool_mib": pool.nbytes / MIB, "rss_mib": trimmed_rss_mib(), "rss_untrimmed_mib": untrimmed}
+        print(f"{count} models: pool {pool.nbytes / MIB:.1f} MiB, rss {memory[count]['rss_mib']:.0f} MiB", flush=True)
 
     counts = sorted(set(args.counts) | {1, args.mixed})
     for count in [c for c in counts if c <= args.mixed]:

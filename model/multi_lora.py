@@ -194,7 +194,8 @@ def read_lora(directory: Path, model: nn.Module) -> dict[str, LoRAPair]:
             )
         device = next(layer.parameters()).device  # a 4-bit weight's dtype is uint8; the adapter stays in float
         float_type = torch.float32 if a.dtype in (torch.float16, torch.bfloat16) else a.dtype
-        pairs[path] = LoRAPair(a.to(device, float_type), b.to(device, float_type), scaling)
+        # copies: load_file's tensors live in a mapping of the file, which a checkpoint rewritten in place changes
+        pairs[path] = LoRAPair(a.to(device, float_type, copy=True), b.to(device, float_type, copy=True), scaling)
     if not pairs:
         raise LoRAFileError(f"{weights_path}: no LoRA weights")
     return pairs

@@ -150,3 +150,25 @@ def test_an_adapter_the_pool_cannot_compute_as_trained_is_refused_by_name(
         pool.load(rank)
     assert set(web.base.adapters) == {web.adapter}
     assert web.score(WINDOWS) == pytest.approx(before, abs=1e-6)
+
+
+def test_a_checkpoint_rewritten_in_place_leaves_the_loaded_model_as_it_was(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """The adapters are copied out of their files: a retrain writing into the same directory changes nothing
+    served until the model is registered again."""
+    pool = AdapterPool(SETTINGS, 1 << 30)
+    copy = tmp_path / "web"
+    shutil.copytree(tiny_models["web"], copy)
+    model = pool.load(copy)
+    before = model.score(WINDOWS)
+    model.model.cache.clear()
+    for part in ("encoder_lora", "decoder_lora"):
+        weights = copy / part / "adapter_model.safetensors"
+        data = bytearray(weights.read_bytes())
+        header = 8 + int.from_bytes(data[:8], "little")
+        data[header:] = bytes(len(data) - header)  # every weight zero, same size, same inode
+        with weights.open("r+b") as handle:
+            handle.write(data)
+    assert model.score(WINDOWS) == pytest.approx(before, abs=1e-6)
+    assert pool.load(copy).score(WINDOWS) != pytest.approx(before, abs=1e-3)  # what a new registration reads
