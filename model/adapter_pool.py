@@ -1,15 +1,16 @@
 """Many checkpoints on one pair of backbones: each adds only its LoRA adapters, projector, threshold and vocabulary.
 
 A checkpoint holds a few MB (adapters and projector); its backbones hold hundreds (minilm + smollm2: ~600 MB in
-full precision). The pool loads each pair of backbones once, as a ``SharedBase`` (both wrapped by peft, one named
-adapter per checkpoint), and gives every checkpoint a ``PooledModel``: a LogLLM whose encoder and decoder are
-``AdapterView``s of the shared ones, with its own projector, prompts, threshold and message cache. The adapters
-stay unmerged: merging folds one model into weights that all models share (``--merge-lora`` is for one model).
+full precision). The pool loads each pair of backbones once, as a ``SharedBase`` whose adapted linears take any
+number of named adapters (model/multi_lora.py: plain tensors per adapter, no module per adapter), and gives every
+checkpoint a ``PooledModel``: a LogLLM whose encoder and decoder are ``AdapterView``s of the shared ones, with its
+own projector, prompts, threshold and message cache. The adapters stay unmerged: merging folds one model into
+weights that all models share (``--merge-lora`` is for one model).
 
 ``score_mixed`` scores the rows of several models of one base in one decoder pass per batch: every row names its
-adapter (peft's mixed adapter batches: the base matmul once for all rows, each adapter's LoRA on its rows; the
-S-LoRA idea). Different backbones load side by side while the parameters of everything loaded stay under
-``max_bytes``; past it, loading refuses and names the checkpoint and the figures.
+adapter (the base matmul once for all rows, each adapter's LoRA on its rows; the S-LoRA idea). Different backbones
+load side by side while the parameters of everything loaded stay under ``max_bytes``; past it, loading refuses and
+names the checkpoint and the figures.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import PeftModel
 from torch import nn
 
 from model.backbones import BackboneError, BackboneInfo, load_decoder, load_encoder, pick_device, set_torch_threads
@@ -36,6 +36,7 @@ from model.checkpoint import (
 )
 from model.checkpoint_files import PARTS, CheckpointFilesError, check_files
 from model.logllm import LogLLM
+from model.multi_lora import LoRAFileError, LoRAPair, MultiLoRALinear, RowAdapters, read_lora, wrap_linears
 from model.settings import ModelSettings
 from model.vocab import Vocabulary, load_vocabulary
 
@@ -64,64 +65,74 @@ def module_bytes(module: nn.Module) -> int:
 
 
 class SharedBase:
-    """One encoder and one decoder in memory, wrapped by peft, with one named adapter per pooled model.
+    """One encoder and one decoder in memory, with one named adapter per pooled model in their adapted linears.
 
-    ``lock``: peft's mixed batches hook every LoRA layer for the length of one call, and adding or deleting an
-    adapter changes those layers, so forwards, loads and deletes on one base never overlap."""
+    ``lock``: a forward sets which rows use which adapter (``RowAdapters``) for its length, and adding or deleting
+    an adapter changes the layers, so forwards, loads and deletes on one base never overlap."""
 
-    def __init__(self, key: BaseKey, encoder: PeftModel, decoder: PeftModel, tokenizers: tuple[Any, Any], nbytes: int):
+    def __init__(self, key: BaseKey, encoder: nn.Module, decoder: nn.Module, tokenizers: tuple[Any, Any], nbytes: int):
         self.key = key
         self.encoder: Any = encoder
         self.decoder: Any = decoder
+        self.encoder_rows = RowAdapters()
+        self.decoder_rows = RowAdapters()
         self.encoder_tokenizer, self.decoder_tokenizer = tokenizers
         self.nbytes = nbytes  # the backbones alone
         self.lock = threading.RLock()
-        self.adapters: set[str] = set()
+        self.adapters: dict[str, int] = {}  # name -> bytes of its LoRA tensors
 
     def attach(self, name: str, directory: Path) -> None:
+        """Both adapters read and checked before either is installed: a bad file leaves the base as it was."""
+        try:
+            encoder = read_lora(directory / "encoder_lora", self.encoder)
+            decoder = read_lora(directory / "decoder_lora", self.decoder)
+        except LoRAFileError as exc:
+            raise CheckpointError(f"checkpoint {directory}: {exc}") from None
         with self.lock:
-            self.encoder.load_adapter(str(directory / "encoder_lora"), adapter_name=name)
-            try:
-                self.decoder.load_adapter(str(directory / "decoder_lora"), adapter_name=name)
-            except Exception:
-                self.encoder.delete_adapter(name)
-                raise
-            self.adapters.add(name)
-            self.encoder.eval()
-            self.decoder.eval()
+            for model, rows, pairs in (
+                (self.encoder, self.encoder_rows, encoder),
+                (self.decoder, self.decoder_rows, decoder),
+            ):
+                for layer, pair in zip(wrap_linears(model, list(pairs), rows), pairs.values(), strict=True):
+                    layer.adapters[name] = pair
+            self.adapters[name] = sum(p.nbytes for p in itertools.chain(encoder.values(), decoder.values()))
 
     def detach(self, name: str) -> None:
         with self.lock:
-            self.adapters.discard(name)
-            if not self.adapters:
-                return  # the pool drops the whole base
-            for shared in (self.encoder, self.decoder):
-                if name in shared.peft_config:
-                    if shared.active_adapter == name:  # peft only hooks mixed batches while an adapter is active
-                        shared.set_adapter(next(iter(self.adapters)))
-                    shared.delete_adapter(name)
+            self.adapters.pop(name, None)
+            for layer in self._layers():
+                layer.adapters.pop(name, None)
+
+    def _layers(self) -> Iterator[MultiLoRALinear]:
+        for model in (self.encoder, self.decoder):
+            yield from (m for m in model.modules() if isinstance(m, MultiLoRALinear))
 
     def adapter_bytes(self, name: str) -> int:
-        marker = f".{name}."
-        params = itertools.chain(self.encoder.named_parameters(), self.decoder.named_parameters())
-        return _tensor_bytes(p for n, p in params if marker in n)
+        return self.adapters.get(name, 0)
+
+    def lora_pairs(self, name: str) -> list[LoRAPair]:
+        """The adapter's tensors in every layer (tests check they are its own and the base's are shared)."""
+        return [layer.adapters[name] for layer in self._layers() if name in layer.adapters]
 
 
 class AdapterView(nn.Module):
-    """A shared peft model seen through one adapter: every forward names it for each row, so no active adapter is
+    """A shared model seen through one adapter: every forward routes all its rows to it, so no active adapter is
     switched and the models of one base can be scored in any order, from any thread (under the base's lock)."""
 
-    def __init__(self, shared: nn.Module, adapter: str, lock: threading.RLock) -> None:
+    def __init__(self, shared: nn.Module, adapter: str, rows: RowAdapters, lock: threading.RLock) -> None:
         super().__init__()
-        self.shared = shared
+        self.shared: Any = shared
         self.adapter = adapter
+        self.rows = rows
         self.base_lock = lock
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        first = kwargs.get("input_ids", kwargs.get("inputs_embeds"))
-        rows = int(first.shape[0]) if first is not None else int(args[0].shape[0])
-        with self.base_lock:
-            return self.shared(*args, adapter_names=[self.adapter] * rows, **kwargs)
+        with self.base_lock, self.rows.use_one(self.adapter):
+            return self.shared(*args, **kwargs)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        with self.base_lock, self.rows.use_one(self.adapter):
+            return self.shared.generate(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -257,18 +268,14 @@ class AdapterPool:
         _check_backbone("decoder", key.decoder, dec_info)
         nbytes = module_bytes(encoder) + module_bytes(decoder)
         self._check_room(directory, nbytes, f"backbones {key.describe()}")
-        shared_encoder = PeftModel.from_pretrained(encoder, str(directory / "encoder_lora"), adapter_name=name)
-        shared_decoder = PeftModel.from_pretrained(decoder, str(directory / "decoder_lora"), adapter_name=name)
-        base = SharedBase(key, shared_encoder, shared_decoder, (enc_tok, dec_tok), nbytes)
-        base.adapters.add(name)
-        base.encoder.eval()
-        base.decoder.eval()
+        base = SharedBase(key, encoder.eval(), decoder.eval(), (enc_tok, dec_tok), nbytes)
+        base.attach(name, directory)
         self._bases[key] = base
         return base
 
     def _view(self, base: SharedBase, name: str, directory: Path, manifest: Manifest) -> PooledModel:
-        encoder = AdapterView(base.encoder, name, base.lock)
-        decoder = AdapterView(base.decoder, name, base.lock)
+        encoder = AdapterView(base.encoder, name, base.encoder_rows, base.lock)
+        decoder = AdapterView(base.decoder, name, base.decoder_rows, base.lock)
         model = LogLLM(
             encoder,  # type: ignore[arg-type]
             base.encoder_tokenizer,
@@ -307,12 +314,49 @@ def score_mixed(items: Sequence[tuple[PooledModel, Sequence[str]]], batch_size: 
     return [scored[key] for key in keys]
 
 
+def _encode_together(base: SharedBase, wanted: Sequence[tuple[PooledModel, Sequence[str]]]) -> None:
+    """The messages each model's cache lacks, encoded in shared encoder passes (each row through its model's
+    adapter, then its model's projector) and cached, so building the rows encodes nothing. One pass per model
+    instead cost the mixed batch half its speed (bench/models.py); without a cache each model encodes alone."""
+    todo = [
+        (model, message)
+        for model, messages in wanted
+        if model.model.cache.capacity > 0
+        for message in dict.fromkeys(messages)
+        if message not in model.model.cache
+    ]
+    limits: dict[int, list[tuple[PooledModel, str]]] = {}  # messages are cut at each model's own token limit
+    for model, message in todo:
+        limits.setdefault(model.model.max_message_tokens, []).append((model, message))
+    for limit, items in limits.items():
+        for chunk in _chunks(items, todo[0][0].model.encode_batch_size):
+            _encode_chunk(base, chunk, limit)
+
+
+def _encode_chunk(base: SharedBase, chunk: Sequence[tuple[PooledModel, str]], limit: int) -> None:
+    device = chunk[0][0].model.device
+    tokens = base.encoder_tokenizer(
+        [message for _, message in chunk], padding=True, truncation=True, max_length=limit, return_tensors="pt"
+    ).to(device)
+    with base.encoder_rows.use([model.adapter for model, _ in chunk], device):
+        pooled = base.encoder(**tokens).pooler_output
+    index: dict[PooledModel, list[int]] = {}
+    for i, (model, _) in enumerate(chunk):
+        index.setdefault(model, []).append(i)
+    for model, rows in index.items():
+        projector = model.model.projector
+        projected = projector(pooled[torch.tensor(rows, device=pooled.device)].to(projector.weight.dtype))
+        for i, vector in zip(rows, projected, strict=True):
+            model.model.cache.put(chunk[i][1], vector.detach())
+
+
 def _score_rows(base: SharedBase, rows: Sequence[tuple[PooledModel, tuple[str, ...]]]) -> list[float]:
     """One decoder pass: each model builds its rows (its encoder adapter, projector, prompts), then all rows are
     left-padded together and every row names its decoder adapter."""
     groups: dict[PooledModel, list[int]] = {}
     for i, (model, _) in enumerate(rows):
         groups.setdefault(model, []).append(i)
+    _encode_together(base, [(model, [m for i in index for m in rows[i][1]]) for model, index in groups.items()])
     built = [(model, index, model.model.scoring_batch([rows[i][1] for i in index])) for model, index in groups.items()]
     width = max(batch.embeds.shape[1] for _, _, batch in built)
     sample = built[0][2].embeds
@@ -328,9 +372,10 @@ def _score_rows(base: SharedBase, rows: Sequence[tuple[PooledModel, tuple[str, .
         for i in index:
             names[i], normal[i], anomalous[i] = model.adapter, model.model.normal_token, model.model.anomalous_token
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    logits = base.decoder(
-        inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, logits_to_keep=1, adapter_names=names
-    ).logits[:, -1, :]
+    with base.decoder_rows.use(names, sample.device):
+        logits = base.decoder(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, logits_to_keep=1
+        ).logits[:, -1, :]
     every = torch.arange(len(rows), device=logits.device)
     pair = torch.stack([logits[every, normal], logits[every, anomalous]], dim=-1).float()
     return [float(x) for x in pair.softmax(-1)[:, 1].tolist()]

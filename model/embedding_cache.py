@@ -47,3 +47,8 @@ class EmbeddingCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def __contains__(self, key: str) -> bool:
+        """Without counting a hit or a miss (a caller that fills the cache ahead of its reads)."""
+        with self._lock:
+            return key in self._items

@@ -4,13 +4,14 @@ Real checkpoints on tiny backbones (conftest.py's ``tiny_models``)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from model.adapter_pool import MIB, AdapterPool, score_mixed
+from model.adapter_pool import MIB, AdapterPool, SharedBase, score_mixed
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.settings import ModelSettings
 
@@ -33,6 +34,8 @@ def test_models_on_the_same_backbones_share_them_and_a_mixed_batch_scores_as_eac
     assert alone[web.version] == pytest.approx(reference.score(WINDOWS), abs=1e-5)
     assert alone[web.version] != pytest.approx(alone[default.version], abs=1e-3)  # the adapters matter
     pairs = [(m, w) for w in WINDOWS for m in (default, web)]
+    for model in (default, web):
+        model.model.cache.clear()  # so the mixed pass encodes every message, each through its model's encoder adapter
     mixed = score_mixed(pairs, batch_size=3)  # batches cut across models
     assert mixed == pytest.approx([alone[m.version][WINDOWS.index(w)] for m, w in pairs], abs=1e-5)
     assert web.vocabulary is not None and "x y" in web.vocabulary.normal
@@ -84,7 +87,88 @@ def test_a_partial_or_corrupt_checkpoint_is_refused_by_name_and_the_loaded_ones_
         pool.load(other_backbone)
     with pytest.raises(CheckpointError, match="nowhere does not exist"):
         pool.load(tmp_path / "nowhere")
-    assert web.base.adapters == {web.adapter}  # the half-loaded encoder adapter was taken out again
+    assert set(web.base.adapters) == {web.adapter}  # the failed loads left nothing behind
     assert web.score(WINDOWS) == pytest.approx(before, abs=1e-6)
     with pytest.raises(CheckpointError, match="quantize=int8"):
         AdapterPool(ModelSettings(quantize="int8"), 1 << 30)
+
+
+def _base_storages(base: SharedBase) -> dict[str, int]:
+    params = itertools.chain(base.encoder.named_parameters(), base.decoder.named_parameters())
+    return {name: param.untyped_storage().data_ptr() for name, param in params}
+
+
+def _module_count(base: SharedBase) -> int:
+    return len(list(base.encoder.modules())) + len(list(base.decoder.modules()))
+
+
+def test_many_models_share_every_base_tensor_and_add_only_their_own(tiny_models: dict[str, Path]) -> None:
+    """S-LoRA's memory rule: 32 registered models hold one copy of the backbones (same storages, no module added
+    per model) and each adds exactly its own LoRA tensors and projector."""
+    pool = AdapterPool(SETTINGS, 1 << 30)
+    first = pool.load(tiny_models["web"])
+    base = first.base
+    shared, modules = _base_storages(base), _module_count(base)
+    models = [first] + [pool.load(tiny_models["web" if i % 2 else "web2"]) for i in range(31)]
+    assert {m.base for m in models} == {base}
+    assert _base_storages(base) == shared  # no parameter copied or added: the adapters are not parameters of the base
+    assert _module_count(base) == modules
+    storages = [t.untyped_storage().data_ptr() for m in models for p in base.lora_pairs(m.adapter) for t in (p.a, p.b)]
+    assert len(storages) == len(set(storages)) == 32 * 2 * len(base.lora_pairs(first.adapter))  # all its own
+    assert not set(storages) & set(shared.values())
+    assert pool.nbytes == base.nbytes + sum(m.nbytes for m in models)
+    assert first.nbytes == sum(p.nbytes for p in base.lora_pairs(first.adapter)) + sum(
+        t.numel() * t.element_size() for t in first.model.projector.parameters()
+    )
+    alone = models[5].score(WINDOWS)
+    pool.release(models[3])
+    assert base.lora_pairs(models[3].adapter) == [] and models[3].adapter not in base.adapters
+    assert models[5].score(WINDOWS) == pytest.approx(alone, abs=1e-6)
+
+
+def test_an_adapter_the_pool_cannot_compute_as_trained_is_refused_by_name(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    pool = AdapterPool(SETTINGS, 1 << 30)
+    web = pool.load(tiny_models["web"])
+    before = web.score(WINDOWS)
+    dora = tmp_path / "dora"
+    shutil.copytree(tiny_models["web2"], dora)
+    config_path = dora / "decoder_lora" / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["use_dora"] = True
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=rf"checkpoint {dora}: {config_path}: use_dora=True is not supported"):
+        pool.load(dora)
+    rank = tmp_path / "rank"
+    shutil.copytree(tiny_models["web2"], rank)
+    config_path = rank / "encoder_lora" / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["r"] = 2 * int(config["r"])
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"encoder_lora/adapter_model.safetensors: .*query has A \(4, 32\)"):
+        pool.load(rank)
+    assert set(web.base.adapters) == {web.adapter}
+    assert web.score(WINDOWS) == pytest.approx(before, abs=1e-6)
+
+
+def test_a_checkpoint_rewritten_in_place_leaves_the_loaded_model_as_it_was(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """The adapters are copied out of their files: a retrain writing into the same directory changes nothing
+    served until the model is registered again."""
+    pool = AdapterPool(SETTINGS, 1 << 30)
+    copy = tmp_path / "web"
+    shutil.copytree(tiny_models["web"], copy)
+    model = pool.load(copy)
+    before = model.score(WINDOWS)
+    model.model.cache.clear()
+    for part in ("encoder_lora", "decoder_lora"):
+        weights = copy / part / "adapter_model.safetensors"
+        data = bytearray(weights.read_bytes())
+        header = 8 + int.from_bytes(data[:8], "little")
+        data[header:] = bytes(len(data) - header)  # every weight zero, same size, same inode
+        with weights.open("r+b") as handle:
+            handle.write(data)
+    assert model.score(WINDOWS) == pytest.approx(before, abs=1e-6)
+    assert pool.load(copy).score(WINDOWS) != pytest.approx(before, abs=1e-3)  # what a new registration reads
