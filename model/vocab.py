@@ -28,6 +28,10 @@ anomalies (HDFS: a block re-replicated, 15 of 3,496 normal training sessions, al
 2,521 anomalous ones with the same templates); its counts tell them apart (HDFS: 54 normal shapes, none of the 334
 anomalous ones, and none of the 1,347 anomalous validation sessions).
 
+Fixed windows get rules of their own (model/window_rules.py): a template counted above what any normal training
+window held (``novel_count``), and a step that always followed another within a few lines left out
+(``missing_step``), both picked within the budget the same way.
+
 The file sits beside ``manifest.json``, which names it and holds its SHA-256 under ``"vocabulary"``. This module
 needs no torch, so the service can apply the same rule (``window_novelty`` + ``decide``) as ``logllm score``.
 """
@@ -45,6 +49,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from model.window_rules import (
+    OFF,
+    Follows,
+    Step,
+    excess_counts,
+    max_counts,
+    mine_steps,
+    missing_steps,
+    pick_window_rules,
+)
+
 VOCABULARY_FILE = "vocabulary.json"
 FORMAT = "logllm-vocabulary/1"
 MANIFEST = "manifest.json"
@@ -56,6 +71,7 @@ NOVEL = "novel_template"
 KNOWN_ANOMALOUS = "known_anomalous_template"
 NOVEL_TRANSITION = "novel_transition"
 NOVEL_COUNT = "novel_count"
+MISSING_STEP = "missing_step"
 Transition = tuple[str | None, str | None]  # (template, next template); None is the session's start or end
 CountFeature = tuple[str, str | None]  # count(a) - count(b); b None: count(a) itself
 CountFinding = tuple[str, str | None, int]  # a count feature and the value a session showed
@@ -84,6 +100,10 @@ class Vocabulary:
     count_rule: bool = False  # whether a count value outside ``counts`` makes a session novel
     shapes: frozenset[Shape] | None = None  # normal training sessions' shapes no anomalous one showed
     shape_rule: bool = False  # whether a session of one of ``shapes`` is normal whatever the model scores
+    window_max: dict[str, int] | None = None  # fixed windows: each template's highest count in a normal one
+    count_slack: int = OFF  # a count above window_max plus this is novel; OFF: rule off
+    follows: Follows | None = None  # fixed windows: A -> (B within D lines, support) in every normal one
+    step_support: int = OFF  # the least support of the step rules checked; OFF: rule off
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -102,6 +122,12 @@ class Vocabulary:
         if self.shapes is not None:
             out["shapes"] = [[[t, n] for t, n in shape] for shape in sorted(self.shapes)]
             out["shape_rule"] = self.shape_rule
+        if self.window_max is not None:
+            out["window_max"] = self.window_max
+            out["count_slack"] = self.count_slack
+        if self.follows is not None:  # a list, as for transitions
+            out["follows"] = [[a, b, d, n] for a, found in self.follows.items() for b, d, n in found]
+            out["step_support"] = self.step_support
         return out
 
 
@@ -124,6 +150,8 @@ def build_vocabulary(
     ``sessions``: the windows are whole sessions, so the transitions and counts of the normal ones are kept too;
     both rules stay off until ``pick_session_rules`` sets them. So are the shapes of the normal ones that no
     anomalous one showed, with the shape rule on: it clears only what training saw normal and never anomalous.
+    Otherwise (fixed windows) the normal windows' count ceilings and steps are kept, off until
+    ``with_window_rules`` sets them.
     """
     normal: Counter[str] = Counter()
     anomalous: Counter[str] = Counter()
@@ -131,8 +159,11 @@ def build_vocabulary(
     shapes: Counter[Shape] = Counter()  # normal sessions' template counts, deduplicated
     anomalous_shapes: set[Shape] = set()
     counted = {"normal": 0, "anomalous": 0}
+    fixed: list[Sequence[str]] = []  # the normal fixed windows, for their rules
     for messages, label in windows:
         (anomalous if label else normal).update(set(messages))
+        if not sessions and not label:
+            fixed.append(messages)
         counted["anomalous" if label else "normal"] += 1
         if sessions and not label:
             transitions.update(set(session_transitions(messages)))
@@ -150,6 +181,8 @@ def build_vocabulary(
         counts=count_values([dict(shape) for shape in shapes], templates) if sessions else None,
         shapes=frozenset(shapes.keys() - anomalous_shapes) if sessions else None,
         shape_rule=sessions,
+        window_max=None if sessions else max_counts(fixed),
+        follows=None if sessions else mine_steps(fixed),
     )
 
 
@@ -266,6 +299,13 @@ def load_vocabulary(directory: Path | str) -> Vocabulary | None:
         transitions = raw.get("transitions")
         counts = raw.get("counts")
         shapes = raw.get("shapes")
+        window_max = raw.get("window_max")
+        follows: Follows | None = None
+        if raw.get("follows") is not None:
+            grouped: dict[str, list[tuple[str, int, int]]] = {}
+            for a, b, d, n in raw["follows"]:
+                grouped.setdefault(str(a), []).append((str(b), int(d), int(n)))
+            follows = {a: tuple(found) for a, found in grouped.items()}
         return Vocabulary(
             normal={str(k): int(v) for k, v in raw["normal"].items()},
             anomalous_only={str(k): int(v) for k, v in raw["anomalous_only"].items()},
@@ -277,16 +317,45 @@ def load_vocabulary(directory: Path | str) -> Vocabulary | None:
             count_rule=bool(raw.get("count_rule", False)),
             shapes=None if shapes is None else frozenset(tuple((str(t), int(n)) for t, n in s) for s in shapes),
             shape_rule=bool(raw.get("shape_rule", False)),
+            window_max=None if window_max is None else {str(k): int(v) for k, v in window_max.items()},
+            count_slack=int(raw.get("count_slack", OFF)),
+            follows=follows,
+            step_support=int(raw.get("step_support", OFF)),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise VocabularyError(f"{path}: malformed vocabulary ({exc})") from exc
 
 
 def for_windows(vocabulary: Vocabulary, sessions: bool) -> Vocabulary:
-    """The vocabulary as windows of this kind may use it: a fixed window is a cut, so no session rule there."""
-    if sessions or not (vocabulary.rare_transition or vocabulary.count_rule or vocabulary.shape_rule):
+    """The vocabulary as windows of this kind may use it: a fixed window is a cut, so no session rule there; a
+    session is not a fixed window, so no window rule there."""
+    if sessions:
+        if vocabulary.count_slack == OFF and vocabulary.step_support == OFF:
+            return vocabulary
+        return dataclasses.replace(vocabulary, count_slack=OFF, step_support=OFF)
+    if not (vocabulary.rare_transition or vocabulary.count_rule or vocabulary.shape_rule):
         return vocabulary
     return dataclasses.replace(vocabulary, rare_transition=0, count_rule=False, shape_rule=False)
+
+
+def templates_only(vocabulary: Vocabulary) -> Vocabulary:
+    """The template rule's view: no session and no window rule (the service runs those per window kind)."""
+    return for_windows(for_windows(vocabulary, sessions=False), sessions=True)
+
+
+def with_window_rules(
+    vocabulary: Vocabulary,
+    train_normal: Sequence[Sequence[str]],
+    held_out_normal: Sequence[Sequence[str]],
+    max_fpr: float,
+    flagged_by_model: Sequence[bool] | None = None,
+    seed: int = 0,
+) -> Vocabulary:
+    """``vocabulary`` with the window rules ``window_rules.pick_window_rules`` picks (fixed windows only)."""
+    if vocabulary.window_max is None or not (train_normal or held_out_normal):
+        return vocabulary
+    slack, support = pick_window_rules(train_normal, held_out_normal, max_fpr, flagged_by_model, seed)
+    return dataclasses.replace(vocabulary, count_slack=slack, step_support=support)
 
 
 def _end(value: object) -> str | None:
@@ -300,19 +369,22 @@ class Novelty:
     novel: tuple[str, ...] = ()
     known_anomalous: tuple[str, ...] = ()
     transitions: tuple[Transition, ...] = ()  # rare transitions between known templates (sessions only)
-    counts: tuple[CountFinding, ...] = ()  # count values no normal training session showed (sessions only)
+    counts: tuple[CountFinding, ...] = ()  # count values no normal training session (or window) showed
     normal_shape: bool = False  # the session's shape is a normal training session's (clears; not shown)
+    missing: tuple[Step, ...] = ()  # (A, B): an A with no B after it, where training always had one (fixed windows)
 
     @property
     def reason(self) -> str | None:
         """``known_anomalous_template`` first (training saw it fail), then ``novel_template``, then
-        ``novel_transition``, then ``novel_count``; None if none."""
+        ``novel_transition``, then ``missing_step``, then ``novel_count``; None if none."""
         if self.known_anomalous:
             return KNOWN_ANOMALOUS
         if self.novel:
             return NOVEL
         if self.transitions:
             return NOVEL_TRANSITION
+        if self.missing:
+            return MISSING_STEP
         return NOVEL_COUNT if self.counts else None
 
     def to_json(self) -> dict[str, Any]:
@@ -322,6 +394,7 @@ class Novelty:
             "known_anomalous": list(self.known_anomalous),
             "transitions": [list(pair) for pair in self.transitions],
             "counts": [list(finding) for finding in self.counts],
+            "missing": [list(step) for step in self.missing],
         }
 
     @classmethod
@@ -332,6 +405,7 @@ class Novelty:
             tuple(found.get("known_anomalous", ())),
             tuple((a, b) for a, b in found.get("transitions", ())),
             tuple((a, b, int(v)) for a, b, v in found.get("counts", ())),
+            missing=tuple((a, b) for a, b in found.get("missing", ())),
         )
 
 
@@ -341,23 +415,39 @@ def window_novelty(
     learned: Collection[str] = frozenset(),
     learned_transitions: Collection[Transition] = frozenset(),
     learned_counts: Collection[CountFinding] = frozenset(),
+    learned_steps: Collection[Step] = frozenset(),
 ) -> Novelty:
     """Templates in neither the normal vocabulary nor ``learned`` (a source's patterns, online), sorted by kind;
     with the session rules on, the rare transitions between known templates not in ``learned_transitions`` and the
-    unusual counts not in ``learned_counts``."""
+    unusual counts not in ``learned_counts``; with the window rules on, the counts over their ceiling (not in
+    ``learned_counts``) and the missing steps not in ``learned_steps``."""
     novel: dict[str, None] = {}
     known: dict[str, None] = {}
     for message in messages:
         if message in vocabulary.normal or message in learned:
             continue
         (known if message in vocabulary.anomalous_only else novel)[message] = None
+    over, missing = window_findings(messages, vocabulary, learned_counts, learned_steps)
     return Novelty(
         tuple(novel),
         tuple(known),
         rare_transitions(messages, vocabulary, learned_transitions),
-        unusual_counts(messages, vocabulary, learned_counts),
+        unusual_counts(messages, vocabulary, learned_counts) + over,
         normal_shape(messages, vocabulary),
+        missing,
     )
+
+
+def window_findings(
+    messages: Sequence[str],
+    vocabulary: Vocabulary,
+    learned_counts: Collection[CountFinding] = frozenset(),
+    learned_steps: Collection[Step] = frozenset(),
+) -> tuple[tuple[CountFinding, ...], tuple[Step, ...]]:
+    """The window rules' findings (fixed windows): counts over their ceiling, steps left out; none with them off."""
+    over = excess_counts(messages, vocabulary.window_max or {}, vocabulary.count_slack, learned_counts)
+    missing = missing_steps(messages, vocabulary.follows or {}, vocabulary.step_support, learned_steps)
+    return over, missing
 
 
 def rare_transitions(

@@ -265,6 +265,23 @@ class Service:
             raise SystemExit(f"POST /models for {source}: {answer.status_code} {answer.text[:300]}")
         return str(answer.json()["version"])
 
+    def wait_warmed(self, sources: Sequence[str], timeout_s: float = 3600.0) -> None:
+        """Until every source is past its novelty warm-up, by the service's own ``warm_up_until`` (``GET /sources``):
+        the warm-up starts when a source's first window is scored, which under load is well after its first line
+        was sent, so a wait counted from the script's clock let faults through in the warm-up's last seconds."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            items = {i["source"]: i for i in self.http.get("/sources").json()["items"]}
+            until = [items.get(s, {}).get("warm_up_until") for s in sources]
+            if all(u is not None for u in until):
+                left = max(float(u) for u in until if u is not None) + 0.5 - time.time()
+                if left <= 0:
+                    return
+                time.sleep(min(left, 5.0))
+            else:
+                time.sleep(0.5)
+        raise SystemExit(f"{sources} still warming up after {timeout_s:.0f} s")
+
     def wait_serving(self, sources: Sequence[str], version: str, timeout_s: float = 300.0) -> None:
         """Until a worker reports ``version`` loaded for every source."""
         deadline = time.monotonic() + timeout_s
@@ -366,9 +383,7 @@ def run_system(service: Service, system: System, logs: dict[str, list[str]], arg
     service.wait_serving([system.source], version)
     step("registered and serving")
     serving_s = time.monotonic() - t0
-    warm_left = args.warmup_s - (time.monotonic() - t0)
-    if warm_left > 0:  # the source must be out of its warm-up before the faults come
-        time.sleep(warm_left)
+    service.wait_warmed([system.source])  # the source must be out of its warm-up before the faults come
     windows = with_faults(rest, first, logs[system.foreign_from], system.window, len(first), args.per_kind, args.seed)
     after = judge(system.source, windows, stream(service, system.source, windows))
     step("rest streamed and scored")
@@ -389,7 +404,6 @@ def run_policies(service: Service, results: Sequence[dict[str, Any]], logs: dict
     """The copies of each source: the same warm-up, model and faulted rest, judged by each policy; ``before`` keeps
     the default model (the state before the loop)."""
     copies = {r["source"]: {p: f"{r['source']}-{p}" for p in (*POLICIES, "before")} for r in results}
-    t0 = time.monotonic()
     warm: dict[str, list[Window]] = {}
     for result in results:
         first = logs[result["source"]][: args.first_lines]
@@ -404,9 +418,7 @@ def run_policies(service: Service, results: Sequence[dict[str, Any]], logs: dict
         for name in owned:
             service.register(name, Path(result["checkpoint"]))
         service.wait_serving(owned, result["version"])
-    warm_left = args.warmup_s - (time.monotonic() - t0)
-    if warm_left > 0:
-        time.sleep(warm_left)
+    service.wait_warmed([name for names in copies.values() for name in names.values()])
     out: dict[str, dict[str, Outcome]] = {}
     for result in results:
         for name in copies[result["source"]].values():

@@ -21,6 +21,7 @@ from model.vocab import (
     for_windows,
     load_vocabulary,
     pick_session_rules,
+    with_window_rules,
 )
 from training.datasets import Splits
 from training.settings import DataSettings, TrainSettings
@@ -99,13 +100,16 @@ def training_vocabulary(
     """The templates of the windows the model trained on (not the validation part); for sessions also their
     transitions and counts, with the session rules picked on the normal sessions (cross-validated training ones
     and the validation ones) so that the model (``flagged_by_model``: its verdict on each validation normal, if
-    given) and the rules together stay within the false-positive budget (``--max-fpr``; no false alarm without)."""
+    given) and the rules together stay within the false-positive budget (``--max-fpr``; no false alarm without).
+    Fixed windows get the window rules (model/window_rules.py), picked the same way."""
     from model.preprocess import PREPROCESS_VERSION
 
     windows = ((s.messages, s.label) for s in splits.train)
     vocabulary = build_vocabulary(windows, PREPROCESS_VERSION, sessions=splits.report.sessions)
     trained = [s.messages for s in splits.train if not s.label]
     held_out = [s.messages for s in splits.validation if not s.label]
+    if not splits.report.sessions:  # fixed windows: counts over their ceiling, steps left out
+        return with_window_rules(vocabulary, trained, held_out, max_fpr or 0.0, flagged_by_model, seed)
     return pick_session_rules(vocabulary, trained, held_out, max_fpr or 0.0, flagged_by_model, seed)
 
 

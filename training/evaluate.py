@@ -11,6 +11,7 @@ from typing import Any
 from model.logllm import LogLLM
 from model.vocab import (
     KNOWN_ANOMALOUS,
+    MISSING_STEP,
     NOVEL,
     NOVEL_COUNT,
     NOVEL_TRANSITION,
@@ -18,6 +19,7 @@ from model.vocab import (
     NoveltyMode,
     Vocabulary,
     decide,
+    templates_only,
     window_novelty,
 )
 from training.data import LabeledSequence
@@ -124,6 +126,10 @@ def novelty_metrics(
     if vocabulary.counts is not None:
         reasons.append(NOVEL_COUNT)
         report["count_rule"] = vocabulary.count_rule
+    if vocabulary.window_max is not None:  # fixed windows' rules (model/window_rules.py)
+        reasons.extend([MISSING_STEP, NOVEL_COUNT])
+        report["count_slack"] = vocabulary.count_slack
+        report["step_support"] = vocabulary.step_support
     for reason in reasons:
         marked = [s.label for s, n in zip(sequences, found, strict=True) if n.reason == reason]
         report[reason] = _tally(marked)
@@ -133,9 +139,9 @@ def novelty_metrics(
         report["normal_shape"] = _tally(cleared)
     if mode == "flag":
         report["with_novelty"] = _decided_metrics(labels, scores, threshold, found, prevalence)
-        if vocabulary.rare_transition or vocabulary.count_rule or vocabulary.shape_rule:
-            templates_only = [replace(n, transitions=(), counts=(), normal_shape=False) for n in found]
-            report["templates_only"] = _decided_metrics(labels, scores, threshold, templates_only, prevalence)
+        if templates_only(vocabulary) is not vocabulary:
+            plain = [replace(n, transitions=(), counts=(), normal_shape=False, missing=()) for n in found]
+            report["templates_only"] = _decided_metrics(labels, scores, threshold, plain, prevalence)
     return report
 
 

@@ -6,7 +6,8 @@ was first seen, then applies model/vocab.py's ``window_novelty`` and ``decide``,
 final (mutes applied) and before they are written: it counts every template per source and learns the
 templates of windows that came out normal or muted. Lookup before update means a template first seen in the
 window being scored is not yet learned, in that window or in any other of the same batch. Session transitions
-and counts (the vocabulary's rules for whole sessions) are looked up and learned the same way, in ``pat:S:paths``.
+and counts (the vocabulary's rules for whole sessions), and a fixed window's counts over their ceiling and missing
+steps (its rules, model/window_rules.py), are looked up and learned the same way, in ``pat:S:paths``.
 
 A template the checkpoint saw only in anomalous windows is never learned from a window's outcome, only
 explicitly (feedback "normal", a mute, ``POST /patterns/{id}/learn``): it is the signal novelty exists for.
@@ -29,12 +30,14 @@ from model.vocab import (
     Transition,
     Vocabulary,
     decide,
-    for_windows,
     normal_shape,
     rare_transitions,
+    templates_only,
     unusual_counts,
+    window_findings,
     window_novelty,
 )
+from model.window_rules import Step
 from service.metrics import ServiceMetrics
 from service.patterns.pattern_store import (
     PatternStore,
@@ -42,6 +45,7 @@ from service.patterns.pattern_store import (
     TemplateUse,
     count_id,
     path_id,
+    step_id,
     template_id,
 )
 from service.patterns.policy import NoveltyPolicy
@@ -66,6 +70,11 @@ def whole_session(window: ClosedWindow) -> bool:
     rules may read. A fixed window's ends are cuts; a session past max_session_lines continues in window #1, #2..."""
     parts = window_parts(window.window_id, window.window_key)
     return parts.kind == "session" and parts.number == 0 and window.reason != "size"
+
+
+def fixed_window(window: ClosedWindow) -> bool:
+    """A fixed window: the only kind the window rules (counts over their ceiling, missing steps) read."""
+    return window_parts(window.window_id, window.window_key).kind == "fixed"
 
 
 class PatternKeeper:
@@ -97,8 +106,8 @@ class PatternKeeper:
         self.lines_seen: dict[str, int] = {}  # lines of each source this worker counted
         self.metrics = metrics
         # the template rule's view; the session rules run on their own (rare_transitions, unusual_counts), for
-        # whole sessions only
-        self.templates_only = for_windows(vocabulary, sessions=False) if vocabulary is not None else None
+        # whole sessions only, and the window rules (window_findings) for fixed windows only
+        self.templates_only = templates_only(vocabulary) if vocabulary is not None else None
         if vocabulary is None and vocabulary_for is None and mode != "off":
             log.warning("novelty off: the checkpoint has no vocabulary (logllm vocab makes one); patterns still kept")
 
@@ -113,7 +122,7 @@ class PatternKeeper:
         if found is None or found[0] is not vocabulary:
             if len(self._views) > 256:
                 self._views.clear()
-            found = self._views[id(vocabulary)] = (vocabulary, for_windows(vocabulary, sessions=False))
+            found = self._views[id(vocabulary)] = (vocabulary, templates_only(vocabulary))
         return found[1]
 
     async def decide(self, pairs: Sequence[Pair], sequences: Sequence[Sequence[str]]) -> list[Pair]:
@@ -122,7 +131,8 @@ class PatternKeeper:
         learned_findings: dict[str, frozenset[str]] = {}
         warming: set[str] = set()
         rare: list[tuple[Transition, ...]] = [()] * len(pairs)  # by the checkpoint; the source may know some
-        odd: list[tuple[CountFinding, ...]] = [()] * len(pairs)  # the same for counts
+        odd: list[tuple[CountFinding, ...]] = [()] * len(pairs)  # the same for counts (a fixed window's too)
+        left_out: list[tuple[Step, ...]] = [()] * len(pairs)  # fixed windows' missing steps
         shaped = [False] * len(pairs)  # whole sessions of a normal training shape (the shape rule clears them)
         vocabularies = [self._vocabulary(verdict) for _, verdict in pairs]
         modes = [self.policy.mode(source_of(window), verdict.model_version) for window, verdict in pairs]
@@ -140,6 +150,11 @@ class PatternKeeper:
                     findings = session_ids.setdefault(source, set())
                     findings.update(path_id(pair) for pair in rare[i])
                     findings.update(count_id(found) for found in odd[i])
+                elif fixed_window(window) and vocab is not None:
+                    odd[i], left_out[i] = window_findings(messages, vocab)
+                    findings = session_ids.setdefault(source, set())
+                    findings.update(count_id(found) for found in odd[i])
+                    findings.update(step_id(step) for step in left_out[i])
             try:
                 now, states = await self.patterns.lookup(asked, session_ids)
             except StoreUnavailable:
@@ -152,8 +167,8 @@ class PatternKeeper:
             warming = {source for source, state in states.items()
                        if now - state.first_seen < self.warmup_s and source not in self.covered}  # fmt: skip
         out: list[Pair] = []
-        for (window, verdict), messages, candidates, counts, shape, vocab, policy_mode in zip(
-            pairs, sequences, rare, odd, shaped, vocabularies, modes, strict=True
+        for (window, verdict), messages, candidates, counts, steps, shape, vocab, policy_mode in zip(
+            pairs, sequences, rare, odd, left_out, shaped, vocabularies, modes, strict=True
         ):
             templates_only = self._templates_only(vocab)
             if verdict.score is None or templates_only is None or policy_mode == "off":
@@ -168,6 +183,7 @@ class PatternKeeper:
                 transitions=tuple(p for p in candidates if path_id(p) not in known_findings),
                 counts=tuple(c for c in counts if count_id(c) not in known_findings),
                 normal_shape=shape,
+                missing=tuple(s for s in steps if step_id(s) not in known_findings),
             )
             mode: NoveltyMode = "annotate" if source in warming else policy_mode
             threshold = float(verdict.threshold or 0.0)
@@ -175,6 +191,7 @@ class PatternKeeper:
             out.append((window, replace(
                 verdict, label="anomalous" if anomalous else "normal", reason=reason, novel=novelty.novel,
                 known_anomalous=novelty.known_anomalous, transitions=novelty.transitions, counts=novelty.counts,
+                missing=novelty.missing,
             )))  # fmt: skip
         return out
 
@@ -238,17 +255,18 @@ class PatternKeeper:
                 self.metrics.source_vocabulary_coverage.labels(source=label).set(update.coverage)
 
     async def _learn_session_findings(self, pairs: Sequence[Pair]) -> None:
-        """Rare transitions and unusual counts of windows that came out muted, or normal (a warm-up, ``annotate``)
-        with a score under ``learn_below``, become the source's: one call per source."""
-        by_source: dict[str, tuple[list[Transition], list[CountFinding]]] = {}
+        """Rare transitions, unusual counts and missing steps of windows that came out muted, or normal (a warm-up,
+        ``annotate``) with a score under ``learn_below``, become the source's: one call per source."""
+        by_source: dict[str, tuple[list[Transition], list[CountFinding], list[Step]]] = {}
         for window, verdict in pairs:
-            if (verdict.transitions or verdict.counts) and self._teaches(verdict):
-                transitions, counts = by_source.setdefault(source_of(window), ([], []))
+            if (verdict.transitions or verdict.counts or verdict.missing) and self._teaches(verdict):
+                transitions, counts, steps = by_source.setdefault(source_of(window), ([], [], []))
                 transitions.extend(verdict.transitions)
                 counts.extend(verdict.counts)
-        for source, (transitions, counts) in by_source.items():
+                steps.extend(verdict.missing)
+        for source, (transitions, counts, steps) in by_source.items():
             try:
-                await self.patterns.learn_session_findings(source, transitions, counts)
+                await self.patterns.learn_session_findings(source, transitions, counts, steps)
             except ResponseError:
                 log.exception("learning the session findings of source %s failed", source)
 

@@ -101,6 +101,12 @@ def path_id(pair: tuple[str | None, str | None]) -> str:
     return f"{'^' if first is None else template_id(first)}>{'$' if then is None else template_id(then)}"
 
 
+def step_id(step: tuple[str, str]) -> str:
+    """A step left out of a fixed window as the pattern store keeps it (beside the paths): 'idA~idB'."""
+    first, then = step
+    return f"{template_id(first)}~{template_id(then)}"
+
+
 def count_id(finding: tuple[str, str | None, int]) -> str:
     """A session count value as the pattern store keeps it (beside the paths): '#idA=3' for a template's count,
     '#idA-idB=-1' for the difference of two counts."""
@@ -242,9 +248,12 @@ class PatternStore:
         source: str,
         pairs: Sequence[tuple[str | None, str | None]],
         counts: Sequence[tuple[str, str | None, int]] = (),
+        steps: Sequence[tuple[str, str]] = (),
     ) -> list[str]:
-        """Mark session transitions and count values normal for a source (feedback "normal", a mute); their ids."""
-        ids = list(dict.fromkeys([*(path_id(pair) for pair in pairs), *(count_id(found) for found in counts)]))
+        """Mark session transitions, count values and missing steps normal for a source (feedback "normal", a mute);
+        their ids."""
+        found = [*(path_id(pair) for pair in pairs), *(count_id(c) for c in counts), *(step_id(s) for s in steps)]
+        ids = list(dict.fromkeys(found))
         if ids:
             with _translated():
                 await self.redis.sadd(self._base(source) + "paths", *ids)

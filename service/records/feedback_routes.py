@@ -62,8 +62,8 @@ async def post_feedback(window_id: str, body: FeedbackBody, state: State) -> dic
 
 
 async def learn_novelty(state: ServiceState, record: dict[str, str], how: str) -> list[str]:
-    """A window said to be normal teaches its source the templates, session paths and counts the novelty rule found
-    in it; their ids (a path's is ``idA>idB``, a count's ``#idA-idB=d``).
+    """A window said to be normal teaches its source the templates, session paths, counts and steps the novelty rule
+    found in it; their ids (a path's is ``idA>idB``, a count's ``#idA-idB=d``, a missing step's ``idA~idB``).
 
     Not in feedback.lua: a source's patterns live in its own partition slot, the record in its window's."""
     if state.patterns is None or not record.get("novelty"):
@@ -71,7 +71,8 @@ async def learn_novelty(state: ServiceState, record: dict[str, str], how: str) -
     found = Novelty.from_json(json.loads(record["novelty"]))
     source = record.get("source") or DEFAULT_SOURCE
     learned = await state.patterns.learn(source, [*found.known_anomalous, *found.novel], how)
-    return learned + await state.patterns.learn_session_findings(source, found.transitions, found.counts)
+    findings = await state.patterns.learn_session_findings(source, found.transitions, found.counts, found.missing)
+    return learned + findings
 
 
 @router.get(

@@ -14,7 +14,9 @@ from service.windows.ids import DEFAULT_SOURCE, BadWindowName, is_window_key, se
 router = APIRouter(prefix="/sequences", dependencies=[Depends(require_token)])
 
 
-Reason = Literal["model", "novel_template", "known_anomalous_template", "novel_transition", "novel_count"]
+Reason = Literal[
+    "model", "novel_template", "known_anomalous_template", "novel_transition", "missing_step", "novel_count"
+]
 REASONS = get_args(Reason)
 
 
@@ -29,7 +31,13 @@ class NoveltyFound(BaseModel):
     counts: list[tuple[str, str | None, int]] = Field(
         default_factory=list,
         description="session counts no normal training session showed and the source has not learned: [template,"
-        " null, n] is how often the template occurred, [template, other, d] its count minus the other's",
+        " null, n] is how often the template occurred, [template, other, d] its count minus the other's; in a fixed"
+        " window, [template, null, n]: more than any normal training window held (plus the checkpoint's slack)",
+    )
+    missing: list[tuple[str, str]] = Field(
+        default_factory=list,
+        description="fixed windows: [template, step] where every normal training window followed the template by the"
+        " step within a few lines, and this window did not (the source has not learned it)",
     )
 
 
@@ -54,7 +62,9 @@ class VerdictResponse(BaseModel):
         description="why it is anomalous: the model's score, or a template neither the checkpoint nor the source knew"
         " (novel_template) or that training saw only in anomalous windows (known_anomalous_template), or a session"
         " path of known templates that normal training sessions (almost) never took (novel_transition), or a count"
-        " of templates (or difference of two counts) no normal training session showed (novel_count)",
+        " of templates (or difference of two counts) no normal training session showed, or more of one template than"
+        " any normal training window held (novel_count), or a step that always followed a template left out of a"
+        " fixed window (missing_step)",
     )
     novelty: NoveltyFound | None = Field(default=None, description="the templates the novelty rule found")
 

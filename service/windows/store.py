@@ -139,10 +139,11 @@ class Verdict:
     known_anomalous: tuple[str, ...] = ()  # templates training saw only in anomalous windows
     transitions: tuple[tuple[str | None, str | None], ...] = ()  # rare template pairs; None: session start/end
     counts: tuple[tuple[str, str | None, int], ...] = ()  # count values no normal training session showed
+    missing: tuple[tuple[str, str], ...] = ()  # steps left out of a fixed window (model/window_rules.py)
 
     def novelty(self) -> dict[str, Any] | None:
         """What the novelty rule found, as stored and shown; None when it found nothing."""
-        found = Novelty(self.novel, self.known_anomalous, self.transitions, self.counts)
+        found = Novelty(self.novel, self.known_anomalous, self.transitions, self.counts, missing=self.missing)
         return found.to_json() if found.reason is not None else None
 
     def extra_fields(self) -> str:
@@ -196,7 +197,7 @@ def _number(value: float | None) -> str:
 def _novelty_fields(text: str | None) -> dict[str, Any]:
     found = Novelty.from_json(json.loads(text) if text else {})
     return {"novel": found.novel, "known_anomalous": found.known_anomalous, "transitions": found.transitions,
-            "counts": found.counts}  # fmt: skip
+            "counts": found.counts, "missing": found.missing}  # fmt: skip
 
 
 def _text(value: Any) -> str:

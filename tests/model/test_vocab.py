@@ -261,7 +261,7 @@ def test_score_columns_apply_the_rule() -> None:
     assert novelty_columns(known, 0.1, 0.5, vocabulary, "flag") == "normal\t-\t-"
     assert novelty_columns([*known, "fan <*> failed"], 0.1, 0.5, vocabulary, "flag") == (
         'anomalous\tnovel_template\t{"novel": ["fan <*> failed"], "known_anomalous": [], "transitions": [],'
-        ' "counts": []}'
+        ' "counts": [], "missing": []}'
     )
     assert novelty_columns([*known, "panic"], 0.1, 0.5, vocabulary, "annotate").startswith("normal\t-\t{")
     assert novelty_columns([*known, "panic"], 0.9, 0.5, vocabulary, "off") == "anomalous\tmodel\t-"

@@ -16,7 +16,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from model.vocab import build_vocabulary
+from model.vocab import build_vocabulary, with_window_rules
 from service.patterns.pattern_store import template_id
 from tests.service.test_app import KeywordScorer, MakeClient, make_client, scored  # noqa: F401
 from tests.service.test_records import explained, fixed, post, record, session
@@ -58,7 +58,8 @@ def test_an_unseen_template_flags_its_window_and_leads_the_explanation_until_lea
     verdict = scored(client, flagged)
     assert (verdict["status"], verdict["reason"]) == ("anomalous", "novel_template")
     assert verdict["score"] == pytest.approx(0.1)  # the model said normal; the rule decided
-    assert verdict["novelty"] == {"novel": ["fan <*> failed"], "known_anomalous": [], "transitions": [], "counts": []}
+    assert verdict["novelty"] == {"novel": ["fan <*> failed"], "known_anomalous": [], "transitions": [], "counts": [],
+                                  "missing": []}  # fmt: skip
     rec = explained(client, flagged)
     assert rec["reason"] == "novel_template" and rec["novelty"]["novel"] == ["fan <*> failed"]
     lead = rec["explanation"][0]
@@ -119,7 +120,7 @@ def test_a_session_that_stops_early_is_a_novel_transition_until_an_operator_says
     verdict = scored(client, stopped)
     assert (verdict["status"], verdict["reason"], verdict["score"]) == ("anomalous", "novel_transition", 0.1)
     assert verdict["novelty"] == {"novel": [], "known_anomalous": [], "transitions": [["read block <*>", None]],
-                                   "counts": []}  # fmt: skip
+                                   "counts": [], "missing": []}  # fmt: skip
     assert record(client, stopped)["novelty"] == verdict["novelty"]
 
     said = client.post(f"/sequences/{stopped}/feedback", json={"label": "normal", "note": "reads only"})
@@ -222,6 +223,42 @@ def test_fixed_windows_never_apply_the_session_rules(make_client: MakeClient, sc
     assert (scored(client, window)["status"], scored(client, window)["novelty"]) == ("normal", None)
 
 
+OPENED, READ_, CLOSED, IDLE = "open file <*>", "read block <*>", "close file <*>", "idle <*>"
+# fixed windows of six where every open is closed within two lines and a window reads at most twice
+WINDOWS_OF_SIX = [[IDLE, OPENED, READ_, CLOSED, IDLE, IDLE], [OPENED, CLOSED, IDLE, OPENED, READ_, CLOSED],
+                  [OPENED, READ_, CLOSED, READ_, IDLE, IDLE], [OPENED, CLOSED, IDLE, IDLE, IDLE, IDLE],
+                  [OPENED, READ_, CLOSED, OPENED, READ_, CLOSED]] * 4  # fmt: skip
+
+
+class WindowRulesScorer(KeywordScorer):
+    """The keyword model with a fixed-window checkpoint's vocabulary, its window rules on."""
+
+    vocabulary = with_window_rules(build_vocabulary((w, 0) for w in WINDOWS_OF_SIX), WINDOWS_OF_SIX, [], 0.0)
+
+
+def test_a_fixed_window_missing_a_step_or_over_a_count_is_flagged_until_an_operator_says_it_is_normal(
+    make_client: MakeClient,
+) -> None:
+    client = make_client(scorer=WindowRulesScorer(), novelty_warmup_s=0, window_mode="fixed", window_size=6,
+                         window_step=6)  # fmt: skip
+    assert scored(client, fixed(client, "web", ["idle 1", *KNOWN[:2], KNOWN[3], "idle 2", "idle 3"]))["status"] == (
+        "normal"
+    )
+    left_open = fixed(client, "web", [*KNOWN[:2], "idle 4", "idle 5", "idle 6", "idle 7"])  # never closed
+    verdict = scored(client, left_open)
+    assert (verdict["status"], verdict["reason"], verdict["score"]) == ("anomalous", "missing_step", 0.1)
+    assert verdict["novelty"]["missing"] == [[OPENED, CLOSED]]
+    assert record(client, left_open)["novelty"] == verdict["novelty"]
+    said = client.post(f"/sequences/{left_open}/feedback", json={"label": "normal", "note": "kept open"})
+    assert said.json()["learned"] == [f"{template_id(OPENED)}~{template_id(CLOSED)}"]
+    assert scored(client, fixed(client, "web", [*KNOWN[:2], "idle 8", "idle 9", "idle 1", "idle 2"]))["status"] == (
+        "normal"
+    )  # the source learned it
+    burst = scored(client, fixed(client, "web", [KNOWN[0], KNOWN[3], *["read block 5"] * 4]))
+    assert (burst["status"], burst["reason"], burst["novelty"]["counts"]) == ("anomalous", "novel_count",
+                                                                              [[READ_, None, 4]])  # fmt: skip
+
+
 def test_known_anomalous_templates_are_named_and_never_learned_from_a_window(make_client: MakeClient) -> None:
     client = novelty_client(make_client, novelty="annotate")
     window = session(client, "k1", [KNOWN[0], LOST, FAN])
@@ -232,6 +269,7 @@ def test_known_anomalous_templates_are_named_and_never_learned_from_a_window(mak
         "known_anomalous": ["block <*> lost"],
         "transitions": [],
         "counts": [],
+        "missing": [],
     }
     assert record(client, window)["novelty"] == verdict["novelty"]
     assert pattern(client, "fan <*> failed")["learned"] == "normal_window"  # a normal window teaches it
@@ -249,6 +287,7 @@ def test_flag_names_a_known_anomalous_template_first(make_client: MakeClient) ->
         "known_anomalous": ["block <*> lost"],
         "transitions": [],
         "counts": [],
+        "missing": [],
     }
     explanation = explained(client, window)["explanation"]  # the rule's templates, no occlusion pass
     assert [(c["message"], c.get("novelty"), c["contribution"], c["count"]) for c in explanation] == [

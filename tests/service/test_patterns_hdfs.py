@@ -85,7 +85,8 @@ def test_an_unseen_hdfs_line_is_flagged_first_and_normal_once_learned_or_muted(c
     flagged = stream(client, "blk_2001", QUOTA_LINE)
     assert (flagged["status"], flagged["reason"]) == ("anomalous", "novel_template"), flagged
     assert flagged["score"] < flagged["threshold"]  # the model alone would have missed it
-    assert flagged["novelty"] == {"novel": [QUOTA], "known_anomalous": [], "transitions": [], "counts": []}
+    assert flagged["novelty"] == {"novel": [QUOTA], "known_anomalous": [], "transitions": [], "counts": [],
+                                   "missing": []}  # fmt: skip
     lead = wait_for(
         lambda: (r := client.get(f"/sequences/{flagged['id']}").json())["explanation_status"] == "done" and r,
         what="the explanation",

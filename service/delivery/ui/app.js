@@ -69,6 +69,7 @@ const WHY = {
   novel_template: "new template",
   known_anomalous_template: "known bad template",
   novel_transition: "new path",
+  missing_step: "missing step",
   novel_count: "unusual count",
 };
 const why = (record) => WHY[record.reason] || "";
@@ -158,7 +159,7 @@ async function loadSources() {
   }
 }
 
-// what the session rules found, in words: a path or a count no normal training session showed
+// what the session and window rules found, in words: a path, a step or a count no normal training window showed
 function sessionFindings(novelty) {
   const end = (template, word) => (template === null ? word : "\u201c" + template + "\u201d");
   const paths = (novelty.transitions || []).map(([first, then]) =>
@@ -167,7 +168,9 @@ function sessionFindings(novelty) {
     other === null
       ? "unusual count: \u201c" + first + "\u201d \u00d7 " + value
       : "unusual count: \u201c" + first + "\u201d minus \u201c" + other + "\u201d = " + value);
-  return [...paths, ...counts];
+  const steps = (novelty.missing || []).map(([first, then]) =>
+    "missing step: \u201c" + first + "\u201d without \u201c" + then + "\u201d after it");
+  return [...paths, ...steps, ...counts];
 }
 
 async function showWindow(id) {
