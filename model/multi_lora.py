@@ -59,42 +59,41 @@ class LoRAPair:
 
 class RowAdapters:
     """Which adapter each row of the forward in progress uses. Set only under the shared base's lock (``use``), read
-    by every MultiLoRALinear of one model: ``names`` the distinct adapters of the rows and ``index`` each row's
-    position in them when the rows use more than one, ``groups`` (adapter, row indices or None for all rows) for
-    the layers that cannot gather (an adapter missing there, or ranks that differ)."""
+    by every MultiLoRALinear of one model: ``names`` the distinct adapters of the rows and ``positions`` each row's
+    place in them when the rows use more than one, ``groups`` (adapter, row indices or None for all rows) for the
+    layers that cannot gather (an adapter missing there, or ranks that differ)."""
 
     def __init__(self) -> None:
         self.groups: list[tuple[str, Tensor | None]] = []
         self.names: Sequence[str] = ()
-        self.index: Tensor | None = None
+        self.positions: list[int] = []
 
     @contextmanager
     def use(self, names: Sequence[str], device: torch.device) -> Iterator[None]:
-        previous = self.groups, self.names, self.index
+        previous = self.groups, self.names, self.positions
         rows: dict[str, list[int]] = {}
         for i, name in enumerate(names):
             rows.setdefault(name, []).append(i)
         if len(rows) == 1:
-            self.groups, self.names, self.index = [(names[0], None)], (), None
+            self.groups, self.names, self.positions = [(names[0], None)], (), []
         else:
             self.groups = [(name, torch.tensor(index, device=device)) for name, index in rows.items()]
-            position = {name: k for k, name in enumerate(rows)}
-            self.names = list(rows)
-            self.index = torch.tensor([position[name] for name in names], device=device)
+            place = {name: k for k, name in enumerate(rows)}
+            self.names, self.positions = list(rows), [place[name] for name in names]
         try:
             yield
         finally:
-            self.groups, self.names, self.index = previous
+            self.groups, self.names, self.positions = previous
 
     @contextmanager
     def use_one(self, name: str) -> Iterator[None]:
         """Every row, whatever the batch size (generate's later steps included), through ``name``."""
-        previous = self.groups, self.names, self.index
-        self.groups, self.names, self.index = [(name, None)], (), None
+        previous = self.groups, self.names, self.positions
+        self.groups, self.names, self.positions = [(name, None)], (), []
         try:
             yield
         finally:
-            self.groups, self.names, self.index = previous
+            self.groups, self.names, self.positions = previous
 
 
 class MultiLoRALinear(nn.Module):
@@ -108,11 +107,11 @@ class MultiLoRALinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.base_layer(x)
-        index = self.routing.index
-        if index is not None:
+        if self.routing.positions:
             pairs = [self.adapters.get(name) for name in self.routing.names]
-            if all(pairs) and len({(p.a.shape, p.a.dtype) for p in pairs if p}) == 1:
-                return self._gathered(x, out, [p for p in pairs if p], index)
+            present = [p for p in pairs if p]
+            if len(present) == len(pairs) and len({(p.a.shape, p.a.dtype) for p in present}) == 1:
+                return self._gathered(x, out, [present[k] for k in self.routing.positions])
         for name, rows in self.routing.groups:
             pair = self.adapters.get(name)
             if pair is None:
@@ -124,14 +123,16 @@ class MultiLoRALinear(nn.Module):
         return out
 
     @staticmethod
-    def _gathered(x: Tensor, out: Tensor, pairs: list[LoRAPair], index: Tensor) -> Tensor:
-        """Rows of many adapters of one shape: the adapters' A and B stacked, picked per row, two batched matmuls
-        for all rows. With 16 windows of 16 models (smollm2, messages cached, 2 cores) the mixed pass took as long
-        as one model's (22-26 s against 23-27 s under load), a loop over the adapters (peft's way) 36-54 s; per
-        layer (16 rows x 44 tokens, q_proj 576 -> 576, r 8) rows of 2, 4 or 16 adapters took 1.4-1.45 ms gathered,
-        1.65-1.8 ms grouped by adapter (each group's rows picked, multiplied, added back), the base matmul 1.25."""
-        a = torch.stack([p.a for p in pairs]).index_select(0, index)  # rows x in x r
-        b = torch.stack([p.b for p in pairs]).index_select(0, index)  # rows x r x out
+    def _gathered(x: Tensor, out: Tensor, pairs: list[LoRAPair]) -> Tensor:
+        """Rows of many adapters of one shape (``pairs``: each row's): each row's A and B stacked, two batched
+        matmuls for all rows, the second adding into the base's output. With 16 windows of 16 models (smollm2,
+        messages cached, 2 cores) the mixed pass took as long as one model's (22-26 s against 23-27 s under load),
+        a loop over the adapters (peft's way) 36-54 s; per layer (16 rows x 44 tokens, q_proj 576 -> 576, r 8)
+        rows of 2, 4 or 16 adapters took 1.4-1.45 ms gathered, 1.65-1.8 ms grouped by adapter (each group's rows
+        picked, multiplied, added back), the base matmul 1.25. Few tensor ops per layer: on a loaded machine each
+        one waits for both cores, whatever its size."""
+        a = torch.stack([p.a for p in pairs])  # rows x in x r
+        b = torch.stack([p.b for p in pairs])  # rows x r x out
         _add_product(out, torch.bmm(x.reshape(x.shape[0], -1, x.shape[-1]).to(a.dtype), a), b)
         return out
 
