@@ -35,6 +35,7 @@ from model.checkpoint import (
     load_trained_parts,
 )
 from model.checkpoint_files import PARTS, CheckpointFilesError, check_files
+from model.encode_batches import length_batches
 from model.logllm import LogLLM
 from model.multi_lora import LoRAFileError, LoRAPair, MultiLoRALinear, RowAdapters, read_lora, wrap_linears
 from model.settings import ModelSettings
@@ -329,8 +330,9 @@ def _encode_together(base: SharedBase, wanted: Sequence[tuple[PooledModel, Seque
     for model, message in todo:
         limits.setdefault(model.model.max_message_tokens, []).append((model, message))
     for limit, items in limits.items():
-        for chunk in _chunks(items, todo[0][0].model.encode_batch_size):
-            _encode_chunk(base, chunk, limit)
+        texts = [message for _, message in items]
+        for batch in length_batches(base.encoder_tokenizer, texts, limit, todo[0][0].model.encode_batch_size):
+            _encode_chunk(base, [items[i] for i in batch], limit)
 
 
 def _encode_chunk(base: SharedBase, chunk: Sequence[tuple[PooledModel, str]], limit: int) -> None:

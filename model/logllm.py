@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from model.embedding_cache import EmbeddingCache
+from model.encode_batches import length_batches
 
 
 @dataclass(frozen=True)
@@ -117,9 +118,10 @@ class LogLLM(nn.Module):
         found = {m: v for m in distinct if use_cache and (v := self.cache.get(m)) is not None}
         missing = [m for m in distinct if m not in found]
         encoded: dict[str, Tensor] = {}
-        for chunk in _chunks(missing, self.encode_batch_size):
+        for batch in length_batches(self.encoder_tokenizer, missing, self.max_message_tokens, self.encode_batch_size):
+            chunk = [missing[i] for i in batch]
             tokens = self.encoder_tokenizer(
-                list(chunk),
+                chunk,
                 padding=True,
                 truncation=True,
                 max_length=self.max_message_tokens,

@@ -10,6 +10,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file, save_file
 
 from model.adapter_pool import MIB, AdapterPool, SharedBase, score_mixed
 from model.checkpoint import CheckpointError, load_checkpoint
@@ -172,3 +174,45 @@ def test_a_checkpoint_rewritten_in_place_leaves_the_loaded_model_as_it_was(
             handle.write(data)
     assert model.score(WINDOWS) == pytest.approx(before, abs=1e-6)
     assert pool.load(copy).score(WINDOWS) != pytest.approx(before, abs=1e-3)  # what a new registration reads
+
+
+def _with_double_rank(source: Path, directory: Path) -> Path:
+    """A copy of ``source`` whose adapters have twice the rank, the new half zero and alpha doubled: the same
+    function as ``source`` in tensors of another shape."""
+    shutil.copytree(source, directory)
+    for part in ("encoder_lora", "decoder_lora"):
+        config_path = directory / part / "adapter_config.json"
+        config = json.loads(config_path.read_text())
+        config["r"], config["lora_alpha"] = 2 * int(config["r"]), 2 * float(config["lora_alpha"])
+        config_path.write_text(json.dumps(config))
+        weights = directory / part / "adapter_model.safetensors"
+        tensors = load_file(str(weights))
+        save_file(
+            {
+                key: torch.cat([t, torch.zeros_like(t)], dim=0 if key.endswith("lora_A.weight") else 1)
+                for key, t in tensors.items()
+            },
+            str(weights),
+        )
+    return directory
+
+
+def test_every_row_of_a_mixed_batch_scores_as_its_checkpoint_served_alone(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """Against each checkpoint as one model is served (load_checkpoint: peft, adapters merged into the weights):
+    rows of three models in every batch (each row's adapters gathered), then with a fourth whose adapters have
+    another rank (layers fall back to grouping rows by adapter)."""
+    wide = _with_double_rank(tiny_models["web"], tmp_path / "web-wide")
+    paths = {"default": tiny_models["default"], "web": tiny_models["web"], "web2": tiny_models["web2"], "wide": wide}
+    pool = AdapterPool(SETTINGS, 1 << 30)
+    models = {name: pool.load(path) for name, path in paths.items()}
+    alone = {name: load_checkpoint(path, SETTINGS)[0].score(WINDOWS) for name, path in paths.items()}
+    assert alone["wide"] == pytest.approx(alone["web"], abs=1e-5)  # the same function
+    assert len({round(scores[0], 3) for scores in alone.values()}) == 3  # default, web and web2 differ
+    for names in (["default", "web", "web2"], list(paths)):
+        for model in models.values():
+            model.model.cache.clear()  # every message encoded in the mixed encoder passes
+        rows = [(name, window) for window in WINDOWS for name in names]
+        scores = score_mixed([(models[name], window) for name, window in rows], batch_size=2 * len(names))
+        assert scores == pytest.approx([alone[name][WINDOWS.index(window)] for name, window in rows], abs=1e-5)
