@@ -115,9 +115,15 @@ def test_many_models_share_every_base_tensor_and_add_only_their_own(tiny_models:
     assert {m.base for m in models} == {base}
     assert _base_storages(base) == shared  # no parameter copied or added: the adapters are not parameters of the base
     assert _module_count(base) == modules
-    storages = [t.untyped_storage().data_ptr() for m in models for p in base.lora_pairs(m.adapter) for t in (p.a, p.b)]
-    assert len(storages) == len(set(storages)) == 32 * 2 * len(base.lora_pairs(first.adapter))  # all its own
-    assert not set(storages) & set(shared.values())
+    owned = [
+        {t.untyped_storage().data_ptr(): t.untyped_storage() for p in base.lora_pairs(m.adapter) for t in (p.a, p.b)}
+        for m in models
+    ]
+    pointers = [set(mine) for mine in owned]
+    assert sum(map(len, pointers)) == len(set().union(*pointers))  # no model's tensors in another's storage
+    assert not set().union(*pointers) & set(shared.values())
+    for model, mine in zip(models, owned, strict=True):  # its storages hold its LoRA tensors and nothing more
+        assert sum(s.nbytes() for s in mine.values()) == sum(p.nbytes for p in base.lora_pairs(model.adapter))
     assert pool.nbytes == base.nbytes + sum(m.nbytes for m in models)
     assert first.nbytes == sum(p.nbytes for p in base.lora_pairs(first.adapter)) + sum(
         t.numel() * t.element_size() for t in first.model.projector.parameters()
