@@ -6,7 +6,7 @@ by a model trained on its own logs (models per source), that model might vouch f
 are the rule's (``flag``, ``annotate``, ``off``) and ``unless_normal`` (a new template flags only when the model does
 not call its window clearly normal). Its default is ``flag``: scripts/learn_loop.py measured the policies side by
 side on four new systems (docs/training.md, "The loop on four new systems"), and the own models of the CPU recipe
-scored foreign lines as low as clean windows, so ``unless_normal`` let all 12 foreign-line faults through, while
+scored foreign lines as low as clean windows, so ``unless_normal`` let 9 of the 12 foreign-line faults through, while
 ``flag`` caught all 12 at 2 of 128 clean windows flagged. A source's own ``novelty`` in ``--sources`` wins over both.
 """
 
