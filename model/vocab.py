@@ -41,14 +41,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import random
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from model.rule_folds import allowed_false_alarms, folds, not_flagged_by_model
 from model.window_rules import (
     OFF,
     Follows,
@@ -79,7 +78,6 @@ Shape = tuple[tuple[str, int], ...]  # a session's templates with their counts, 
 MAX_RARE_TRANSITION = 2  # the trainer tries unseen (1) and seen-once (2) transitions; more sessions: a normal path
 COUNT_FREE_VALUES = 5  # a count with this many values across normal sessions follows load: never checked
 MAX_COUNTED_TEMPLATES = 40  # the count rule reads the templates most normal sessions hold (40: 820 pair counts)
-RULE_FOLDS = 5  # cross-validation folds over the normal training sessions when the session rules are picked
 
 
 class VocabularyError(RuntimeError):
@@ -215,7 +213,7 @@ def pick_session_rules(
 ) -> Vocabulary:
     """``vocabulary`` with the strictest session rules (count rule on or off, path rarity 2, 1 or off; counts
     first, they proved the stronger) whose false alarms fit ``max_fpr`` on every normal session not used to learn
-    the rule: each of ``RULE_FOLDS`` folds of ``train_normal`` checked against a vocabulary of the others, plus
+    the rule (model/rule_folds.py): each fold of ``train_normal`` checked against a vocabulary of the others, plus
     ``held_out_normal`` against ``vocabulary``, where the model's own flags (``flagged_by_model``) count too.
 
     The budget is for what is picked here, the threshold and these rules: a session the always-on template rule
@@ -224,17 +222,13 @@ def pick_session_rules(
     """
     if vocabulary.transitions is None or not (train_normal or held_out_normal):
         return vocabulary
-    model = list(flagged_by_model) if flagged_by_model is not None else [False] * len(held_out_normal)
-    checks: list[tuple[Vocabulary, Counter[tuple[str, ...]], int]] = []  # (vocabulary, sessions, model flags)
-    order = list(range(len(train_normal)))
-    random.Random(seed).shuffle(order)
-    for fold in range(RULE_FOLDS if len(train_normal) >= RULE_FOLDS else 0):
-        held = set(order[fold::RULE_FOLDS])
-        learned = build_vocabulary(((w, 0) for i, w in enumerate(train_normal) if i not in held), sessions=True)
-        checks.append((learned, Counter(tuple(train_normal[i]) for i in held), 0))
-    plain = Counter(tuple(w) for w, by_model in zip(held_out_normal, model, strict=True) if not by_model)
-    checks.append((vocabulary, plain, sum(model)))
-    allowed = math.floor(max_fpr * (len(train_normal) + len(held_out_normal)) + 1e-9)
+    checks: list[tuple[Vocabulary, Counter[tuple[str, ...]], int]] = [  # (vocabulary, sessions, model flags)
+        (build_vocabulary(((w, 0) for w in learned), sessions=True), Counter(map(tuple, checked)), 0)
+        for learned, checked in folds(train_normal, seed)
+    ]
+    plain, by_model = not_flagged_by_model(held_out_normal, flagged_by_model)
+    checks.append((vocabulary, Counter(map(tuple, plain)), by_model))
+    allowed = allowed_false_alarms(max_fpr, len(train_normal) + len(held_out_normal))
     for counts, rarity in SESSION_RULES:
         flagged = 0
         for learned, sessions, by_model in checks:

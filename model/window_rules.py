@@ -22,10 +22,10 @@ are not given to it.
 
 from __future__ import annotations
 
-import math
-import random
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
+
+from model.rule_folds import allowed_false_alarms, folds, not_flagged_by_model
 
 Step = tuple[str, str]  # (A, B): B follows A
 Follows = dict[str, tuple[tuple[str, int, int], ...]]  # A -> ((B, within D lines, support), ...)
@@ -35,7 +35,6 @@ MAX_STEP_DISTANCE = 5  # a step further than this from its cause is not a step o
 MIN_SUPPORT = 5  # a rule over fewer As is chance
 SLACKS = (0, 1, 2, 4)  # strictest first; past these the count rule is off
 SUPPORTS = (MIN_SUPPORT, 10, 20, 40)  # strictest first (the most rules); past these the step rule is off
-FOLDS = 5
 OFF = -1  # a slack or a support that turns its rule off
 
 
@@ -106,22 +105,15 @@ def pick_window_rules(
     seed: int = 0,
 ) -> tuple[int, int]:
     """``(slack, support)``: the strictest pair (slack first) whose false alarms fit ``max_fpr`` on every normal
-    window not used to learn the rules: each of ``FOLDS`` folds of ``train_normal`` against rules of the others,
-    plus ``held_out_normal`` against rules of all of ``train_normal``, where the model's own flags count too.
+    window not used to learn the rules (model/rule_folds.py: each fold of ``train_normal`` against rules of the
+    others, ``held_out_normal`` against rules of all of ``train_normal``, the model's own flags counted too).
 
     A window holding a template its rules' windows never showed costs nothing: the template rule flags it anyway.
     """
-    model = list(flagged_by_model) if flagged_by_model is not None else [False] * len(held_out_normal)
-    checks: list[tuple[list[Sequence[str]], list[Sequence[str]], int]] = []  # (learned from, checked, model flags)
-    order = list(range(len(train_normal)))
-    random.Random(seed).shuffle(order)
-    for fold in range(FOLDS if len(train_normal) >= FOLDS else 0):
-        held = set(order[fold::FOLDS])
-        checks.append(([w for i, w in enumerate(train_normal) if i not in held], [train_normal[i] for i in held], 0))
-    plain = [w for w, by_model in zip(held_out_normal, model, strict=True) if not by_model]
-    checks.append((list(train_normal), plain, sum(model)))
-    trials = [_Trial(learned, checked, by_model) for learned, checked, by_model in checks]
-    allowed = math.floor(max_fpr * (len(train_normal) + len(held_out_normal)) + 1e-9)
+    plain, by_model = not_flagged_by_model(held_out_normal, flagged_by_model)
+    trials = [_Trial(learned, checked, 0) for learned, checked in folds(train_normal, seed)]
+    trials.append(_Trial(train_normal, plain, by_model))
+    allowed = allowed_false_alarms(max_fpr, len(train_normal) + len(held_out_normal))
     for slack in (*SLACKS, OFF):
         for support in (*SUPPORTS, OFF):
             if sum(trial.flagged(slack, support) for trial in trials) <= allowed:
