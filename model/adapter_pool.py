@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import BatchEncoding
 
 from model.backbones import BackboneError, BackboneInfo, load_decoder, load_encoder, pick_device, set_torch_threads
 from model.checkpoint import (
@@ -35,7 +36,7 @@ from model.checkpoint import (
     load_trained_parts,
 )
 from model.checkpoint_files import PARTS, CheckpointFilesError, check_files
-from model.encode_batches import length_batches
+from model.encode_batches import token_batches
 from model.logllm import LogLLM
 from model.multi_lora import LoRAFileError, LoRAPair, MultiLoRALinear, RowAdapters, read_lora, wrap_linears
 from model.settings import ModelSettings
@@ -331,17 +332,14 @@ def _encode_together(base: SharedBase, wanted: Sequence[tuple[PooledModel, Seque
         limits.setdefault(model.model.max_message_tokens, []).append((model, message))
     for limit, items in limits.items():
         texts = [message for _, message in items]
-        for batch in length_batches(base.encoder_tokenizer, texts, limit, todo[0][0].model.encode_batch_size):
-            _encode_chunk(base, [items[i] for i in batch], limit)
+        for batch, tokens in token_batches(base.encoder_tokenizer, texts, limit, todo[0][0].model.encode_batch_size):
+            _encode_chunk(base, [items[i] for i in batch], tokens)
 
 
-def _encode_chunk(base: SharedBase, chunk: Sequence[tuple[PooledModel, str]], limit: int) -> None:
+def _encode_chunk(base: SharedBase, chunk: Sequence[tuple[PooledModel, str]], tokens: BatchEncoding) -> None:
     device = chunk[0][0].model.device
-    tokens = base.encoder_tokenizer(
-        [message for _, message in chunk], padding=True, truncation=True, max_length=limit, return_tensors="pt"
-    ).to(device)
     with base.encoder_rows.use([model.adapter for model, _ in chunk], device):
-        pooled = base.encoder(**tokens).pooler_output
+        pooled = base.encoder(**tokens.to(device)).pooler_output
     index: dict[PooledModel, list[int]] = {}
     for i, (model, _) in enumerate(chunk):
         index.setdefault(model, []).append(i)

@@ -9,9 +9,9 @@ encoder cost far less. A message's vector does not depend on its batch (the atte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-from transformers import PreTrainedTokenizerBase
+from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 SLACK = 1.25  # a batch's padded tokens at most this many times its real ones...
 SPARE_TOKENS = 32  # ...or at most this many padding tokens: fewer cost less than another forward pass
@@ -38,3 +38,12 @@ def length_batches(
         tokens += lengths[i]
     batches.append(batch)
     return batches
+
+
+def token_batches(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, max_rows: int
+) -> Iterator[tuple[list[int], BatchEncoding]]:
+    """``length_batches``, each with its messages tokenized for the encoder: padded, cut at ``max_length``."""
+    for batch in length_batches(tokenizer, texts, max_length, max_rows):
+        chunk = [texts[i] for i in batch]
+        yield batch, tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from model.embedding_cache import EmbeddingCache
-from model.encode_batches import length_batches
+from model.encode_batches import token_batches
 
 
 @dataclass(frozen=True)
@@ -118,18 +118,11 @@ class LogLLM(nn.Module):
         found = {m: v for m in distinct if use_cache and (v := self.cache.get(m)) is not None}
         missing = [m for m in distinct if m not in found]
         encoded: dict[str, Tensor] = {}
-        for batch in length_batches(self.encoder_tokenizer, missing, self.max_message_tokens, self.encode_batch_size):
-            chunk = [missing[i] for i in batch]
-            tokens = self.encoder_tokenizer(
-                chunk,
-                padding=True,
-                truncation=True,
-                max_length=self.max_message_tokens,
-                return_tensors="pt",
-            ).to(self._first_device(self.encoder))
-            pooled = self.encoder(**tokens).pooler_output
+        batches = token_batches(self.encoder_tokenizer, missing, self.max_message_tokens, self.encode_batch_size)
+        for batch, tokens in batches:
+            pooled = self.encoder(**tokens.to(self._first_device(self.encoder))).pooler_output
             projected = self.projector(pooled.to(self.projector.weight.dtype))
-            for text, vector in zip(chunk, projected, strict=True):
+            for text, vector in zip((missing[i] for i in batch), projected, strict=True):
                 encoded[text] = vector
                 if use_cache:
                     self.cache.put(text, vector.detach())

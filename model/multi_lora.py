@@ -229,12 +229,5 @@ def _packed(pairs: dict[str, LoRAPair]) -> dict[str, LoRAPair]:
     if len({(t.device, t.dtype) for t in tensors}) != 1:
         return pairs
     flat = torch.cat([t.reshape(-1) for t in tensors])
-    out: dict[str, LoRAPair] = {}
-    at = 0
-    for path, pair in pairs.items():
-        views = []
-        for t in (pair.a, pair.b):
-            views.append(flat[at : at + t.numel()].view(t.shape))
-            at += t.numel()
-        out[path] = LoRAPair(views[0], views[1])
-    return out
+    views = [part.view(t.shape) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors, strict=True)]
+    return {path: LoRAPair(views[2 * k], views[2 * k + 1]) for k, path in enumerate(pairs)}
