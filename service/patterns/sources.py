@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from model.reading import READING_FIELDS
 from service.intake.formats import FormatDecision
 from service.patterns.keeper import KNOWN_COVERAGE, UNKNOWN_SOURCE
+from service.scoring.train_hint import add_training_hints
 from service.settings import ServiceSettings
 from service.state import ServiceState, State, require_token
 from service.windows.ids import DEFAULT_SOURCE
@@ -96,7 +97,5 @@ async def list_sources(state: State, request: Request) -> dict[str, Any]:
         metas = await state.patterns.source_meta(sorted(names))
     now = time.time()
     items = [describe(state, name, metas.get(name, {}), decisions.get(name), now) for name in sorted(names)]
-    from service.scoring.train_hint import add_training_hints
-
     await add_training_hints(state, items, state.settings.public_url or str(request.base_url))
     return {"items": items, "coverage_warn_below": state.settings.coverage_warn_below}

@@ -64,8 +64,8 @@ async def training_sample(source: Annotated[str, SOURCE], state: State) -> Strea
     sample = NormalSample(state.store, state.settings.keep_normal_sample)
     kept, seen = await sample.size(source)
     labeled, without = await labeled_windows(state, source)
-    if not kept and not labeled and not without and source not in await known_sources(state):
-        names = sorted(await known_sources(state))
+    if not kept and not labeled and not without and source not in (known := await known_sources(state)):
+        names = sorted(known)
         listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
         raise ApiError(404, "unknown_source", f"no source {source!r} seen (sources: {listed or 'none yet'})",
                        field="source")  # fmt: skip

@@ -12,6 +12,7 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
+from service.records.normal_sample import NormalSample
 from service.scoring.model_registry import ModelRegistry
 from service.scoring.models import ModelsError, ModelsSetting, best_match
 from service.state import ServiceState
@@ -27,9 +28,8 @@ def models_enabled(state: ServiceState) -> ModelsSetting | None:
     return setting if setting.enabled else None
 
 
-async def model_patterns(state: ServiceState) -> list[str]:
-    """The source patterns that have a model of their own: ``--models``' mapping and the registry's."""
-    setting = models_enabled(state)
+async def model_patterns(state: ServiceState, setting: ModelsSetting | None) -> list[str]:
+    """The source patterns that have a model of their own: ``--models``' mapping (``setting``) and the registry's."""
     if setting is None:
         return []
     _, entries = await ModelRegistry(state.store.redis, state.store.config.key_prefix).entries()
@@ -46,9 +46,8 @@ def train_command(base_url: str, source: str, auth: bool) -> str:
 
 async def add_training_hints(state: ServiceState, items: Sequence[dict[str, Any]], base_url: str) -> None:
     """``model`` on every item; ``train`` on the ones that need a model of their own."""
-    from service.records.normal_sample import NormalSample
-
-    patterns = await model_patterns(state)
+    setting = models_enabled(state)
+    patterns = await model_patterns(state, setting)
     sample = NormalSample(state.store, state.settings.keep_normal_sample)
     for item in items:
         item["model"] = best_match(item["source"], patterns)
@@ -59,7 +58,7 @@ async def add_training_hints(state: ServiceState, items: Sequence[dict[str, Any]
         missing = []
         if not kept:
             missing.append("no normal window of it kept yet: start the service with --keep-normal-sample N")
-        if models_enabled(state) is None:
+        if setting is None:
             missing.append("--register needs the service started with --models")
         item["train"] = {
             "hint": TRAIN_HINT,
